@@ -1,0 +1,82 @@
+"""Incident and blameless post-mortem management."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults, then INCIDENTS_* environment, then `test_config`."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("INCIDENTS_INSTANCE_PATH") or str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+    )
+    app.config.from_pyfile(str(ROOT / "config" / "default.py"))
+    app.config.from_prefixed_env("INCIDENTS")
+    if test_config:
+        app.config.update(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _finish_config(app)
+
+    import incidents.models  # noqa: F401  (every table registered before migrations or queries)
+    from incidents import extensions as ext
+    from incidents.database import tune_engine
+
+    ext.db.init_app(app)
+    with app.app_context():
+        for engine in ext.db.engines.values():
+            tune_engine(engine, app.config["SQLITE_BUSY_TIMEOUT"])
+    ext.alembic.init_app(app)
+    ext.csrf.init_app(app)
+    ext.login_manager.init_app(app)
+
+    from incidents import web
+    from incidents.errors import register_error_handlers
+
+    register_error_handlers(app)
+    web.register(app)
+    return app
+
+
+def _finish_config(app: Flask) -> None:
+    """Derive settings that depend on others: database engine, secret key, cookie flags."""
+    cfg = app.config
+    url = cfg.get("DATABASE_URL") or f"sqlite:///{Path(app.instance_path) / 'incidents.sqlite3'}"
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    cfg["DATABASE_URL"] = url
+    engine = {"url": url, "pool_pre_ping": True}
+    if not url.startswith("sqlite"):
+        engine.update(pool_size=cfg.get("DATABASE_POOL_SIZE", 5), max_overflow=10)
+    cfg.setdefault("SQLALCHEMY_ENGINES", {"default": engine})
+    cfg.setdefault("ALEMBIC", {"script_location": str(ROOT / "migrations")})
+    from incidents.database import render_migration_item
+
+    cfg.setdefault("ALEMBIC_CONTEXT", {"render_item": render_migration_item, "compare_type": True})
+
+    if not cfg.get("SECRET_KEY"):
+        key_file = Path(app.instance_path) / "secret_key"
+        if not key_file.exists():
+            key_file.touch(mode=0o600)
+            key_file.write_text(secrets.token_hex(32))
+        cfg["SECRET_KEY"] = key_file.read_text().strip()
+
+    secure = str(cfg.get("BASE_URL", "")).startswith("https://")
+    cfg.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        WTF_CSRF_TIME_LIMIT=None,
+    )

@@ -1,0 +1,34 @@
+"""Who may do what: one decorator for web pages and the JSON API alike."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, g, redirect, request, url_for
+from flask_login import current_user
+
+from incidents.auth.models import Role, User
+
+
+def actor() -> User | None:
+    """The authenticated user of this request: the API token's owner, or the logged-in web user."""
+    if request.blueprint == "api":  # the API trusts tokens only, never the session cookie
+        return g.get("api_user")
+    return current_user if current_user.is_authenticated else None
+
+
+def require(role: Role = Role.VIEWER):
+    """Refuse with 401 (API) or a login redirect (web) when anonymous, 403 when the role is too low."""
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            user = actor()
+            if user is None:
+                if request.blueprint == "api":
+                    abort(401, description="A valid API token is required: Authorization: Bearer <token>.")
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if not user.can(role):
+                abort(403, description=f"This needs the {role.value} role; you are {user.role.value}.")
+            return view(*args, **kwargs)
+        return wrapper
+    return decorator

@@ -1,0 +1,192 @@
+"""Sign-in, first-run setup, user administration, API tokens; and the `incidents users` commands."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import click
+import sqlalchemy as sa
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask.cli import AppGroup
+from flask_login import login_user, logout_user
+
+from incidents.auth import services
+from incidents.auth.models import Role, User
+from incidents.auth.permissions import actor, require
+from incidents.errors import DomainError
+from incidents.extensions import db
+
+bp = Blueprint("auth", __name__)
+
+
+def form_errors(e: DomainError) -> dict[str, list[str]]:
+    """Field errors of a refused form; a message without field goes under '_'."""
+    return e.fields if e.fields else {"_": [e.message]}
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("incident.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if actor() is not None:
+        return redirect(_safe_next(request.args.get("next")))
+    errors: dict = {}
+    status = 200
+    if request.method == "POST":
+        cfg = current_app.config
+        try:
+            user = services.authenticate(
+                db.session, request.form.get("email", ""), request.form.get("password", ""),
+                request.remote_addr or "unknown", window=cfg["LOGIN_THROTTLE_WINDOW"],
+                max_per_account=cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
+                max_per_address=cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"],
+            )
+        except services.LoginThrottled as e:
+            db.session.rollback()
+            errors, status = {"_": [e.message]}, 429
+        else:
+            db.session.commit()
+            if user is not None:
+                login_user(user, remember=bool(request.form.get("remember")))
+                return redirect(_safe_next(request.args.get("next")))
+            errors, status = {"_": ["Wrong e-mail or password."]}, 401
+    return render_template("auth/login.html", errors=errors, email=request.form.get("email", "")), status
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Create the first admin; this page exists only while there is no user at all."""
+    if services.count_users(db.session):
+        return redirect(url_for("auth.login"))
+    errors: dict = {}
+    if request.method == "POST":
+        form = request.form
+        if form.get("password") != form.get("password2"):
+            errors = {"password2": ["The two passwords differ."]}
+        else:
+            try:
+                user = services.create_user(db.session, email=form.get("email", ""), name=form.get("name", ""),
+                                            role=Role.ADMIN, password=form.get("password", ""))
+                db.session.commit()
+            except DomainError as e:
+                db.session.rollback()
+                errors = form_errors(e)
+            else:
+                login_user(user)
+                flash("Welcome! You are the first admin. Add teams and services next.", "success")
+                return redirect(url_for("catalog.teams"))
+    return render_template("auth/setup.html", errors=errors, form=request.form), (422 if errors else 200)
+
+
+@bp.get("/admin/users")
+@require(Role.ADMIN)
+def users():
+    return _users_page({}, {})
+
+
+def _users_page(errors: dict, form, status: int = 200):
+    rows = db.session.scalars(sa.select(User).order_by(User.name)).all()
+    return render_template("auth/users.html", users=rows, roles=list(Role), errors=errors, form=form), status
+
+
+@bp.post("/admin/users")
+@require(Role.ADMIN)
+def create_user():
+    form = request.form
+    try:
+        user = services.create_user(db.session, email=form.get("email", ""), name=form.get("name", ""),
+                                    role=form.get("role", ""), password=form.get("password", ""))
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _users_page(form_errors(e), form, 422)
+    flash(f"Created {user.email} ({user.role.value}).", "success")
+    return redirect(url_for("auth.users"))
+
+
+@bp.post("/admin/users/<int:user_id>")
+@require(Role.ADMIN)
+def update_user(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None:
+        return render_template("error.html", status=404, message="No such user."), 404
+    form = request.form
+    try:
+        services.update_user(db.session, user, name=form.get("name"), role=form.get("role") or None,
+                             active=form.get("active") == "on", password=form.get("password") or None)
+        db.session.commit()
+        flash(f"Saved {user.email}.", "success")
+    except DomainError as e:
+        db.session.rollback()
+        flash(e.message, "error")
+    return redirect(url_for("auth.users"))
+
+
+@bp.get("/account/tokens")
+@require(Role.VIEWER)
+def tokens():
+    return render_template("auth/tokens.html", tokens=actor().tokens, new_token=None)
+
+
+@bp.post("/account/tokens")
+@require(Role.VIEWER)
+def create_token():
+    _, plain = services.create_token(db.session, actor(), request.form.get("name", ""))
+    db.session.commit()
+    return render_template("auth/tokens.html", tokens=actor().tokens, new_token=plain)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@require(Role.VIEWER)
+def revoke_token(token_id: int):
+    services.revoke_token(db.session, token_id, by=actor())
+    db.session.commit()
+    flash("Token revoked: it no longer works.", "success")
+    return redirect(request.form.get("back") or url_for("auth.tokens"))
+
+
+# --- command line --------------------------------------------------------------------------------
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.RESPONDER.value, show_default=True)
+@click.option("--password", help="Prompted for (hidden) when omitted.")
+def users_create(email: str, name: str, role: str, password: str | None):
+    """Create a user account."""
+    if not password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = services.create_user(db.session, email=email, name=name, role=role, password=password)
+        db.session.commit()
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    click.echo(f"Created {user.email} ({user.role.value}).")
+
+
+@users_cli.command("token")
+@click.argument("email")
+@click.option("--name", default="cli", show_default=True, help="A label to recognise the token by.")
+def users_token(email: str, name: str):
+    """Create an API token for EMAIL and print it (the last line is the token alone)."""
+    user = services.get_user_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"No user {email}.")
+    _, plain = services.create_token(db.session, user, name)
+    db.session.commit()
+    click.echo(f"API token for {user.email} (shown once; revoke it under Account > API tokens):", err=True)
+    click.echo(plain)

@@ -1,0 +1,142 @@
+"""Incidents, their tags and their timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from incidents.auth.models import User
+from incidents.catalog.models import Service, Team
+from incidents.database import Base, UTCDateTime, str_enum, utcnow
+
+
+class Severity(StrEnum):
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+
+class Status(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    INVESTIGATING = "investigating"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (Status.RESOLVED, Status.CLOSED)
+
+
+class EntryKind(StrEnum):
+    CREATED = "created"
+    STATUS = "status"
+    ROLE = "role"
+    NOTE = "note"
+    EDIT = "edit"
+    ALERT = "alert"
+    DEPLOY = "deploy"
+
+
+class IncidentRole(StrEnum):
+    COMMANDER = "commander"
+    COMMS_LEAD = "comms_lead"
+    SCRIBE = "scribe"
+
+    @property
+    def label(self) -> str:
+        return {"commander": "Incident commander", "comms_lead": "Communications lead", "scribe": "Scribe"}[self]
+
+
+class Incident(Base):
+    __tablename__ = "incident"
+    __table_args__ = (
+        sa.Index("ix_incident_status_created", "status", "created_at"),
+        sa.Index("ix_incident_severity_created", "severity", "created_at"),
+        sa.Index("ix_incident_service_created", "service_id", "created_at"),
+        sa.Index("ix_incident_team_created", "team_id", "created_at"),
+        sa.Index("ix_incident_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    severity: Mapped[Severity] = mapped_column(str_enum(Severity, 4))
+    status: Mapped[Status] = mapped_column(str_enum(Status), default=Status.TRIGGERED)
+    service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service.id"))
+    team_id: Mapped[int | None] = mapped_column(sa.ForeignKey("team.id"))
+    commander_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    comms_lead_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    scribe_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Milestones: started (impact began), detected, acknowledged, mitigated, resolved; they power MTTA/MTTR.
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mitigated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    service: Mapped[Service | None] = relationship()
+    team: Mapped[Team | None] = relationship()
+    commander: Mapped[User | None] = relationship(foreign_keys=[commander_id])
+    comms_lead: Mapped[User | None] = relationship(foreign_keys=[comms_lead_id])
+    scribe: Mapped[User | None] = relationship(foreign_keys=[scribe_id])
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    tag_rows: Mapped[list[IncidentTag]] = relationship(
+        cascade="all, delete-orphan", order_by="IncidentTag.name", lazy="selectin"
+    )
+    timeline: Mapped[list[TimelineEntry]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan",
+        order_by="(TimelineEntry.occurred_at, TimelineEntry.id)",
+    )
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.id}"
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.name for t in self.tag_rows]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+    def role_holder(self, role: IncidentRole) -> User | None:
+        return getattr(self, role.value)
+
+
+class IncidentTag(Base):
+    __tablename__ = "incident_tag"
+
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50), primary_key=True, index=True)
+
+
+class TimelineEntry(Base):
+    __tablename__ = "timeline_entry"
+    __table_args__ = (sa.Index("ix_timeline_entry_incident_at", "incident_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incident.id", ondelete="CASCADE"))
+    kind: Mapped[EntryKind] = mapped_column(str_enum(EntryKind))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    # A one-line description ("Status: triggered -> acknowledged") and optional Markdown body (notes).
+    text: Mapped[str] = mapped_column(sa.String(500))
+    body: Mapped[str] = mapped_column(sa.Text, default="")
+    # Structured facts for machines (old/new status, alert id, deploy revision ...).
+    data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+    incident: Mapped[Incident] = relationship(back_populates="timeline")
+    author: Mapped[User | None] = relationship()

@@ -1,0 +1,316 @@
+"""Incident use cases: create, edit, move through the status machine, and write the timeline."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from incidents.auth.models import User
+from incidents.catalog import services as catalog
+from incidents.database import Page, paginate, utcnow
+from incidents.errors import Invalid, InvalidTransition, NotFound
+from incidents.incident.models import (
+    EntryKind,
+    Incident,
+    IncidentRole,
+    IncidentTag,
+    Severity,
+    Status,
+    TimelineEntry,
+)
+
+_REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
+_TAG = re.compile(r"^[\w.:/-]{1,50}$")
+
+
+def get_incident(session: Session, ref_or_id: str | int) -> Incident:
+    """Find an incident by `INC-42`, `42` or 42."""
+    match = _REF.match(str(ref_or_id).strip())
+    incident = session.get(Incident, int(match.group(1))) if match else None
+    if incident is None:
+        raise NotFound(f"No incident {ref_or_id}.")
+    return incident
+
+
+def add_timeline_entry(session: Session, incident: Incident, kind: EntryKind, text: str, *, body: str = "",
+                       data: dict | None = None, author: User | None = None,
+                       occurred_at: datetime | None = None) -> TimelineEntry:
+    """Append one entry to an incident's timeline; every other capability writes through here."""
+    entry = TimelineEntry(
+        incident=incident, kind=kind, text=text[:500], body=body or "", data=data or {}, author=author,
+        occurred_at=occurred_at or utcnow(),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _normalise_tags(tags: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip().lower()
+        if not tag:
+            continue
+        if not _TAG.match(tag):
+            raise Invalid(f"Tag {raw!r} is not allowed: use up to 50 letters, digits, '-', '_', '.', ':' or '/'.",
+                          {"tags": [f"Invalid tag {raw!r}."]})
+        if tag not in out:
+            out.append(tag)
+    if len(out) > 20:
+        raise Invalid("At most 20 tags.", {"tags": ["At most 20 tags."]})
+    return out
+
+
+def _set_tags(incident: Incident, tags: Iterable[str]) -> None:
+    wanted = _normalise_tags(tags)
+    incident.tag_rows = [row for row in incident.tag_rows if row.name in wanted] + [
+        IncidentTag(name=t) for t in wanted if t not in incident.tags
+    ]
+
+
+def _resolve_placement(session: Session, service_id, team_id) -> tuple:
+    service = catalog.get_service(session, service_id) if service_id else None
+    team = catalog.get_team(session, team_id) if team_id else (service.team if service else None)
+    return service, team
+
+
+def create_incident(session: Session, *, title: str, severity: Severity | str, summary: str = "",
+                    service_id: int | str | None = None, team_id: int | str | None = None,
+                    tags: Iterable[str] = (), started_at: datetime | None = None,
+                    detected_at: datetime | None = None, created_by: User | None = None,
+                    commander_id: int | None = None) -> Incident:
+    """Declare an incident; it starts `triggered`, owned by the service's team unless a team is given."""
+    if not title or not title.strip():
+        raise Invalid("A title is required.", {"title": ["Required."]})
+    now = utcnow()
+    service, team = _resolve_placement(session, service_id, team_id)
+    incident = Incident(
+        title=title.strip()[:200], summary=summary or "", severity=Severity(severity), status=Status.TRIGGERED,
+        service=service, team=team, created_by=created_by, created_at=now,
+        started_at=started_at or detected_at or now, detected_at=detected_at or now,
+    )
+    if incident.started_at > incident.detected_at:
+        raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
+    _set_tags(incident, tags)
+    session.add(incident)
+    session.flush()
+    add_timeline_entry(session, incident, EntryKind.CREATED, f"Incident declared ({incident.severity})",
+                       author=created_by, occurred_at=incident.detected_at,
+                       data={"severity": incident.severity.value})
+    if commander_id:
+        set_role(session, incident, IncidentRole.COMMANDER, commander_id, by=created_by)
+    return incident
+
+
+_EDITABLE = ("title", "summary", "severity", "service_id", "team_id", "tags", "started_at", "detected_at")
+
+
+def update_incident(session: Session, incident: Incident, *, by: User | None = None, **changes) -> Incident:
+    """Edit descriptive fields; severity changes and re-placement are written to the timeline."""
+    unknown = set(changes) - set(_EDITABLE)
+    if unknown:
+        raise Invalid(f"Cannot edit {', '.join(sorted(unknown))}.")
+    notes: list[str] = []
+    if "title" in changes:
+        if not (changes["title"] or "").strip():
+            raise Invalid("A title is required.", {"title": ["Required."]})
+        incident.title = changes["title"].strip()[:200]
+    if "summary" in changes:
+        incident.summary = changes["summary"] or ""
+    if "severity" in changes and Severity(changes["severity"]) != incident.severity:
+        notes.append(f"Severity: {incident.severity} -> {changes['severity']}")
+        incident.severity = Severity(changes["severity"])
+    if "service_id" in changes or "team_id" in changes:
+        service, team = _resolve_placement(
+            session, changes.get("service_id", incident.service_id), changes.get("team_id") or None
+        )
+        if service != incident.service or team != incident.team:
+            notes.append(f"Moved to {service.name if service else 'no service'} / {team.name if team else 'no team'}")
+        incident.service, incident.team = service, team
+    if "tags" in changes:
+        _set_tags(incident, changes["tags"] or [])
+    for field in ("started_at", "detected_at"):
+        if changes.get(field):
+            setattr(incident, field, changes[field])
+    if incident.started_at > incident.detected_at:
+        raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
+    session.flush()
+    for text in notes:
+        add_timeline_entry(session, incident, EntryKind.EDIT, text, author=by)
+    return incident
+
+
+def add_note(session: Session, incident: Incident, body: str, *, by: User | None = None,
+             occurred_at: datetime | None = None) -> TimelineEntry:
+    if not body or not body.strip():
+        raise Invalid("A note cannot be empty.", {"body": ["Required."]})
+    return add_timeline_entry(session, incident, EntryKind.NOTE, "Note", body=body.strip(), author=by,
+                              occurred_at=occurred_at)
+
+
+def set_role(session: Session, incident: Incident, role: IncidentRole | str, user_id: int | None, *,
+             by: User | None = None) -> Incident:
+    """Assign (or clear, with None) the commander, communications lead or scribe."""
+    role = IncidentRole(role)
+    user = session.get(User, user_id) if user_id else None
+    if user_id and user is None:
+        raise Invalid(f"No user {user_id}.", {role.value: ["Unknown user."]})
+    if incident.role_holder(role) == user:
+        return incident
+    setattr(incident, role.value, user)
+    session.flush()
+    text = f"{role.label}: {user.name}" if user else f"{role.label} cleared"
+    add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by,
+                       data={"role": role.value, "user_id": user.id if user else None})
+    return incident
+
+
+# --- the status machine -------------------------------------------------------------------------
+
+_OPEN = (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATED)
+
+
+def _move(session: Session, incident: Incident, to: Status, allowed_from: tuple[Status, ...],
+          by: User | None, at: datetime | None, verb: str) -> Incident:
+    if incident.status not in allowed_from:
+        allowed = ", ".join(s.value for s in allowed_from)
+        raise InvalidTransition(
+            f"Cannot {verb} {incident.ref}: it is {incident.status.value}; "
+            f"only an incident that is {allowed} can be {to.value if verb != 'reopen' else 'reopened'}."
+        )
+    at = at or utcnow()
+    old = incident.status
+    # Reaching a milestone implies the earlier ones (resolving unacknowledged work acknowledges it).
+    if to in (Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATED, Status.RESOLVED):
+        incident.acknowledged_at = incident.acknowledged_at or at
+    if to in (Status.MITIGATED, Status.RESOLVED):
+        incident.mitigated_at = incident.mitigated_at or at
+    if to == Status.RESOLVED:
+        incident.resolved_at = at
+    if to == Status.CLOSED:
+        incident.closed_at = at
+    incident.status = to
+    session.flush()
+    add_timeline_entry(session, incident, EntryKind.STATUS, f"Status: {old.value} -> {to.value}", author=by,
+                       occurred_at=at, data={"from": old.value, "to": to.value})
+    return incident
+
+
+def acknowledge_incident(session: Session, incident: Incident, *, by: User | None = None,
+                         at: datetime | None = None) -> Incident:
+    return _move(session, incident, Status.ACKNOWLEDGED, (Status.TRIGGERED,), by, at, "acknowledge")
+
+
+def investigate_incident(session: Session, incident: Incident, *, by: User | None = None,
+                         at: datetime | None = None) -> Incident:
+    return _move(session, incident, Status.INVESTIGATING,
+                 (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.MITIGATED), by, at, "start investigating")
+
+
+def mitigate_incident(session: Session, incident: Incident, *, by: User | None = None,
+                      at: datetime | None = None) -> Incident:
+    return _move(session, incident, Status.MITIGATED,
+                 (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.INVESTIGATING), by, at, "mitigate")
+
+
+def resolve_incident(session: Session, incident: Incident, *, by: User | None = None,
+                     at: datetime | None = None) -> Incident:
+    return _move(session, incident, Status.RESOLVED, _OPEN, by, at, "resolve")
+
+
+def close_incident(session: Session, incident: Incident, *, by: User | None = None,
+                   at: datetime | None = None) -> Incident:
+    return _move(session, incident, Status.CLOSED, (Status.RESOLVED,), by, at, "close")
+
+
+def reopen_incident(session: Session, incident: Incident, *, by: User | None = None,
+                    at: datetime | None = None) -> Incident:
+    """Back to investigating from resolved or closed; the resolution times are cleared."""
+    _move(session, incident, Status.INVESTIGATING, (Status.RESOLVED, Status.CLOSED), by, at, "reopen")
+    incident.resolved_at = incident.closed_at = None
+    session.flush()
+    return incident
+
+
+TRANSITIONS = {
+    Status.ACKNOWLEDGED: acknowledge_incident,
+    Status.INVESTIGATING: investigate_incident,
+    Status.MITIGATED: mitigate_incident,
+    Status.RESOLVED: resolve_incident,
+    Status.CLOSED: close_incident,
+}
+
+
+def transition(session: Session, incident: Incident, to: Status | str, *, by: User | None = None,
+               at: datetime | None = None) -> Incident:
+    """Move to `to` through the named transition function (the web buttons and the API share this)."""
+    try:
+        to = Status(to)
+    except ValueError:
+        raise Invalid(f"Unknown status {to!r}.", {"status": [f"One of: {', '.join(Status)}."]}) from None
+    if to == Status.INVESTIGATING and not incident.is_open:
+        return reopen_incident(session, incident, by=by, at=at)
+    if to == incident.status:
+        raise InvalidTransition(f"{incident.ref} is already {to.value}.")
+    if to == Status.TRIGGERED:
+        raise InvalidTransition(f"Cannot move {incident.ref} back to triggered.")
+    return TRANSITIONS[to](session, incident, by=by, at=at)
+
+
+def next_statuses(incident: Incident) -> list[Status]:
+    """The statuses a responder can move this incident to now, for buttons."""
+    s = incident.status
+    if s == Status.RESOLVED:
+        return [Status.CLOSED, Status.INVESTIGATING]
+    if s == Status.CLOSED:
+        return [Status.INVESTIGATING]
+    order = [Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATED, Status.RESOLVED]
+    allowed = {
+        Status.TRIGGERED: order,
+        Status.ACKNOWLEDGED: order[1:],
+        Status.INVESTIGATING: [Status.MITIGATED, Status.RESOLVED],
+        Status.MITIGATED: [Status.INVESTIGATING, Status.RESOLVED],
+    }
+    return allowed[s]
+
+
+# --- lists ----------------------------------------------------------------------------------------
+
+@dataclass
+class IncidentFilter:
+    status: list[str] | None = None
+    severity: list[str] | None = None
+    service: str | None = None
+    team: str | None = None
+    tag: str | None = None
+    q: str | None = None
+    open_only: bool = False
+
+
+def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25) -> Page:
+    """Newest first, filtered; every filter is backed by an index on (column, created_at)."""
+    stmt = sa.select(Incident).order_by(Incident.created_at.desc(), Incident.id.desc())
+    if f.status:
+        stmt = stmt.where(Incident.status.in_([Status(s) for s in f.status]))
+    elif f.open_only:
+        stmt = stmt.where(Incident.status.in_(_OPEN))
+    if f.severity:
+        stmt = stmt.where(Incident.severity.in_([Severity(s) for s in f.severity]))
+    if f.service:
+        stmt = stmt.where(Incident.service_id == catalog.get_service(session, f.service).id)
+    if f.team:
+        stmt = stmt.where(Incident.team_id == catalog.get_team(session, f.team).id)
+    if f.tag:
+        stmt = stmt.where(Incident.id.in_(sa.select(IncidentTag.incident_id).where(IncidentTag.name == f.tag.lower())))
+    if f.q:
+        q = f.q.strip()
+        match = _REF.match(q)
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        cond = Incident.title.ilike(like, escape="\\")
+        stmt = stmt.where(sa.or_(cond, Incident.id == int(match.group(1))) if match else cond)
+    return paginate(session, stmt, page, per_page)

@@ -1,0 +1,104 @@
+"""Wires blueprints, login, request hooks, security headers and template helpers into the app."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, g, redirect, request, url_for
+
+from incidents.database import sqlite_begin_mode
+from incidents.extensions import db, login_manager
+from incidents.markdown import render_markdown
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz"}
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def register(app: Flask) -> None:
+    from incidents.api import bp as api_bp
+    from incidents.auth.models import User
+    from incidents.auth.services import count_users
+    from incidents.auth.views import bp as auth_bp
+    from incidents.auth.views import users_cli
+    from incidents.catalog.views import bp as catalog_bp
+    from incidents.health import bp as health_bp
+    from incidents.incident.views import bp as incident_bp
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def _load_user(user_id: str):
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp):
+        app.register_blueprint(bp)
+    app.cli.add_command(users_cli)
+
+    @app.before_request
+    def _begin_mode():
+        # Read-only requests never take SQLite's write lock; writes take it up front (see database.py).
+        g._begin_token = sqlite_begin_mode.set("DEFERRED" if request.method in _SAFE_METHODS else "IMMEDIATE")
+
+    @app.teardown_request
+    def _reset_begin_mode(_exc):
+        token = g.pop("_begin_token", None)
+        if token is not None:
+            sqlite_begin_mode.reset(token)
+
+    @app.before_request
+    def _first_run_setup():
+        # Until the first admin exists, every page leads to the setup form.
+        if app.extensions.get("incidents.has_users") or request.endpoint in _SETUP_EXEMPT:
+            return None
+        if count_users(db.session):
+            app.extensions["incidents.has_users"] = True
+            return None
+        if request.blueprint == "api":
+            return None
+        return redirect(url_for("auth.setup"))
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    app.jinja_env.filters["markdown"] = render_markdown
+    app.jinja_env.filters["dt"] = _format_dt
+    app.jinja_env.filters["duration"] = format_duration
+
+    from incidents.auth.permissions import actor
+
+    @app.context_processor
+    def _globals():
+        return {"actor": actor()}
+
+
+def _format_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
+    return value.strftime(fmt) if value else "—"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Human duration: 45s, 12m, 3h 05m, 2d 4h."""
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"

@@ -1,0 +1,84 @@
+"""The security rules every page and endpoint keeps."""
+
+from incidents.markdown import render_markdown
+from tests.conftest import csrf_token, login, post_form
+from tests.factories import PASSWORD, make_token, make_user
+
+
+def test_markdown_never_renders_script_or_event_handlers():
+    html = str(render_markdown(
+        "Hi <script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)> **bold**"
+    ))
+    assert "<script" not in html and "javascript:" not in html and "onerror" not in html
+    assert "<strong>bold</strong>" in html
+
+
+def test_form_post_without_csrf_token_is_rejected(client, admin):
+    login(client, admin)
+    response = client.post("/admin/users", data={"email": "x@example.com", "name": "X", "role": "viewer",
+                                                  "password": "long enough pw"})
+    assert response.status_code == 400
+    assert "CSRF" in response.get_data(as_text=True)
+
+
+def test_security_headers_and_cookie_flags(client, admin):
+    response = client.get("/login")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    response = post_form(client, "/login", {"email": admin.email, "password": PASSWORD})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_secure_cookie_when_base_url_is_https():
+    from incidents import create_app
+
+    app = create_app({"BASE_URL": "https://incidents.example.com", "DATABASE_URL": "sqlite://",
+                      "SECRET_KEY": "x"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_api_without_valid_token_is_401(client, responder):
+    assert client.get("/api/v1/incidents").status_code == 401
+    bad = client.get("/api/v1/incidents", headers={"Authorization": "Bearer inc_nope"})
+    assert bad.status_code == 401
+    assert bad.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_api_ignores_session_cookie(client, responder):
+    login(client, responder)
+    assert client.get("/api/v1/incidents").status_code == 401
+
+
+def test_revoked_token_stops_working(client, responder):
+    token = make_token(responder)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/incidents", headers=headers).status_code == 200
+    login(client, responder)
+    token_id = responder.tokens[-1].id
+    assert post_form(client, f"/account/tokens/{token_id}/revoke").status_code == 302
+    assert client.get("/api/v1/incidents", headers=headers).status_code == 401
+
+
+def test_login_throttled_per_account(app, client):
+    user = make_user(email="slow@example.com")
+    app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] = 3
+    try:
+        for _ in range(3):
+            assert post_form(client, "/login", {"email": user.email, "password": "wrong"}).status_code == 401
+        blocked = post_form(client, "/login", {"email": user.email, "password": PASSWORD})
+        assert blocked.status_code == 429
+        assert "Too many failed sign-in attempts" in blocked.get_data(as_text=True)
+    finally:
+        app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] = 5
+
+
+def test_first_visit_leads_to_setup_then_setup_disappears(client):
+    assert client.get("/").headers["Location"].endswith("/setup")
+    token = csrf_token(client)
+    response = client.post("/setup", data={"csrf_token": token, "name": "First Admin", "email": "first@example.com",
+                                          "password": "a long password", "password2": "a long password"})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200  # signed in as the new admin
+    assert client.get("/setup").headers["Location"].endswith("/login")
