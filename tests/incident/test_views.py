@@ -99,6 +99,7 @@ def test_pagination_keeps_filters(app, viewer_client, session):
         assert "tag=disk" in next_link and "page=2" in next_link
         assert refs(viewer_client.get(next_link).get_data(as_text=True)) == newest_first[3:6]
         assert refs(viewer_client.get("/?tag=disk&page=3").get_data(as_text=True)) == newest_first[6:]
+        assert "This page is past the end" in viewer_client.get("/?tag=disk&page=9").get_data(as_text=True)
         assert refs(viewer_client.get("/?tag=disk&per_page=10").get_data(as_text=True)) == newest_first
         app.config["MAX_PER_PAGE"] = 5
         assert len(refs(viewer_client.get("/?tag=disk&per_page=100").get_data(as_text=True))) == 5
