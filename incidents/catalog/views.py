@@ -1,12 +1,14 @@
-"""Admin pages for teams and services."""
+"""Teams and services: everyone signed in reads them, admins create and edit them."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
+from incidents.auth.views import form_errors
 from incidents.catalog import services
+from incidents.errors import DomainError
 from incidents.extensions import db
 
 bp = Blueprint("catalog", __name__)
@@ -16,3 +18,92 @@ bp = Blueprint("catalog", __name__)
 @require(Role.VIEWER)
 def teams():
     return render_template("catalog/teams.html", teams=services.list_teams(db.session))
+
+
+def _form(kind: str, obj, form, errors: dict, status: int = 200):
+    teams = services.list_teams(db.session) if kind == "service" else []
+    return render_template("catalog/form.html", kind=kind, obj=obj, form=form, errors=errors,
+                           teams=teams), status
+
+
+def _team_id(form) -> int | None:
+    raw = form.get("team_id", "")
+    return int(raw) if raw.isdigit() else None
+
+
+@bp.route("/admin/teams/new", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def create_team():
+    if request.method == "GET":
+        return _form("team", None, {}, {})
+    form = request.form
+    try:
+        team = services.create_team(db.session, name=form.get("name", ""), slug=form.get("slug") or None,
+                                    description=form.get("description", ""))
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _form("team", None, form, form_errors(e), 422)
+    flash(f"Team {team.name} created. Add the services it owns next.", "success")
+    return redirect(url_for("catalog.teams", _anchor=f"team-{team.slug}"))
+
+
+@bp.route("/admin/teams/<int:team_id>/edit", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def edit_team(team_id: int):
+    team = services.get_team(db.session, team_id)
+    if request.method == "GET":
+        return _form("team", team, {"name": team.name, "slug": team.slug, "description": team.description}, {})
+    form = request.form
+    try:
+        services.update_team(db.session, team, name=form.get("name", ""), slug=form.get("slug", "").strip(),
+                             description=form.get("description", ""))
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _form("team", team, form, form_errors(e), 422)
+    flash(f"Saved team {team.name}.", "success")
+    return redirect(url_for("catalog.teams", _anchor=f"team-{team.slug}"))
+
+
+@bp.route("/admin/services/new", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def create_service():
+    if request.method == "GET":
+        return _form("service", None, {"team_id": request.args.get("team_id", "")}, {})
+    form = request.form
+    try:
+        service = services.create_service(db.session, name=form.get("name", ""), slug=form.get("slug") or None,
+                                          team_id=_team_id(form), description=form.get("description", ""))
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _form("service", None, form, _service_errors(e), 422)
+    flash(f"Service {service.name} created, owned by {service.team.name}.", "success")
+    return redirect(url_for("catalog.teams", _anchor=f"team-{service.team.slug}"))
+
+
+@bp.route("/admin/services/<int:service_id>/edit", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def edit_service(service_id: int):
+    service = services.get_service(db.session, service_id)
+    if request.method == "GET":
+        return _form("service", service, {"name": service.name, "slug": service.slug,
+                                          "description": service.description, "team_id": str(service.team_id)}, {})
+    form = request.form
+    try:
+        services.update_service(db.session, service, name=form.get("name", ""), slug=form.get("slug", "").strip(),
+                                description=form.get("description", ""), team_id=_team_id(form))
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _form("service", service, form, _service_errors(e), 422)
+    flash(f"Saved service {service.name}.", "success")
+    return redirect(url_for("catalog.teams", _anchor=f"team-{service.team.slug}"))
+
+
+def _service_errors(e: DomainError) -> dict:
+    # The owning team vanished or was never chosen: that is the team field's problem.
+    if e.status == 404:
+        return {"team_id": [e.message]}
+    return form_errors(e)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from incidents.auth.models import User
+from incidents.auth.models import Role, User
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Invalid, InvalidTransition, NotFound
@@ -170,6 +170,13 @@ def set_role(session: Session, incident: Incident, role: IncidentRole | str, use
     return incident
 
 
+def assignable_users(session: Session) -> list[User]:
+    """Who may hold an incident role: active responders and admins (viewers only read)."""
+    stmt = (sa.select(User).where(User.active.is_(True), User.role.in_([Role.RESPONDER, Role.ADMIN]))
+            .order_by(User.name))
+    return list(session.scalars(stmt))
+
+
 # --- the status machine -------------------------------------------------------------------------
 
 _OPEN = (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATED)
@@ -294,7 +301,9 @@ class IncidentFilter:
 
 def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25) -> Page:
     """Newest first, filtered; every filter is backed by an index on (column, created_at)."""
-    stmt = sa.select(Incident).order_by(Incident.created_at.desc(), Incident.id.desc())
+    # Service and team come in two IN queries per page (tags are selectin already): no N+1 in lists.
+    stmt = (sa.select(Incident).options(selectinload(Incident.service), selectinload(Incident.team))
+            .order_by(Incident.created_at.desc(), Incident.id.desc()))
     if f.status:
         stmt = stmt.where(Incident.status.in_([Status(s) for s in f.status]))
     elif f.open_only:

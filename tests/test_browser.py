@@ -1,0 +1,120 @@
+"""A real browser against a real server: a new install, from the setup page to a closed incident."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def live_server(app, db_url):
+    """The app served on a free loopback port; `app` migrates the database and empties it afterwards."""
+    from werkzeug.serving import make_server
+
+    from incidents import create_app
+    from incidents.extensions import db
+
+    served = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test-secret"})
+    server = make_server("127.0.0.1", 0, served, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        with served.app_context():
+            for engine in db.engines.values():
+                engine.dispose()  # no open connection may hold locks when the tables are emptied
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(5000)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.console_errors = errors
+            yield page
+        finally:
+            browser.close()
+
+
+def test_first_run_to_closed_incident(live_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    # A new install: every page leads to the setup form.
+    page.goto(live_server + "/")
+    expect(page).to_have_url(re.compile(r"/setup$"))
+    page.get_by_label("Your name").fill("Grace Admin")
+    page.get_by_label("E-mail").fill("grace@example.com")
+    page.get_by_label("Password", exact=False).first.fill("a long enough password")
+    page.get_by_label("Password again").fill("a long enough password")
+    page.get_by_role("button", name="Create admin and sign in").click()
+
+    # Teams & services: explained, then set up.
+    expect(page.get_by_role("heading", name="No teams yet")).to_be_visible()
+    page.get_by_role("link", name="Create the first team").click()
+    page.get_by_label("Name", exact=True).fill("Payments")
+    page.get_by_role("button", name="Create team").click()
+    expect(page.get_by_text("Team Payments created")).to_be_visible()
+    page.get_by_role("link", name="Add the first one").click()
+    page.get_by_label("Name", exact=True).fill("Checkout API")
+    expect(page.locator("select[name=team_id]")).to_have_value(re.compile(r"\d+"))  # preselected
+    page.get_by_role("button", name="Create service").click()
+    expect(page.get_by_role("cell", name="Checkout API")).to_be_visible()
+
+    # Declare an incident from the empty list.
+    page.get_by_role("navigation").get_by_role("link", name="Incidents").click()
+    expect(page.get_by_text("No open incidents — declare one")).to_be_visible()
+    page.get_by_role("link", name="Declare an incident").click()
+    page.get_by_label("Title").fill("Checkout returns 500 errors")
+    page.locator("select[name=severity]").select_option("SEV1")
+    page.locator("select[name=service_id]").select_option(label="Checkout API (Payments)")
+    page.get_by_label("Summary").fill("Card payments **fail** for EU users.")
+    page.get_by_role("button", name="Declare incident").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Checkout returns 500 errors")
+    expect(page.locator(".markdown strong")).to_have_text("fail")
+
+    # Click through every status.
+    for button, status in [("Acknowledge", "acknowledged"), ("Start investigating", "investigating"),
+                           ("Mark mitigated", "mitigated"), ("Resolve", "resolved"), ("Close", "closed")]:
+        page.get_by_role("button", name=button, exact=True).click()
+        expect(page.locator(".badges .status")).to_have_text(status)
+    expect(page.get_by_role("button", name="Reopen")).to_be_visible()
+
+    page.get_by_label("Add a note").fill("Rolled back the **deploy**; errors gone.")
+    page.get_by_role("button", name="Add note").click()
+
+    entries = page.locator("ol.timeline li.entry")
+    expect(entries).to_have_count(7)
+    expect(entries.first).to_contain_text("Incident declared (SEV1)")
+    expect(entries.nth(5)).to_contain_text("Status: resolved -> closed")
+    expect(entries.last).to_contain_text("Rolled back the deploy; errors gone.")
+    expect(entries.last).to_contain_text("Grace Admin")
+    assert page.locator(".durations").inner_text().count("—") == 0  # every milestone reached
+
+    # The list shows it under "all", not under the default "open" view.
+    page.goto(live_server + "/?show=all")
+    expect(page.get_by_role("link", name="Checkout returns 500 errors")).to_be_visible()
+
+    shot = tmp_path / "incident.png"
+    page.goto(page.url)  # back to a known page for the picture
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    assert not page.console_errors  # e.g. a CSP violation from an inline style or script
