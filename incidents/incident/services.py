@@ -28,6 +28,15 @@ _REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
 _TAG = re.compile(r"^[\w.:/-]{1,50}$")
 
 
+def _choice(enum_cls, value, field: str):
+    """Convert to an enum member, or refuse with a 422 naming the allowed values."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise Invalid(f"Unknown {field} {value!r}; use one of {allowed}.", {field: [f"One of: {allowed}."]}) from None
+
+
 def get_incident(session: Session, ref_or_id: str | int) -> Incident:
     """Find an incident by `INC-42`, `42` or 42."""
     match = _REF.match(str(ref_or_id).strip())
@@ -90,7 +99,8 @@ def create_incident(session: Session, *, title: str, severity: Severity | str, s
     now = utcnow()
     service, team = _resolve_placement(session, service_id, team_id)
     incident = Incident(
-        title=title.strip()[:200], summary=summary or "", severity=Severity(severity), status=Status.TRIGGERED,
+        title=title.strip()[:200], summary=summary or "", severity=_choice(Severity, severity, 'severity'),
+        status=Status.TRIGGERED,
         service=service, team=team, created_by=created_by, created_at=now,
         started_at=started_at or detected_at or now, detected_at=detected_at or now,
     )
@@ -122,7 +132,7 @@ def update_incident(session: Session, incident: Incident, *, by: User | None = N
         incident.title = changes["title"].strip()[:200]
     if "summary" in changes:
         incident.summary = changes["summary"] or ""
-    if "severity" in changes and Severity(changes["severity"]) != incident.severity:
+    if "severity" in changes and _choice(Severity, changes["severity"], "severity") != incident.severity:
         notes.append(f"Severity: {incident.severity} -> {changes['severity']}")
         incident.severity = Severity(changes["severity"])
     if "service_id" in changes or "team_id" in changes:
@@ -256,10 +266,7 @@ TRANSITIONS = {
 def transition(session: Session, incident: Incident, to: Status | str, *, by: User | None = None,
                at: datetime | None = None) -> Incident:
     """Move to `to` through the named transition function (the web buttons and the API share this)."""
-    try:
-        to = Status(to)
-    except ValueError:
-        raise Invalid(f"Unknown status {to!r}.", {"status": [f"One of: {', '.join(Status)}."]}) from None
+    to = _choice(Status, to, "status")
     if to == Status.INVESTIGATING and not incident.is_open:
         return reopen_incident(session, incident, by=by, at=at)
     if to == incident.status:
@@ -305,11 +312,11 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
     stmt = (sa.select(Incident).options(selectinload(Incident.service), selectinload(Incident.team))
             .order_by(Incident.created_at.desc(), Incident.id.desc()))
     if f.status:
-        stmt = stmt.where(Incident.status.in_([Status(s) for s in f.status]))
+        stmt = stmt.where(Incident.status.in_([_choice(Status, s, 'status') for s in f.status]))
     elif f.open_only:
         stmt = stmt.where(Incident.status.in_(_OPEN))
     if f.severity:
-        stmt = stmt.where(Incident.severity.in_([Severity(s) for s in f.severity]))
+        stmt = stmt.where(Incident.severity.in_([_choice(Severity, s, 'severity') for s in f.severity]))
     if f.service:
         stmt = stmt.where(Incident.service_id == catalog.get_service(session, f.service).id)
     if f.team:

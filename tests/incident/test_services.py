@@ -103,3 +103,13 @@ def test_list_filters(session):
     assert ids(tag="latency") == [i1.id]
     page = svc.list_incidents(session, svc.IncidentFilter(), page=2, per_page=1)
     assert (page.total, page.pages, [i.id for i in page.items]) == (2, 2, [i1.id])
+
+
+def test_unknown_enum_values_are_422_not_500(session):
+    with pytest.raises(Invalid, match="Unknown severity 'SEV9'"):
+        make_incident(severity="SEV9")
+    incident = make_incident()
+    with pytest.raises(Invalid, match="Unknown severity"):
+        svc.update_incident(session, incident, severity="huge")
+    with pytest.raises(Invalid, match="Unknown status"):
+        svc.list_incidents(session, svc.IncidentFilter(status=["nope"]))
