@@ -25,7 +25,8 @@ def serve(host: str, port: int, workers: int, threads: int):
     from incidents.auth.services import count_users
     from incidents.extensions import alembic, db
 
-    alembic.upgrade()
+    with current_app.app_context():  # its teardown releases the migration connection (and SQLite's lock)
+        alembic.upgrade()
     click.echo(f"Database ready at {current_app.config['DATABASE_URL'].split('@')[-1]}")
     url = f"http://{host}:{port}/"
     if not count_users(db.session):

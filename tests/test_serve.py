@@ -1,0 +1,98 @@
+"""The quickstart path as a user runs it: `incidents serve` on a fresh SQLite instance folder,
+first admin through the setup page, an incident worked end to end, and everything still there after
+a restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, instance: Path):
+        self.instance = instance
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
+        env["INCIDENTS_INSTANCE_PATH"] = str(self.instance)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        self.stop()
+        pytest.fail("incidents serve did not come up")
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=20)
+        return out
+
+
+def _post(http: requests.Session, url: str, page: str, data: dict) -> requests.Response:
+    token = CSRF.search(http.get(page).text).group(1)
+    return http.post(url, data=data | {"csrf_token": token})
+
+
+@pytest.mark.skipif(bool(os.environ.get("INCIDENTS_TEST_DATABASE_URL")),
+                    reason="the quickstart is the embedded SQLite default; one run is enough")
+def test_quickstart_setup_incident_lifecycle_and_restart(tmp_path):
+    server = Server(tmp_path / "instance")
+    server.start()
+    try:
+        http = requests.Session()
+        first = http.get(server.url + "/")
+        assert first.url.endswith("/setup") and "no users yet" in first.text
+        r = _post(http, server.url + "/setup", server.url + "/setup", {
+            "name": "Ada", "email": "ada@example.com", "password": "a long password", "password2": "a long password"})
+        assert r.status_code == 200 and "Sign out" in r.text
+        r = _post(http, server.url + "/incidents/new", server.url + "/incidents/new",
+                  {"title": "Checkout returns 502", "severity": "SEV2", "summary": "Customers **cannot** pay"})
+        assert r.status_code == 200, r.text
+        page = r.url
+        for status in ("acknowledged", "investigating", "mitigated", "resolved", "closed"):
+            r = _post(http, page + "/status", page, {"status": status})
+            assert r.status_code == 200
+        r = _post(http, page + "/notes", page, {"body": "Rolled back release 2024.11.3"})
+        assert r.status_code == 200
+    finally:
+        log = server.stop()
+    assert "create the first admin" in log
+
+    server.start()  # restart: the data and the signing key must survive
+    try:
+        shown = http.get(page)
+        assert shown.status_code == 200 and "Sign out" in shown.text  # same session cookie still valid
+        text = shown.text
+        assert "Checkout returns 502" in text and "Rolled back release 2024.11.3" in text
+        assert "<strong>cannot</strong>" in text
+        assert "resolved -&gt; closed" in text or "resolved -> closed" in text
+    finally:
+        server.stop()
