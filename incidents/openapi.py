@@ -129,8 +129,9 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
             log.warning("OpenAPI: %s (%s) has no documented operation", rule.rule, rule.endpoint)
             continue
         for operation in operations.values():
-            if operation.get("security", True) != [] and "responses" in operation:
-                operation["responses"].setdefault(401, "Unauthorized")
+            responses = operation.get("responses")
+            if operation.get("security") != [] and responses is not None and "401" not in map(str, responses):
+                responses[401] = "Unauthorized"
         spec.path(path=_openapi_path(rule.rule), operations=operations, parameters=_path_parameters(rule.rule))
     return spec.to_dict()
 
