@@ -2,35 +2,49 @@
 
 How a domain adds documented JSON routes (nothing in this file needs editing):
 
-1. Put the routes in ``incidents/<domain>/api.py`` and register them on the one blueprint::
+1. Put the routes in ``incidents/<domain>/api.py`` on the one blueprint, and the schemas in
+   ``incidents/<domain>/schemas.py`` (``XSchema`` out, ``XCreateSchema``/``XUpdateSchema`` in)::
 
-       from incidents.api import bp, load_json, page_args, page_response
+       from incidents.api import bp, page_response, page_window, query_args
+       from incidents.openapi import PageArgsSchema
 
-       @bp.get("/alerts/<int:alert_id>")
+       @bp.get("/alerts")
        @require(Role.VIEWER)
-       def get_alert(alert_id):
-           \"\"\"One alert.
+       def list_alerts():
+           \"\"\"Alerts, newest first.
            ---
            get:
              tags: [alerts]
-             summary: One alert
+             summary: List alerts
+             parameters:
+               - in: query
+                 schema: PageArgsSchema
              responses:
                200:
+                 description: A page of alerts
                  content:
                    application/json:
-                     schema: AlertSchema
-               404: NotFound
+                     schema: AlertPageSchema
+               422: ValidationError
            \"\"\"
+           page, per_page = page_window(query_args(PageArgsSchema()))
+           return jsonify(page_response(services.list_alerts(db.session, page, per_page), AlertSchema()))
 
 2. Import the module at the bottom of ``incidents/api.py`` (next to the others), so its routes exist
    before the blueprint is registered on the app.
 
 3. Write the operation as YAML after a ``---`` line of the view's docstring, keyed by HTTP method
-   (the apispec FlaskPlugin convention). Refer to marshmallow schemas by class name (``AlertSchema``:
-   it must be imported somewhere, which defining it in ``<domain>/schemas.py`` does) and to the shared
-   error responses by name: ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``,
-   ``ValidationError``. Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``.
-   Lists answer ``{"items", "page", "pages", "total"}``: subclass :class:`PageSchema` with an ``items`` field.
+   (the apispec FlaskPlugin convention; every response needs a ``description``). Refer to marshmallow schemas
+   by class name (``AlertSchema``; names must be unique across the app, and the class must have been imported,
+   which the domain's api.py importing its schemas does) and to the shared error responses by name:
+   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``.
+   Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``. Lists answer
+   ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
+   ``items = fields.List(fields.Nested(XSchema), required=True)``.
+
+Request bodies go through ``incidents.api.load_json(XCreateSchema())`` (400 for a body that is not a JSON
+object, 422 with field messages), unknown slugs or ids named in a body through ``lookup_field`` (422 on that
+field), and a refused request is rolled back by the blueprint, so services may flush freely before raising.
 
 The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
 every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
