@@ -26,6 +26,12 @@ from incidents.incident.models import (
 
 _REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
 _TAG = re.compile(r"^[\w.:/-]{1,50}$")
+_MAX_ID = 2**31 - 1  # PostgreSQL integer ids: a larger number can match nothing and must not reach the query
+
+
+def _ref_id(text: str) -> int | None:
+    match = _REF.match(text.strip())
+    return int(match.group(1)) if match and int(match.group(1)) <= _MAX_ID else None
 
 
 def _choice(enum_cls, value, field: str):
@@ -39,8 +45,8 @@ def _choice(enum_cls, value, field: str):
 
 def get_incident(session: Session, ref_or_id: str | int) -> Incident:
     """Find an incident by `INC-42`, `42` or 42."""
-    match = _REF.match(str(ref_or_id).strip())
-    incident = session.get(Incident, int(match.group(1))) if match else None
+    incident_id = _ref_id(str(ref_or_id))
+    incident = session.get(Incident, incident_id) if incident_id else None
     if incident is None:
         raise NotFound(f"No incident {ref_or_id}.")
     return incident
@@ -325,8 +331,8 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
         stmt = stmt.where(Incident.id.in_(sa.select(IncidentTag.incident_id).where(IncidentTag.name == f.tag.lower())))
     if f.q:
         q = f.q.strip()
-        match = _REF.match(q)
+        incident_id = _ref_id(q)
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         cond = Incident.title.ilike(like, escape="\\")
-        stmt = stmt.where(sa.or_(cond, Incident.id == int(match.group(1))) if match else cond)
+        stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
     return paginate(session, stmt, page, per_page)

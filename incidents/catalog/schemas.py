@@ -1,0 +1,73 @@
+"""Teams and services at the HTTP boundary."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
+
+
+class SlugOrId(fields.Field):
+    """A team or service named by slug ("payments") or id (7 or "7"); loads as a string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValidationError("Give a slug or an id.")
+        key = str(value).strip()
+        if not key or len(key) > 64 or (key.isdigit() and int(key) > MAX_INT):
+            raise ValidationError("Give a slug or an id.")
+        return key
+
+
+class TeamRefSchema(Schema):
+    id = fields.Integer(required=True)
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class TeamSchema(TeamRefSchema):
+    description = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class TeamCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    slug = fields.String(validate=validate.Length(min=1, max=64),
+                         metadata={"description": "Lowercase letters, digits and dashes; derived from name if absent."})
+    description = fields.String(validate=validate.Length(max=10_000))
+
+
+class TeamUpdateSchema(TeamCreateSchema):
+    name = fields.String(validate=validate.Length(min=1, max=120))
+
+
+class TeamPageSchema(PageSchema):
+    items = fields.List(fields.Nested(TeamSchema), required=True)
+
+
+class ServiceSchema(Schema):
+    id = fields.Integer(required=True)
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    team = fields.Nested(TeamRefSchema, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+_TEAM_KEY = {"type": ["string", "integer"], "description": "The owning team's slug or id."}
+
+
+class ServiceCreateSchema(TeamCreateSchema):
+    team = SlugOrId(required=True, metadata=_TEAM_KEY)
+
+
+class ServiceUpdateSchema(TeamUpdateSchema):
+    team = SlugOrId(metadata=_TEAM_KEY)
+
+
+class ServicePageSchema(PageSchema):
+    items = fields.List(fields.Nested(ServiceSchema), required=True)
+
+
+class ServiceListArgsSchema(PageArgsSchema):
+    team = fields.String(metadata={"description": "Only the services of this team (slug or id)."})

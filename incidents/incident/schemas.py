@@ -1,0 +1,139 @@
+"""Incidents and their timeline at the HTTP boundary."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from flask import current_app
+from marshmallow import Schema, fields, validate
+
+from incidents.catalog.schemas import SlugOrId, TeamRefSchema
+from incidents.incident.models import EntryKind, Severity, Status
+from incidents.markdown import render_markdown
+from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
+
+_KEY = {"type": ["string", "integer"], "description": "Slug or id; null for none."}
+
+
+def _utc(**kwargs) -> fields.AwareDateTime:
+    """An ISO-8601 time; one without an offset is read as UTC."""
+    return fields.AwareDateTime(default_timezone=UTC, **kwargs)
+
+
+def _user_id(**kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_INT), **kwargs)
+
+
+class UserRefSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+
+
+class ServiceRefSchema(TeamRefSchema):
+    pass
+
+
+class IncidentSchema(Schema):
+    id = fields.Integer(required=True)
+    ref = fields.String(required=True, metadata={"example": "INC-42"})
+    url = fields.Method("_url", required=True, metadata={"type": "string", "description": "The web page."})
+    title = fields.String(required=True)
+    summary = fields.String(required=True, metadata={"description": "Markdown."})
+    summary_html = fields.Method("_summary_html", required=True,
+                                 metadata={"type": "string", "description": "The summary rendered and sanitised."})
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    status = fields.Enum(Status, by_value=True, required=True)
+    is_open = fields.Boolean(required=True)
+    service = fields.Nested(ServiceRefSchema, allow_none=True, required=True)
+    team = fields.Nested(TeamRefSchema, allow_none=True, required=True)
+    tags = fields.List(fields.String(), required=True)
+    commander_id = fields.Integer(allow_none=True, required=True)
+    commander = fields.Nested(UserRefSchema, allow_none=True, required=True)
+    comms_lead_id = fields.Integer(allow_none=True, required=True)
+    comms_lead = fields.Nested(UserRefSchema, allow_none=True, required=True)
+    scribe_id = fields.Integer(allow_none=True, required=True)
+    scribe = fields.Nested(UserRefSchema, allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+    started_at = fields.DateTime(required=True)
+    detected_at = fields.DateTime(required=True)
+    acknowledged_at = fields.DateTime(allow_none=True, required=True)
+    mitigated_at = fields.DateTime(allow_none=True, required=True)
+    resolved_at = fields.DateTime(allow_none=True, required=True)
+    closed_at = fields.DateTime(allow_none=True, required=True)
+
+    def _url(self, incident) -> str:
+        return f"{str(current_app.config['BASE_URL']).rstrip('/')}/incidents/{incident.ref}"
+
+    def _summary_html(self, incident) -> str:
+        return str(render_markdown(incident.summary))
+
+
+class IncidentCreateSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    summary = fields.String(validate=validate.Length(max=100_000), metadata={"description": "Markdown."})
+    service = SlugOrId(allow_none=True, metadata=_KEY)
+    team = SlugOrId(allow_none=True, metadata=_KEY | {"description": "Defaults to the service's team."})
+    tags = fields.List(fields.String(validate=validate.Length(max=50)), validate=validate.Length(max=20))
+    started_at = _utc(metadata={"description": "When impact began; defaults to detected_at."})
+    detected_at = _utc(metadata={"description": "Defaults to now."})
+    commander_id = _user_id()
+
+
+class IncidentUpdateSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    severity = fields.Enum(Severity, by_value=True)
+    summary = fields.String(validate=validate.Length(max=100_000))
+    service = SlugOrId(allow_none=True, metadata=_KEY)
+    team = SlugOrId(allow_none=True, metadata=_KEY)
+    tags = fields.List(fields.String(validate=validate.Length(max=50)), validate=validate.Length(max=20))
+    started_at = _utc()
+    detected_at = _utc()
+    commander_id = _user_id()
+    comms_lead_id = _user_id()
+    scribe_id = _user_id()
+    status = fields.Enum(Status, by_value=True, metadata={
+        "description": "Moves the incident through the status machine, as the web buttons do; "
+                       "a move the machine does not allow answers 409."})
+
+
+class IncidentPageSchema(PageSchema):
+    items = fields.List(fields.Nested(IncidentSchema), required=True)
+
+
+class IncidentListArgsSchema(PageArgsSchema):
+    status = fields.List(fields.Enum(Status, by_value=True),
+                         metadata={"description": "Repeat or comma-separate: status=triggered,acknowledged."})
+    severity = fields.List(fields.Enum(Severity, by_value=True), metadata={"description": "Repeat or comma-separate."})
+    service = fields.String(metadata={"description": "Service slug or id."})
+    team = fields.String(metadata={"description": "Team slug or id."})
+    tag = fields.String(validate=validate.Length(max=50))
+    q = fields.String(validate=validate.Length(max=200), metadata={"description": "Text in the title, or a ref."})
+    open = fields.Boolean(metadata={"description": "Only open incidents (ignored when status is given)."})
+
+
+class TimelineEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.Enum(EntryKind, by_value=True, required=True)
+    occurred_at = fields.DateTime(required=True)
+    created_at = fields.DateTime(required=True)
+    author = fields.Nested(UserRefSchema, allow_none=True, required=True)
+    text = fields.String(required=True, metadata={"description": "One line, e.g. 'Status: triggered -> acknowledged'."})
+    body = fields.String(required=True, metadata={"description": "Markdown (notes)."})
+    body_html = fields.Method("_body_html", required=True, metadata={"type": "string"})
+    data = fields.Dict(required=True, metadata={"description": "Structured facts (old/new status, role, ...)."})
+
+    def _body_html(self, entry) -> str:
+        return str(render_markdown(entry.body))
+
+
+class TimelinePageSchema(PageSchema):
+    items = fields.List(fields.Nested(TimelineEntrySchema), required=True)
+
+
+class NoteCreateSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=100_000),
+                         metadata={"description": "Markdown."})
+    occurred_at = _utc(metadata={"description": "When it happened; defaults to now."})
+

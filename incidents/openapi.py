@@ -1,0 +1,174 @@
+"""The OpenAPI 3.1 document of /api/v1, generated from the routes themselves.
+
+How a domain adds documented JSON routes (nothing in this file needs editing):
+
+1. Put the routes in ``incidents/<domain>/api.py`` on the one blueprint, and the schemas in
+   ``incidents/<domain>/schemas.py`` (``XSchema`` out, ``XCreateSchema``/``XUpdateSchema`` in)::
+
+       from incidents.api import bp, page_response, page_window, query_args
+       from incidents.openapi import PageArgsSchema
+
+       @bp.get("/alerts")
+       @require(Role.VIEWER)
+       def list_alerts():
+           \"\"\"Alerts, newest first.
+           ---
+           get:
+             tags: [alerts]
+             summary: List alerts
+             parameters:
+               - in: query
+                 schema: PageArgsSchema
+             responses:
+               200:
+                 description: A page of alerts
+                 content:
+                   application/json:
+                     schema: AlertPageSchema
+               422: ValidationError
+           \"\"\"
+           page, per_page = page_window(query_args(PageArgsSchema()))
+           return jsonify(page_response(services.list_alerts(db.session, page, per_page), AlertSchema()))
+
+2. Import the module at the bottom of ``incidents/api.py`` (next to the others), so its routes exist
+   before the blueprint is registered on the app.
+
+3. Write the operation as YAML after a ``---`` line of the view's docstring, keyed by HTTP method
+   (the apispec FlaskPlugin convention; every response needs a ``description``). Refer to marshmallow schemas
+   by class name (``AlertSchema``; names must be unique across the app, and the class must have been imported,
+   which the domain's api.py importing its schemas does) and to the shared error responses by name:
+   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``.
+   Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``. Lists answer
+   ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
+   ``items = fields.List(fields.Nested(XSchema), required=True)``.
+
+Request bodies go through ``incidents.api.load_json(XCreateSchema())`` (400 for a body that is not a JSON
+object, 422 with field messages), unknown slugs or ids named in a body through ``lookup_field`` (422 on that
+field), and a refused request is rolled back by the blueprint, so services may flush freely before raising.
+
+The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
+every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
+401 gets the shared ``Unauthorized`` response. tests/test_openapi.py fails when a route or method has no
+operation, so an undocumented route cannot ship.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.yaml_utils import load_operations_from_docstring, load_yaml_from_docstring
+from flask import Flask
+from marshmallow import Schema, fields, validate
+
+log = logging.getLogger(__name__)
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1.0.0"
+BLUEPRINT = "api"
+_METHODS = ("get", "post", "put", "patch", "delete")
+MAX_INT = 2**31 - 1  # ids and page numbers above this are refused, never passed to the database
+_RULE_ARG = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")
+_CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
+                    "uuid": {"type": "string", "format": "uuid"}}
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "Machine-readable, e.g. not_found."})
+    message = fields.String(required=True, metadata={"description": "A sentence for people."})
+    field_errors = fields.Dict(keys=fields.String(), required=True, data_key="fields",
+                               metadata={"description": "Per-field messages (422), else empty."})
+
+
+class ErrorSchema(Schema):
+    """Every 4xx answer of the API."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class PageSchema(Schema):
+    """Base of every list answer; subclasses add `items = fields.List(fields.Nested(XSchema), required=True)`."""
+
+    page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
+class PageArgsSchema(Schema):
+    """`page` and `per_page` query parameters; per_page above MAX_PER_PAGE is lowered to it."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
+    per_page = fields.Integer(validate=validate.Range(min=1),
+                              metadata={"description": "Capped at MAX_PER_PAGE (200 by default)."})
+
+
+ERROR_RESPONSES = {
+    "BadRequest": "The body is not a JSON object.",
+    "Unauthorized": "No valid bearer token.",
+    "Forbidden": "The token's user lacks the role.",
+    "NotFound": "No such resource.",
+    "Conflict": "The request conflicts with the current state (taken slug, invalid status transition).",
+    "ValidationError": "Invalid fields; `error.fields` maps each to its messages.",
+}
+
+
+def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
+    """The OpenAPI document for every endpoint of `blueprint` in the app's URL map."""
+    spec = APISpec(
+        title="Incidents API",
+        version=API_VERSION,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin()],
+        info={"description": "JSON API of Incidents. Authenticate with `Authorization: Bearer <token>` "
+                             "(create tokens under Account → API tokens)."},
+        servers=[{"url": str(app.config.get("BASE_URL", "")).rstrip("/") or "/"}],
+        security=[{"bearerAuth": []}],
+    )
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Error", schema=ErrorSchema)
+    for name, description in ERROR_RESPONSES.items():
+        spec.components.response(name, {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        })
+
+    rules = sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith(blueprint + ".")),
+                   key=lambda r: (r.rule, r.endpoint))
+    for rule in rules:
+        view = app.view_functions[rule.endpoint]
+        operations = _operations(view, {m.lower() for m in rule.methods or ()})
+        if not operations:
+            log.warning("OpenAPI: %s (%s) has no documented operation", rule.rule, rule.endpoint)
+            continue
+        for operation in operations.values():
+            responses = operation.get("responses")
+            if operation.get("security") != [] and responses is not None and "401" not in map(str, responses):
+                responses[401] = "Unauthorized"
+        spec.path(path=_openapi_path(rule.rule), operations=operations, parameters=_path_parameters(rule.rule))
+    return spec.to_dict()
+
+
+def _operations(view, methods: set[str]) -> dict:
+    """The docstring YAML operations of `view` for the methods its rule answers (MethodViews per method)."""
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        ops = {m: load_yaml_from_docstring(getattr(view_class, m).__doc__ or "")
+               for m in _METHODS if m in methods and hasattr(view_class, m)}
+        ops = {m: op for m, op in ops.items() if op}
+    else:
+        ops = load_operations_from_docstring(view.__doc__ or "")
+    return {m: op for m, op in ops.items() if m in methods}
+
+
+def _openapi_path(rule: str) -> str:
+    return _RULE_ARG.sub(r"{\2}", rule)
+
+
+def _path_parameters(rule: str) -> list[dict]:
+    return [
+        {"in": "path", "name": name, "required": True,
+         "schema": dict(_CONVERTER_TYPES.get(converter or "", {"type": "string"}))}
+        for converter, name in _RULE_ARG.findall(rule)
+    ]
