@@ -98,6 +98,8 @@ def plan_verdict(lines: list[str]) -> str:
     if re.search(rf"^\s*SCAN {big} USING", text, re.M) or (
             re.search(r"Index (Only )?Scan", text) and "Index Cond" not in text):
         return "index scan (ordered)"
+    if re.search(r"^\s*SCAN \w+\s*$", text, re.M) or "Seq Scan" in text:
+        return "seq scan (tiny table)"
     return "index seek"
 
 
