@@ -1,0 +1,148 @@
+"""Shared pieces of the benchmarks: a migrated app, gunicorn with the real settings, latency statistics, tables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = Path(os.environ.get("BENCH_INSTANCE_PATH", "/tmp/incidents-bench"))
+WORKER_CLASS = "gthread"  # the worker class `incidents serve` configures (incidents/cli.py)
+
+
+def serve_settings() -> dict:
+    """Workers and threads exactly as `incidents serve` defaults them, read from the command itself."""
+    from incidents.cli import serve
+
+    defaults = {p.name: p.default for p in serve.params}
+    return {"workers": defaults["workers"], "threads": defaults["threads"], "worker_class": WORKER_CLASS}
+
+
+def normalise_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def backend(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def bench_app(url: str):
+    """The real app on `url`, migrated to head; its instance folder lives under /tmp, never in the repo."""
+    os.environ.setdefault("INCIDENTS_INSTANCE_PATH", str(INSTANCE))
+    from incidents import create_app
+    from incidents.extensions import alembic
+
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench-secret"})
+    with app.app_context():
+        alembic.upgrade()
+    return app
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the PostgreSQL database named in `url` if it does not exist yet (benchmarks own their databases)."""
+    if backend(url) != "postgresql":
+        return
+    u = sa.engine.make_url(normalise_url(url))
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}):
+            conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
+    admin.dispose()
+
+
+def reset_database(url: str) -> None:
+    """Start empty: delete the SQLite file (and WAL) or recreate the PostgreSQL public schema."""
+    if backend(url) == "sqlite":
+        path = Path(sa.engine.make_url(url).database)
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            p.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    ensure_postgres_database(url)
+    engine = sa.create_engine(normalise_url(url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
+    """Run `gunicorn app_spec` on 127.0.0.1 with the real serve settings; yield its base URL, then stop it."""
+    port = port or free_port()
+    s = serve_settings()
+    cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
+           "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60", app_spec]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, proc, log)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_up(base: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            requests.get(base + "/healthz", timeout=10)  # the socket is bound before workers finish booting
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not answer within {timeout}s; see {log}")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: a reported p99 is a latency that really happened)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def stats_ms(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50": percentile(ms, 50), "p95": percentile(ms, 95), "p99": percentile(ms, 99),
+            "max": max(ms) if ms else float("nan"), "mean": statistics.fmean(ms) if ms else float("nan")}
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table, so the output pastes straight into bench/README.md."""
+    def fmt(v):
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "| " + " | ".join("-" * w for w in widths) + " |"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join(lines)

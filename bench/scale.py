@@ -1,0 +1,268 @@
+"""Scale benchmark: does the incident list and an incident page stay well under 200 ms with 100,000 incidents?
+
+    python -m bench.scale --database-url sqlite:////tmp/incidents-bench/scale.sqlite3
+    python -m bench.scale --database-url postgresql://postgres@127.0.0.1/incidents_bench_scale
+
+Three parts, all against 127.0.0.1 and bounded in requests:
+1. in-process: `list_incidents` with each filter and `get_incident` + its timeline, timed through the services;
+2. query plans: the SQL those calls really emit (captured from the engine) under EXPLAIN [QUERY PLAN];
+3. HTTP: the real app under gunicorn with the `incidents serve` settings, signed in through the real login form
+   (and a bearer token for the API); latency of each page and its ratio to /healthz measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests
+import sqlalchemy as sa
+
+from bench.common import INSTANCE, backend, bench_app, gunicorn, normalise_url, stats_ms, table
+from bench.generate_incidents import BENCH_EMAIL, BENCH_PASSWORD, generate
+
+BUDGET_MS = 200
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def list_cases(deep_page: int) -> list[tuple[str, dict, int]]:
+    """(label, IncidentFilter fields, page): one per filter the list page offers, plus a deep page."""
+    return [
+        ("first page", {}, 1),
+        ("open only", {"open_only": True}, 1),
+        ("status=investigating", {"status": ["investigating"]}, 1),
+        ("status=closed", {"status": ["closed"]}, 1),
+        ("severity=SEV1", {"severity": ["SEV1"]}, 1),
+        ("service=checkout-api", {"service": "checkout-api"}, 1),
+        ("team=payments", {"team": "payments"}, 1),
+        ("tag=security", {"tag": "security"}, 1),
+        ("q=replication", {"q": "replication"}, 1),
+        ("q=INC-50000", {"q": "INC-50000"}, 1),
+        (f"deep page {deep_page}", {}, deep_page),
+    ]
+
+
+def http_cases(max_id: int, deep_page: int) -> list[tuple[str, str, bool]]:
+    """(label, path, api?): the URLs a responder hits; the incident page is a different incident every time."""
+    return [
+        ("/healthz (baseline)", "/healthz", False),
+        ("/ first page", "/", False),
+        ("/ status=investigating", "/?status=investigating", False),
+        ("/ service=checkout-api", "/?service=checkout-api", False),
+        ("/ q=replication", "/?q=replication", False),
+        (f"/ page={deep_page}", f"/?page={deep_page}", False),
+        ("/incidents/INC-<n>", "/incidents/INC-{n}", False),
+        ("/api/v1/incidents", "/api/v1/incidents", True),
+    ]
+
+
+class SqlCapture:
+    """Collect the statements an engine executes while active (to EXPLAIN exactly what the services emit)."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine, self.statements = engine, []
+
+    def _hook(self, conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            self.statements.append((statement, parameters))
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._hook)
+
+
+def explain(session, statement: str, parameters) -> list[str]:
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        return [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    return [row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters)]
+
+
+def plan_verdict(lines: list[str]) -> str:
+    """Classify how the plan reaches the big tables: index seek, ordered index scan (fine with LIMIT), or full scan."""
+    text = "\n".join(lines)
+    big = r"(incident|timeline_entry|incident_tag)"
+    if re.search(rf"^\s*SCAN {big}\s*$", text, re.M) or re.search(rf"Seq Scan on {big}\b", text):
+        return "FULL SCAN"
+    if re.search(rf"^\s*SCAN {big} USING", text, re.M) or (
+            re.search(r"Index (Only )?Scan", text) and "Index Cond" not in text):
+        return "index scan (ordered)"
+    if re.search(r"^\s*SCAN \w+\s*$", text, re.M) or "Seq Scan" in text:
+        return "seq scan (tiny table)"
+    return "index seek"
+
+
+def _from_table(statement: str) -> str:
+    return re.search(r'FROM "?(\w+)', statement).group(1)
+
+
+def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[dict], int]:
+    """Time the services directly and EXPLAIN what they run; returns (timings, plans, max incident id)."""
+    from incidents.extensions import db
+    from incidents.incident import services as svc
+    from incidents.incident.models import Incident
+
+    app = bench_app(url)
+    rows, plans = [], []
+    rng = random.Random(seed)
+    with app.app_context():
+        max_id = db.session.scalar(sa.select(sa.func.max(Incident.id)))
+        total = db.session.scalar(sa.select(sa.func.count(Incident.id)))
+        deep = max(1, total // 25 // 2)
+        for label, fields, page in list_cases(deep):
+            f = svc.IncidentFilter(**fields)
+            with SqlCapture(db.engine) as cap:
+                result = svc.list_incidents(db.session, f, page=page)
+            for statement, params in cap.statements:
+                lines = explain(db.session, statement, params)
+                kind = "count" if "count(" in statement.lower() else _from_table(statement)
+                plans.append({"query": label, "part": kind, "verdict": plan_verdict(lines), "plan": lines})
+            db.session.close()
+            times = []
+            for _ in range(iterations):
+                t0 = time.perf_counter()
+                result = svc.list_incidents(db.session, f, page=page)
+                [(i.title, i.status, i.tags) for i in result.items]
+                times.append(time.perf_counter() - t0)
+                db.session.close()  # every request starts with an empty identity map
+            rows.append({"query": f"list_incidents {label}", "rows": result.total} | stats_ms(times))
+        times = []
+        for i in range(iterations):
+            ref = f"INC-{rng.randint(1, max_id)}"
+            t0 = time.perf_counter()
+            incident = svc.get_incident(db.session, ref)
+            entries = [(e.kind, e.text, e.author.name if e.author else "") for e in incident.timeline]
+            (incident.service.name if incident.service else "", incident.team.name if incident.team else "",
+             incident.commander.name if incident.commander else "", incident.tags)
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                db.session.close()
+                with SqlCapture(db.engine) as cap:
+                    incident = svc.get_incident(db.session, ref)
+                    [(e.author.name if e.author else "") for e in incident.timeline]
+                    incident.service, incident.team, incident.commander, incident.tags
+                for statement, params in cap.statements:
+                    lines = explain(db.session, statement, params)
+                    plans.append({"query": "get_incident + timeline", "part": _from_table(statement),
+                                  "verdict": plan_verdict(lines), "plan": lines})
+            db.session.close()
+        rows.append({"query": "get_incident + timeline", "rows": len(entries)} | stats_ms(times))
+    return rows, plans, max_id
+
+
+def prepare_credentials(url: str) -> str:
+    """An API token for the bench admin, through the same service as `incidents users token`."""
+    from incidents.auth import services as auth
+    from incidents.extensions import db
+
+    app = bench_app(url)
+    with app.app_context():
+        user = auth.get_user_by_email(db.session, BENCH_EMAIL)
+        _, plain = auth.create_token(db.session, user, "bench")
+        db.session.commit()
+    return plain
+
+
+def sign_in(base: str) -> requests.Session:
+    """Sign in like a browser: the login page's CSRF token, then the form."""
+    http = requests.Session()
+    page = http.get(base + "/login", timeout=10)
+    match = CSRF.search(page.text)
+    if not match:
+        raise RuntimeError(f"no CSRF token on /login (status {page.status_code})")
+    r = http.post(base + "/login", data={"email": BENCH_EMAIL, "password": BENCH_PASSWORD,
+                                         "csrf_token": match.group(1)}, allow_redirects=False, timeout=10)
+    if r.status_code != 302:
+        raise RuntimeError(f"sign-in failed with {r.status_code}")
+    return http
+
+
+def over_http(url: str, requests_per_url: int, max_id: int, seed: int) -> list[dict]:
+    token = prepare_credentials(url)
+    env = {"INCIDENTS_DATABASE_URL": url, "INCIDENTS_SECRET_KEY": "bench-secret",
+           "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
+    rng = random.Random(seed)
+    rows = []
+    log = INSTANCE / f"scale-gunicorn-{backend(url)}.log"
+    with gunicorn("incidents:create_app()", env, log) as base:
+        web = sign_in(base)
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {token}"
+        deep = max(1, max_id // 25 // 2)
+        baseline = None
+        for label, path, is_api in http_cases(max_id, deep):
+            http = api if is_api else web
+            codes: dict[int, int] = {}
+            times = []
+            for i in range(requests_per_url + 10):  # the first 10 warm the workers up and are not counted
+                target = base + path.format(n=rng.randint(1, max_id))
+                t0 = time.perf_counter()
+                r = http.get(target, allow_redirects=False, timeout=30)
+                elapsed = time.perf_counter() - t0
+                if i >= 10:
+                    times.append(elapsed)
+                    codes[r.status_code] = codes.get(r.status_code, 0) + 1
+            row = {"url": label} | stats_ms(times)
+            row["status"] = " ".join(f"{c}x{n}" for c, n in sorted(codes.items()))
+            if 404 in codes and len(codes) == 1:
+                row["status"] += " (route missing on this branch)"
+            elif path != "/healthz" and r.status_code == 200 and "INC-" not in r.text:
+                row["status"] += " (no incident rendered: placeholder page?)"
+            baseline = baseline or row["p50"]
+            row["p50/healthz"] = f"{row['p50'] / baseline:.1f}x"
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--database-url", required=True)
+    p.add_argument("--count", type=int, default=100_000, help="incidents to generate if the database has fewer")
+    p.add_argument("--iterations", type=int, default=50, help="in-process calls per query")
+    p.add_argument("--requests", type=int, default=200, help="HTTP requests per URL (bounded)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--plans", action="store_true", help="print every query plan in full")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    url = normalise_url(args.database_url)
+    args.requests = min(args.requests, 2000)
+
+    made = generate(url, args.count, quiet=True)
+    print(f"# Scale benchmark on {backend(url)}: {made['total']} incidents "
+          f"(generated {made['incidents']} in {made['seconds']}s)\n")
+    rows, plans, max_id = in_process(url, args.iterations, args.seed)
+    print(f"## In-process service calls ({args.iterations} each, ms)\n")
+    print(table(rows, ["query", "rows", "p50", "p95", "max"]))
+    print("\n## Query plans\n")
+    print(table([{k: v for k, v in p.items() if k != "plan"} | {"plan": " / ".join(p["plan"])[:110]}
+                 for p in plans], ["query", "part", "verdict", "plan"]))
+    if args.plans:
+        for p in plans:
+            print(f"\n{p['query']} [{p['part']}]:\n  " + "\n  ".join(p["plan"]))
+    http_rows = []
+    if not args.skip_http:
+        print(f"\n## HTTP through gunicorn ({args.requests} sequential requests per URL, ms)\n")
+        http_rows = over_http(url, args.requests, max_id, args.seed)
+        print(table(http_rows, ["url", "p50", "p95", "max", "p50/healthz", "status"]))
+    slow = [r["query"] for r in rows if r["p95"] >= BUDGET_MS] + \
+        [r["url"] for r in http_rows if r["p95"] >= BUDGET_MS and not r["status"].startswith("404")]
+    print(f"\np95 at or over {BUDGET_MS} ms: {', '.join(slow) if slow else 'none'}")
+    if args.json:
+        args.json.write_text(json.dumps({"backend": backend(url), "service_calls": rows, "plans": plans,
+                                         "http": http_rows}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
