@@ -59,9 +59,10 @@ def _finish_config(app: Flask) -> None:
         engine.update(pool_size=cfg.get("DATABASE_POOL_SIZE", 5), max_overflow=10)
     cfg.setdefault("SQLALCHEMY_ENGINES", {"default": engine})
     cfg.setdefault("ALEMBIC", {"script_location": str(ROOT / "migrations")})
-    from incidents.database import render_migration_item
+    from incidents.database import include_in_migrations, render_migration_item
 
-    cfg.setdefault("ALEMBIC_CONTEXT", {"render_item": render_migration_item, "compare_type": True})
+    cfg.setdefault("ALEMBIC_CONTEXT", {"render_item": render_migration_item, "compare_type": True,
+                                       "include_object": include_in_migrations})
 
     if not cfg.get("SECRET_KEY"):
         key_file = Path(app.instance_path) / "secret_key"

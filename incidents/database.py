@@ -48,6 +48,15 @@ def render_migration_item(type_: str, obj, autogen_context):
     return False
 
 
+# Indexes that migrations create on PostgreSQL only (e.g. trigram search); not part of the models.
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_incident_title_trgm"})
+
+
+def include_in_migrations(obj, name, type_, reflected, compare_to) -> bool:
+    """Leave PostgreSQL-only indexes out of autogenerate comparisons."""
+    return not (type_ == "index" and reflected and name in POSTGRESQL_ONLY_INDEXES)
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -40,15 +40,16 @@ class Server:
             [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
             except requests.ConnectionError:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.2)
-        self.stop()
-        pytest.fail("incidents serve did not come up")
+        pytest.fail("incidents serve did not come up:\n" + self.stop())
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)

@@ -334,5 +334,8 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
         incident_id = _ref_id(q)
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         cond = Incident.title.ilike(like, escape="\\")
-        stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
+        if incident_id and q.lower().startswith("inc-"):
+            stmt = stmt.where(Incident.id == incident_id)  # a reference is a primary-key lookup, no scan
+        else:
+            stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
     return paginate(session, stmt, page, per_page)
