@@ -54,7 +54,7 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -64,7 +64,7 @@ class SMTPTestServer:
     """One loopback SMTP server; `reset()` between tests, `stop()`/`start()` to simulate an outage."""
 
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.messages: list[Received] = []
         self.credentials: tuple[str, str] | None = None  # when set, MAIL needs AUTH with exactly these
         self._failures: list[str] = []
