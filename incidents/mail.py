@@ -146,8 +146,7 @@ def _deliver(settings: SMTPSettings, message: EmailMessage) -> dict[str, tuple[i
         if settings.username:
             smtp.login(settings.username, settings.password or "")
         refused = smtp.send_message(message)
-    log.info("mail sent via %s: %s to %d recipient(s)", settings.address, message["Message-ID"],
-             len(message.get_all("To", [])))
+    log.info("mail %s sent via %s", message["Message-ID"], settings.address)
     return refused
 
 

@@ -105,8 +105,8 @@ def configured_severities(config: Mapping) -> list[str]:
 def recipients(session: Session, incident: Incident, event: Event, config: Mapping) -> list[Delivery]:
     """Slack: the global hook and the team's (incident events only for NOTIFY_SEVERITIES); e-mail: subscribers."""
     out: list[Delivery] = []
-    loud = event.kind not in (EventKind.OPENED, EventKind.STATUS_CHANGED)
-    if loud or incident.severity.value in configured_severities(config):
+    every_severity = event.kind not in (EventKind.OPENED, EventKind.STATUS_CHANGED)
+    if every_severity or incident.severity.value in configured_severities(config):
         hooks = [("global", config.get("SLACK_WEBHOOK_URL") or "")]
         if incident.team is not None:
             hooks.append((f"team:{incident.team.id}", incident.team.slack_webhook_url or ""))
@@ -294,7 +294,7 @@ def _deliver(delivery: Delivery, rendered: Rendered, event: Event, config: Mappi
 
 
 def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
-           lease: timedelta) -> tuple[_Claim, int | None]:
+           lease: timedelta) -> tuple[_Claim, int]:
     """Take the (event, channel, recipient) row for this worker, or learn it is done or held by another."""
     now = utcnow()
     row = NotificationLog(event_key=key, channel=delivery.channel, recipient=delivery.recipient,
@@ -329,7 +329,7 @@ def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
     return claim, found.id
 
 
-def _finish(session: Session, log_id: int | None, status: DeliveryStatus, error: str = "") -> None:
+def _finish(session: Session, log_id: int, status: DeliveryStatus, error: str = "") -> None:
     session.execute(
         sa.update(NotificationLog).where(NotificationLog.id == log_id)
         .values(status=status, last_error=error[:500], sent_at=utcnow() if status == DeliveryStatus.SENT else None)
@@ -349,9 +349,8 @@ def list_subscriptions(session: Session, user: User) -> list[Subscription]:
 
 def subscribe(session: Session, user: User, *, team_id: int | None, severities: list[str]) -> Subscription:
     """E-mail `user` about a team's incidents (or all, team_id None); subscribing again replaces the severities."""
-    chosen = [s.value for s in Severity if s.value in {v.strip().upper() for v in severities}]
-    unknown = {v.strip().upper() for v in severities} - {s.value for s in Severity}
-    if unknown or not chosen:
+    wanted = {v.strip().upper() for v in severities}
+    if not wanted or not wanted <= {s.value for s in Severity}:
         raise Invalid("Choose at least one severity.", {"severities": ["Choose one or more of SEV1-SEV4."]})
     if team_id is not None and session.get(Team, team_id) is None:
         raise Invalid(f"No team {team_id}.", {"team_id": ["Unknown team."]})
@@ -360,7 +359,7 @@ def subscribe(session: Session, user: User, *, team_id: int | None, severities: 
     if sub is None:
         sub = Subscription(user_id=user.id, team_id=team_id, severities="")
         session.add(sub)
-    sub.severities = ",".join(chosen)
+    sub.severities = ",".join(s.value for s in Severity if s.value in wanted)
     session.flush()
     return sub
 

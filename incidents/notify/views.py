@@ -10,6 +10,7 @@ from incidents.auth.views import form_errors
 from incidents.catalog.services import list_teams
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.incident.models import Severity
 from incidents.notify import services
 
 bp = Blueprint("notify", __name__)
@@ -19,7 +20,7 @@ def _page(form: dict, errors: dict, status: int = 200):
     return render_template(
         "notify/subscriptions.html", subscriptions=services.list_subscriptions(db.session, actor()),
         teams=list_teams(db.session), form=form, errors=errors,
-        severities=["SEV1", "SEV2", "SEV3", "SEV4"],
+        severities=[s.value for s in Severity],
     ), status
 
 
