@@ -3,3 +3,4 @@
 from incidents.auth.models import ApiToken, LoginAttempt, User  # noqa: F401
 from incidents.catalog.models import Service, Team  # noqa: F401
 from incidents.incident.models import Incident, IncidentTag, TimelineEntry  # noqa: F401
+from incidents.notify.models import NotificationLog, Subscription  # noqa: F401

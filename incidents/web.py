@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask, g, redirect, request, url_for
+from flask import Flask, g, has_request_context, redirect, request, url_for
 
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
@@ -28,6 +28,7 @@ def register(app: Flask) -> None:
     from incidents.catalog.views import bp as catalog_bp
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
+    from incidents.notify.views import bp as notify_bp
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -38,7 +39,7 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp):
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
 
@@ -83,7 +84,8 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def _globals():
-        return {"actor": actor()}
+        # Jobs render templates (e-mails) outside any request: there is no actor there.
+        return {"actor": actor() if has_request_context() else None}
 
 
 def _format_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:

@@ -164,3 +164,20 @@ def api(client, responder):
     from tests.factories import ApiClient, make_token
 
     return ApiClient(client, make_token(responder))
+
+
+@pytest.fixture(scope="session")
+def _smtp_server():
+    from tests.smtp import SMTPTestServer
+
+    server = SMTPTestServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(_smtp_server):
+    """The loopback SMTP server (tests/smtp.py), running and empty, shared by the whole run."""
+    _smtp_server.reset()
+    return _smtp_server

@@ -18,6 +18,8 @@ class Team(Base):
     name: Mapped[str] = mapped_column(sa.String(120))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The team's own Slack incoming webhook (a secret: shown to admins only, never logged).
+    slack_webhook_url: Mapped[str | None] = mapped_column(sa.String(500))
 
     services: Mapped[list[Service]] = relationship(back_populates="team", order_by="Service.name")
 

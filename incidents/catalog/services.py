@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -75,8 +76,21 @@ def update_team(session: Session, team: Team, **changes) -> Team:
     team.name, team.slug = name.strip(), slug
     if "description" in changes:
         team.description = changes["description"] or ""
+    if "slack_webhook_url" in changes:
+        team.slack_webhook_url = _webhook_url(changes["slack_webhook_url"])
     session.flush()
     return team
+
+
+def _webhook_url(raw: str | None) -> str | None:
+    """A Slack incoming-webhook URL, or None to clear it."""
+    url = (raw or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 500:
+        raise Invalid("The Slack webhook must be an https:// URL.", {"slack_webhook_url": ["Not a webhook URL."]})
+    return url
 
 
 def create_service(session: Session, *, name: str, team_id: int, slug: str | None = None,

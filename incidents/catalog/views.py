@@ -56,8 +56,11 @@ def edit_team(team_id: int):
         return _form("team", team, {"name": team.name, "slug": team.slug, "description": team.description}, {})
     form = request.form
     try:
+        webhook = {}  # the current URL is a secret and never shown, so a blank field keeps it
+        if form.get("slack_webhook_url") or form.get("clear_slack_webhook"):
+            webhook["slack_webhook_url"] = form.get("slack_webhook_url")
         services.update_team(db.session, team, name=form.get("name", ""), slug=form.get("slug", "").strip(),
-                             description=form.get("description", ""))
+                             description=form.get("description", ""), **webhook)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()

@@ -1,0 +1,62 @@
+"""Thin Slack incoming-webhook client: one POST with a timeout, typed errors, no database."""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class SlackError(Exception):
+    """A post failed; `temporary` (429, 5xx, network) means a later retry can succeed.
+
+    Messages never contain the webhook URL: its path is the secret."""
+
+    def __init__(self, message: str, *, temporary: bool, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.temporary = temporary
+        self.status = status
+        self.retry_after = retry_after
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    return f"<{url}|{escape(label).replace('|', '¦')}>"
+
+
+def post_message(webhook_url: str, payload: dict, *, timeout: float = 10.0,
+                 session: requests.Session | None = None) -> None:
+    """POST `payload` ({"text": ..., "blocks": [...]}) to an incoming webhook; raise SlackError unless Slack says ok."""
+    http = session or requests
+    try:
+        response = http.post(webhook_url, json=payload, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as e:  # str(e) names the URL, so only the class goes out
+        raise _failed(f"Slack webhook unreachable: {type(e).__name__}", None, True) from None
+    if response.status_code == 200:
+        return
+    body = response.text[:200].strip()
+    if response.status_code == 429:
+        raise _failed(f"Slack rate limit: {body or 'too many requests'}", 429, True,
+                      _seconds(response.headers.get("Retry-After")))
+    temporary = response.status_code >= 500
+    # 400 invalid_payload, 403 action_prohibited, 404 no_service, 410 channel_is_archived: fix the settings.
+    raise _failed(f"Slack webhook answered {response.status_code}: {body}", response.status_code, temporary)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _failed(message: str, status: int | None, temporary: bool, retry_after: float | None = None) -> SlackError:
+    log.warning("%s (%s)", message, "temporary" if temporary else "permanent")
+    return SlackError(message, temporary=temporary, status=status, retry_after=retry_after)

@@ -1,0 +1,56 @@
+"""The signed-in user's e-mail subscriptions page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from incidents.auth.models import Role
+from incidents.auth.permissions import actor, require
+from incidents.auth.views import form_errors
+from incidents.catalog.services import list_teams
+from incidents.errors import DomainError
+from incidents.extensions import db
+from incidents.incident.models import Severity
+from incidents.notify import services
+
+bp = Blueprint("notify", __name__)
+
+
+def _page(form: dict, errors: dict, status: int = 200):
+    return render_template(
+        "notify/subscriptions.html", subscriptions=services.list_subscriptions(db.session, actor()),
+        teams=list_teams(db.session), form=form, errors=errors,
+        severities=[s.value for s in Severity],
+    ), status
+
+
+@bp.get("/account/notifications")
+@require(Role.VIEWER)
+def subscriptions():
+    return _page({"team_id": "", "severities": services.configured_severities(current_app.config)}, {})
+
+
+@bp.post("/account/notifications")
+@require(Role.VIEWER)
+def subscribe():
+    raw_team = request.form.get("team_id", "")
+    form = {"team_id": raw_team, "severities": request.form.getlist("severities")}
+    try:
+        sub = services.subscribe(db.session, actor(), team_id=int(raw_team) if raw_team.isdigit() else None,
+                                 severities=form["severities"])
+        scope = sub.team.name if sub.team else "all incidents"
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _page(form, form_errors(e), 422)
+    flash(f"You will get e-mail about {scope} ({sub.severities.replace(',', ', ')}).", "success")
+    return redirect(url_for("notify.subscriptions"))
+
+
+@bp.post("/account/notifications/<int:subscription_id>/delete")
+@require(Role.VIEWER)
+def unsubscribe(subscription_id: int):
+    services.unsubscribe(db.session, actor(), subscription_id)
+    db.session.commit()
+    flash("Unsubscribed.", "success")
+    return redirect(url_for("notify.subscriptions"))
