@@ -1,7 +1,7 @@
 """notifications: e-mail subscriptions, the delivery log, a Slack webhook per team
 
 Revision ID: 1795703533
-Revises: 1795702171
+Revises: 0002_title_search
 Create Date: 2026-11-26 14:32:13.771906
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '1795703533'
-down_revision: str | Sequence[str] | None = '1795702171'
+down_revision: str | Sequence[str] | None = '0002_title_search'
 branch_labels: str | Sequence[str] | None = ()
 depends_on: str | Sequence[str] | None = None
 
