@@ -235,7 +235,7 @@ class ShortcutClient:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, max_per_minute: int = 180,
                  max_retries: int = 3, backoff_base: float = 0.5, backoff_cap: float = 8.0,
-                 max_rate_limit_waits: int = 2, rate_limit_default: float = 60.0,
+                 max_rate_limit_waits: int = 2, rate_limit_default: float = 60.0, max_rate_limit_wait: float = 120.0,
                  circuit_threshold: int = 5, circuit_cooldown: float = 60.0,
                  limiter: RateLimiter | None = None, breaker: CircuitBreaker | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
@@ -249,6 +249,7 @@ class ShortcutClient:
         self.backoff_cap = backoff_cap
         self.max_rate_limit_waits = max_rate_limit_waits
         self.rate_limit_default = rate_limit_default
+        self.max_rate_limit_wait = max_rate_limit_wait
         self.sleep = sleep
         self.rng = rng or random.Random()
         if limiter is None or breaker is None:
@@ -321,7 +322,8 @@ class ShortcutClient:
                 self.breaker.success()
                 wait = _retry_after(response, self.rate_limit_default)
                 self.limiter.pause(wait)
-                if rate_limit_waits >= self.max_rate_limit_waits:
+                # A long wait would hold a worker thread: give up and let the job retry later instead.
+                if rate_limit_waits >= self.max_rate_limit_waits or wait > self.max_rate_limit_wait:
                     raise RateLimited(f"{method} {path}: rate limited", wait, status=429, body=_body(response))
                 rate_limit_waits += 1
                 continue

@@ -166,6 +166,15 @@ def test_persistent_429_raises_rate_limited(fake_shortcut, shortcut, clock):
     assert clock.sleeps == [5, 5]
 
 
+def test_long_retry_after_is_left_to_the_job_retry(fake_shortcut, shortcut, clock):
+    fake_shortcut.inject("listMembers", Fault.rate_limited(3600))
+    with pytest.raises(RateLimited) as error:
+        shortcut.list_members()
+    assert error.value.retry_after == 3600 and clock.sleeps == []
+    shortcut.limiter.acquire()  # but every later call of this process still waits the hour out
+    assert clock.sleeps == [3600]
+
+
 def test_rate_limiter_keeps_a_sliding_minute(clock):
     limiter = RateLimiter(3, clock=clock.monotonic, sleep=clock.sleep)
     for _ in range(3):
