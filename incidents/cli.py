@@ -57,8 +57,16 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
                 # stopped (gracefully, then killed) when the master exits. It is a separate process, not a
                 # thread, because the master forks web workers and threads do not survive a fork.
                 children: list[subprocess.Popen] = []
-                self.cfg.set("on_starting", lambda server: children.append(subprocess.Popen(job_worker)))  # noqa: S603
-                self.cfg.set("on_exit", lambda server: [_stop(child) for child in children])
+
+                def start_worker(_server):
+                    children.append(subprocess.Popen(job_worker))  # noqa: S603  (our interpreter, our argv)
+
+                def stop_worker(_server):
+                    for child in children:
+                        _stop(child)
+
+                self.cfg.set("on_starting", start_worker)
+                self.cfg.set("on_exit", stop_worker)
 
         def load(self):
             return create_app()

@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey.exceptions import TaskException
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -95,6 +96,8 @@ class JobQueue:
         self.app = app
         self.huey = huey
         self.tasks: dict[str, Any] = {}
+        # Immediate mode only: (job name, ids, TaskException) of jobs that failed inline.
+        self.failures: list[tuple[str, tuple, TaskException]] = []
 
     def bind(self, declared: Job) -> Any:
         task = self.tasks.get(declared.name)
@@ -180,7 +183,14 @@ def pending_jobs(session: Session) -> list[tuple[str, tuple]]:
 def _after_commit(session: Session) -> None:
     for queue, declared, ids in session.info.pop(_PENDING, ()):
         try:
-            queue.enqueue(declared, *ids)
+            result = queue.enqueue(declared, *ids)
+            if queue.huey.immediate and result is not None:
+                # The job has just run inline (tests). Raising here would wreck the committed session, so
+                # the failure is kept where a test can assert on it: get_queue().failures.
+                try:
+                    result.get()
+                except TaskException as exc:
+                    queue.failures.append((declared.name, ids, exc))
         except Exception:
             # The data is committed; failing the caller now would only hide that. The outbox sweep repairs it.
             log.exception("could not enqueue %s%r after commit", declared.name, ids)

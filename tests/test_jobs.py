@@ -202,6 +202,28 @@ def test_immediate_mode_is_the_test_default(app):
     assert get_queue(app).huey.immediate is True
 
 
+def test_immediate_mode_keeps_job_failures_for_the_test(app, session):
+    queue = get_queue(app)
+    FAILURES["boom"] = 1
+    enqueue_after_commit(flaky, "boom")
+    make_user()  # the commit itself succeeds, and the session stays usable
+    [(name, ids, error)] = queue.failures
+    assert (name, ids) == (flaky.name, ("boom",)) and "flaky" in str(error)
+    assert labels() == ["boom"]
+    queue.failures.clear()
+    make_user()
+
+
+def test_enqueue_failure_after_commit_is_logged_not_raised(app, session, queue, caplog, monkeypatch):
+    def broken(*_args):
+        raise ConnectionError("queue storage is down")
+
+    monkeypatch.setattr(queue, "enqueue", broken)
+    enqueue_after_commit(record, "lost")
+    make_user()  # the data is committed all the same
+    assert "could not enqueue tests.test_jobs.record('lost',)" in caplog.text
+
+
 # --- real storages and real worker processes ------------------------------------------------------------
 
 
