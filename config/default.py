@@ -34,3 +34,30 @@ SLACK_TIMEOUT = 10
 NOTIFY_SEVERITIES = "SEV1,SEV2"
 # Seconds after which a delivery claimed by a worker that never reported back may be tried again.
 NOTIFY_SEND_LEASE = 600
+
+# Background jobs (huey). Empty QUEUE_URL = an SQLite file `queue.sqlite3` in the instance folder (one host);
+# `redis://host:6379/0` lets many workers on many machines share the queue; `memory://` is for tests.
+QUEUE_URL = ""
+# Queue name: apps sharing one Redis database need different names.
+QUEUE_NAME = "incidents"
+# Run jobs synchronously at enqueue time, in memory; null = only when TESTING is on.
+QUEUE_IMMEDIATE = None
+# Extra modules to import for their @job declarations (plugins, tests), as a JSON list.
+JOB_IMPORTS = []
+# Worker threads of the consumer that `incidents serve` starts (`incidents worker --workers N` overrides).
+WORKER_THREADS = 2
+
+# Shortcut (Clubhouse) REST API v3. The token is a secret: set INCIDENTS_SHORTCUT_API_TOKEN in the environment.
+SHORTCUT_API_URL = "https://api.app.shortcut.com/api/v3"
+SHORTCUT_API_TOKEN = ""
+# Secret shared with Shortcut's outgoing webhook; Payload-Signature is its hex HMAC-SHA256 of the raw body.
+SHORTCUT_WEBHOOK_SECRET = ""
+# Default workflow state (id) of new cards when a team has none of its own.
+SHORTCUT_WORKFLOW_STATE_ID = None
+# Seconds to wait for Shortcut to connect and to answer, per request.
+SHORTCUT_TIMEOUT = 10
+# Client-side request budget per minute and per process, below Shortcut's documented 200.
+SHORTCUT_MAX_PER_MINUTE = 180
+# Consecutive failures (connection errors, timeouts, 5xx) that open the circuit, and how long it stays open (s).
+SHORTCUT_CIRCUIT_THRESHOLD = 5
+SHORTCUT_CIRCUIT_COOLDOWN = 60

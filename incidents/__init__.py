@@ -37,6 +37,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     ext.csrf.init_app(app)
     ext.login_manager.init_app(app)
 
+    from incidents import jobs
+
+    jobs.init_app(app)
+
     from incidents import web
     from incidents.errors import register_error_handlers
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import subprocess
+import sys
+
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
@@ -19,9 +24,10 @@ def main():
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--no-worker", is_flag=True, help="Do not start a background-job worker beside the web server.")
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int):
-    """Apply pending migrations, then serve the app with gunicorn."""
+def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
+    """Apply pending migrations, then serve the app with gunicorn and a background-job worker."""
     from incidents.auth.services import count_users
     from incidents.extensions import alembic, db
 
@@ -36,6 +42,7 @@ def serve(host: str, port: int, workers: int, threads: int):
     db.session.close()
     for engine in db.engines.values():
         engine.dispose()  # workers open their own connections after fork
+    job_worker = None if no_worker else _job_worker_command(current_app)
     from gunicorn.app.base import BaseApplication
 
     class Gunicorn(BaseApplication):
@@ -46,11 +53,72 @@ def serve(host: str, port: int, workers: int, threads: int):
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 60)
+            if job_worker:
+                # The job consumer runs as a child of gunicorn's master: started before the web workers,
+                # stopped (gracefully, then killed) when the master exits. It is a separate process, not a
+                # thread, because the master forks web workers and threads do not survive a fork.
+                children: list[subprocess.Popen] = []
+
+                def start_worker(_server):
+                    children.append(subprocess.Popen(job_worker))  # noqa: S603  (our interpreter, our argv)
+
+                def stop_worker(_server):
+                    for child in children:
+                        _stop(child)
+
+                self.cfg.set("on_starting", start_worker)
+                self.cfg.set("on_exit", stop_worker)
 
         def load(self):
             return create_app()
 
     Gunicorn().run()
+
+
+def _job_worker_command(app) -> list[str] | None:
+    """The `incidents worker` command line for serve, or None when jobs cannot or need not run apart."""
+    from incidents.jobs import get_queue
+
+    huey = get_queue(app).huey
+    if huey.immediate:
+        click.echo("Background jobs run inline (QUEUE_IMMEDIATE): no worker started.")
+        return None
+    if type(huey.storage).__name__ == "MemoryStorage":
+        click.echo("QUEUE_URL is memory://, which no other process can read: no worker started.")
+        return None
+    click.echo("Starting a background-job worker (--no-worker to run `incidents worker` elsewhere).")
+    return [sys.executable, "-m", "incidents", "worker", "--workers", str(app.config["WORKER_THREADS"])]
+
+
+def _stop(child: subprocess.Popen, grace: float = 30) -> None:
+    """SIGINT lets huey finish running jobs; after `grace` seconds the worker is killed."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+    try:
+        child.wait(grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="Worker threads (default: WORKER_THREADS).")
+@click.option("--burst", is_flag=True, help="Run every job that is due, including due retries and periodic "
+              "jobs of this minute, then exit (for cron and tests).")
+@with_appcontext
+def worker(workers: int | None, burst: bool):
+    """Run the background-job consumer with its periodic jobs."""
+    from incidents.jobs import get_queue, run_burst, run_consumer
+
+    queue = get_queue(current_app)
+    if queue.huey.immediate:
+        raise click.UsageError("QUEUE_IMMEDIATE is on: jobs run inline, there is no queue to consume.")
+    if burst:
+        ran = run_burst(queue, periodic=True)
+        click.echo(f"Ran {ran} job(s).")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    run_consumer(queue, workers or current_app.config["WORKER_THREADS"])
 
 
 @main.command()

@@ -1,0 +1,1 @@
+"""Issue trackers the app exports action items to (Shortcut): thin clients and webhook parsing, no database."""
