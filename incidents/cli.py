@@ -53,6 +53,8 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 60)
+            # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
+            self.cfg.set("control_socket_disable", True)
             if job_worker:
                 # The job consumer runs as a child of gunicorn's master: started before the web workers,
                 # stopped (gracefully, then killed) when the master exits. It is a separate process, not a
