@@ -1,5 +1,7 @@
 """The one Markdown renderer: Markdown to HTML, then nh3 keeps only safe tags and attributes."""
 
+import threading
+
 import markdown as md
 import nh3
 from markupsafe import Markup
@@ -13,11 +15,22 @@ _TAGS = {
 _ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"align"}, "td": {"align"}}
 
 
+_local = threading.local()
+
+
+def _converter() -> md.Markdown:
+    """One converter per thread: building one loads every extension, which costs more than converting."""
+    converter = getattr(_local, "converter", None)
+    if converter is None:
+        converter = _local.converter = md.Markdown(extensions=_EXTENSIONS, output_format="html")
+    return converter
+
+
 def render_markdown(text: str | None) -> Markup:
     """Render untrusted Markdown to HTML that is safe to put in a page."""
     if not text:
         return Markup("")
-    html = md.markdown(text, extensions=_EXTENSIONS, output_format="html")
+    html = _converter().reset().convert(text)
     clean = nh3.clean(
         html,
         tags=_TAGS,
