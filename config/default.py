@@ -32,6 +32,8 @@ SLACK_WEBHOOK_URL = ""
 SLACK_TIMEOUT = 10
 # Severities announced to the Slack channels, and the default filter of a new e-mail subscription.
 NOTIFY_SEVERITIES = "SEV1,SEV2"
+# Announce every declaration and status change (Slack, e-mail subscribers) through a job after its commit.
+NOTIFY_ON_COMMIT = True
 # Seconds after which a delivery claimed by a worker that never reported back may be tried again.
 NOTIFY_SEND_LEASE = 600
 

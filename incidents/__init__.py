@@ -40,6 +40,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents import jobs
 
     jobs.init_app(app)
+    from incidents.notify import jobs as notify_jobs
+
+    notify_jobs.init_app(app)
 
     from incidents import web
     from incidents.errors import register_error_handlers

@@ -49,6 +49,8 @@ def _app(db_url, tmp_path_factory):
         "SECRET_KEY": "test-secret",
         "SERVER_NAME": "localhost",
         "BASE_URL": "http://localhost",
+        # Notification services are tested directly; tests/notify/test_jobs.py turns the automatic path on.
+        "NOTIFY_ON_COMMIT": False,
     })
     with app.app_context():
         alembic.upgrade()
