@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from flask import g
 from flask.testing import FlaskClient
-import sqlalchemy as sa
 
 from incidents import create_app
 from incidents.database import Base
