@@ -20,6 +20,7 @@ CSP = (
 
 
 def register(app: Flask) -> None:
+    from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
     from incidents.auth.models import User
@@ -42,6 +43,14 @@ def register(app: Flask) -> None:
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, webhooks_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
+    app.cli.add_command(integrations_cli)
+    app.cli.add_command(deliveries_cli)
+
+    # Flask-SQLAlchemy-Lite registers an async teardown even when no async engine exists, and Flask runs it
+    # through asgiref on every request (a thread and an event loop each time, ~1 ms): drop it when unused.
+    if not app.config.get("SQLALCHEMY_ASYNC_ENGINES"):
+        app.teardown_appcontext_funcs[:] = [
+            f for f in app.teardown_appcontext_funcs if getattr(f, "__name__", "") != "_close_async_sessions"]
 
     @app.before_request
     def _begin_mode():

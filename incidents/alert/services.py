@@ -12,6 +12,7 @@ Ingestion is built for many concurrent deliveries of one fingerprint (an error s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -265,8 +266,16 @@ def dedup_key(parsed: ParsedEvent | None, raw: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _insert(session: Session):
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@functools.cache
+def _delivery_insert(dialect: str):
+    """Built once per dialect: constructing SQLAlchemy statements costs more than running them."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Delivery.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"]).returning(table.c.id)
 
 
 def store_delivery(session: Session, integration_id: int, source: str, *, outcome: Outcome, body: str,
@@ -274,12 +283,9 @@ def store_delivery(session: Session, integration_id: int, source: str, *, outcom
                    key: str | None = None, alert_id: int | None = None) -> int:
     """Insert one delivery; raises Duplicate when its key was seen before for this integration."""
     values = dict(integration_id=integration_id, source=source, received_at=received_at, event=event[:64],
-                  outcome=outcome, error=error, dedup_key=key, body=body, headers=headers, alert_id=alert_id)
-    if key is None:
-        return session.execute(sa.insert(Delivery).values(**values).returning(Delivery.id)).scalar_one()
-    stmt = _insert(session)(Delivery).values(**values).on_conflict_do_nothing(
-        index_elements=["integration_id", "dedup_key"]).returning(Delivery.id)
-    delivery_id = session.execute(stmt).scalar()
+                  outcome=outcome, error=error, dedup_key=key, body=body, headers=headers, alert_id=alert_id,
+                  replayed_at=None)
+    delivery_id = session.connection().execute(_delivery_insert(_dialect(session)), values).scalar()
     if delivery_id is None:
         raise Duplicate(key)
     return delivery_id
@@ -322,37 +328,46 @@ def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body
 _RETURNING = (Alert.id, Alert.incident_id, Alert.event_count, Alert.occurrence_count, Alert.status)
 
 
+@functools.cache
+def _alert_upsert(dialect: str, bump: bool, set_status: bool):
+    """INSERT .. ON CONFLICT (integration_id, fingerprint) WHERE open DO UPDATE .. RETURNING, built once."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Alert.__table__
+    c = table.c
+    stmt = insert(table)
+    new = stmt.excluded
+    changes: dict[str, Any] = {
+        "event_count": c.event_count + 1,
+        "last_event": new.last_event,
+        "updated_at": new.updated_at,
+        "title": new.title,
+        "severity": sa.func.coalesce(new.severity, c.severity),
+        "environment": sa.func.coalesce(new.environment, c.environment),
+        "external_id": sa.func.coalesce(c.external_id, new.external_id),
+        "link": sa.func.coalesce(c.link, new.link),
+    }
+    if bump:
+        changes["occurrence_count"] = c.occurrence_count + 1
+        changes["last_seen_at"] = sa.case((new.last_seen_at > c.last_seen_at, new.last_seen_at),
+                                          else_=c.last_seen_at)
+    if set_status:
+        changes["status"] = new.status
+    return stmt.on_conflict_do_update(
+        index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
+    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
+
+
 def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
     kind = parsed.kind
     status = AlertStatus.ACKNOWLEDGED if kind == Kind.ACKNOWLEDGE else AlertStatus.OPEN
-    stmt = _insert(session)(Alert).values(
+    stmt = _alert_upsert(_dialect(session), parsed.bump, kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE))
+    return session.connection().execute(stmt, dict(
         integration_id=info.id, source=info.source, fingerprint=parsed.fingerprint,
         external_id=parsed.external_id, title=parsed.title or parsed.fingerprint, description=parsed.description,
         severity=parsed.severity, status=status, environment=parsed.environment, link=parsed.link,
         first_seen_at=at, last_seen_at=at, occurrence_count=1, event_count=1, last_event=parsed.event[:64],
-        created_at=now, updated_at=now,
-    )
-    new = stmt.excluded
-    changes: dict[str, Any] = {
-        "event_count": Alert.event_count + 1,
-        "last_event": new.last_event,
-        "updated_at": new.updated_at,
-        "title": new.title,
-        "severity": sa.func.coalesce(new.severity, Alert.severity),
-        "environment": sa.func.coalesce(new.environment, Alert.environment),
-        "external_id": sa.func.coalesce(Alert.external_id, new.external_id),
-        "link": sa.func.coalesce(Alert.link, new.link),
-    }
-    if parsed.bump:
-        changes["occurrence_count"] = Alert.occurrence_count + 1
-        changes["last_seen_at"] = sa.case((new.last_seen_at > Alert.last_seen_at, new.last_seen_at),
-                                          else_=Alert.last_seen_at)
-    if kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE):
-        changes["status"] = status
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
-    ).returning(*_RETURNING)
-    return session.execute(stmt).one()
+        incident_id=None, closed_at=None, created_at=now, updated_at=now,
+    )).one()
 
 
 def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):

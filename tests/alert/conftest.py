@@ -63,3 +63,56 @@ def rollbar(app):
 @pytest.fixture
 def opsgenie(app):
     return make_integration("opsgenie", "ops")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(app, db_url, tmp_path):
+    """The app under a real gunicorn (2 worker processes x 8 threads) on a free loopback port."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = os.environ | {
+        "INCIDENTS_DATABASE_URL": db_url,
+        "INCIDENTS_SECRET_KEY": "test-secret",
+        "INCIDENTS_INSTANCE_PATH": str(tmp_path),
+        "PYTHONPATH": str(root),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "incidents:create_app()"],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or workers still booting
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -7,6 +7,7 @@ surrogates (PostgreSQL refuses both), capped to column sizes, timestamps are san
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -117,6 +118,11 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None  # payload keys repeat endlessly: remember the answer
+
+
 def redact_keys(payload: Any) -> bool:
     """Replace the values of secret-looking keys in place, at any depth; True if anything was replaced.
 
@@ -127,7 +133,7 @@ def redact_keys(payload: Any) -> bool:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if (isinstance(key, str) and isinstance(value, str | int | float) and _SECRET_KEY.search(key)
+                if (isinstance(value, str | int | float) and isinstance(key, str) and _is_secret_key(key)
                         and value not in ("", REDACTED)):
                     node[key] = REDACTED
                     found = True
