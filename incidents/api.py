@@ -36,3 +36,5 @@ def list_incidents():
     page = incident_services.list_incidents(db.session, incident_services.IncidentFilter())
     return jsonify({"items": [{"id": i.id, "ref": i.ref, "title": i.title} for i in page.items],
                     "page": page.page, "pages": page.pages, "total": page.total})
+
+from incidents.alert import api as _alert_api  # noqa: E402, F401  (registers /alerts and /deliveries on bp)
