@@ -21,6 +21,7 @@ CSP = (
 
 def register(app: Flask) -> None:
     from incidents.alert.cli import deliveries_cli, integrations_cli
+    from incidents.alert.views import bp as alert_bp
     from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
     from incidents.auth.models import User
@@ -40,7 +41,7 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, webhooks_bp):
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, webhooks_bp, alert_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)
