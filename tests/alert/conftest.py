@@ -93,7 +93,8 @@ def live_server(app, db_url, tmp_path):
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "incidents:create_app()"],
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--access-logfile", str(tmp_path / "access.log"),
+         "incidents:create_app()"],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"

@@ -60,3 +60,15 @@ def test_concurrent_deliveries_of_one_fingerprint(app, live_server):
     opened = db.session.scalar(sa.select(sa.func.count(TimelineEntry.id)).where(
         TimelineEntry.text.like("Opened from%")))
     assert opened == 1
+
+
+def test_query_token_never_reaches_the_access_log(app, live_server, tmp_path):
+    _, token = make_integration("rollbar", "logged")
+    response = requests.post(f"{live_server}/webhooks/rollbar?token={token}",
+                             json=fixture("rollbar_new_item_production"), timeout=30)
+    assert response.status_code == 200 and token not in response.text
+    refused = requests.post(f"{live_server}/webhooks/rollbar?token=whk_guessed-token-12345", json={}, timeout=30)
+    assert refused.status_code == 401
+    log = (tmp_path / "access.log").read_text()
+    assert "/webhooks/rollbar?token=[redacted]" in log
+    assert token not in log and "whk_guessed-token-12345" not in log

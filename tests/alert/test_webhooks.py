@@ -73,6 +73,16 @@ def test_token_in_query_parameter_works_and_is_never_stored_or_echoed(client, ro
         assert "X-Incidents-Token" not in delivery.headers
 
 
+def test_query_token_is_blanked_in_the_environ_access_logs_read():
+    from incidents.alert.views import _hide_query_token
+
+    environ = {"RAW_URI": "/webhooks/rollbar?x=1&token=whk_secret&y=2", "QUERY_STRING": "token=whk_secret",
+               "PATH_INFO": "/webhooks/rollbar"}
+    _hide_query_token(environ)
+    assert environ == {"RAW_URI": "/webhooks/rollbar?x=1&token=[redacted]&y=2", "QUERY_STRING": "token=[redacted]",
+                       "PATH_INFO": "/webhooks/rollbar"}
+
+
 def test_body_over_one_mebibyte_is_413(client, rollbar):
     big = b'{"event_name": "test", "pad": "' + b"x" * (1024 * 1024) + b'"}'
     response = post(client, "rollbar", big, rollbar[1])
