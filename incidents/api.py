@@ -169,5 +169,6 @@ __all__ = ["PageArgsSchema", "bp", "checked_key", "load_json", "lookup_field", "
            "page_window", "query_args"]
 
 # Domain routes register themselves on `bp` when imported; keep these last.
+from incidents.alert import api as _alert_api  # noqa: E402, F401
 from incidents.catalog import api as _catalog_api  # noqa: E402, F401
 from incidents.incident import api as _incident_api  # noqa: E402, F401

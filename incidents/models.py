@@ -1,5 +1,6 @@
 """Imports every domain's models so the metadata is complete (for migrations and the shell)."""
 
+from incidents.alert.models import Alert, Delivery, Integration  # noqa: F401
 from incidents.auth.models import ApiToken, LoginAttempt, User  # noqa: F401
 from incidents.catalog.models import Service, Team  # noqa: F401
 from incidents.incident.models import Incident, IncidentTag, TimelineEntry  # noqa: F401

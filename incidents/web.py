@@ -20,6 +20,9 @@ CSP = (
 
 
 def register(app: Flask) -> None:
+    from incidents.alert.cli import deliveries_cli, integrations_cli
+    from incidents.alert.views import bp as alert_bp
+    from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
     from incidents.auth.models import User
     from incidents.auth.services import count_users
@@ -39,9 +42,17 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp):
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
+    app.cli.add_command(integrations_cli)
+    app.cli.add_command(deliveries_cli)
+
+    # Flask-SQLAlchemy-Lite registers an async teardown even when no async engine exists, and Flask runs it
+    # through asgiref on every request (a thread and an event loop each time, ~1 ms): drop it when unused.
+    if not app.config.get("SQLALCHEMY_ASYNC_ENGINES"):
+        app.teardown_appcontext_funcs[:] = [
+            f for f in app.teardown_appcontext_funcs if getattr(f, "__name__", "") != "_close_async_sessions"]
 
     @app.before_request
     def _begin_mode():
@@ -57,7 +68,8 @@ def register(app: Flask) -> None:
     @app.before_request
     def _first_run_setup():
         # Until the first admin exists, every page leads to the setup form.
-        if app.extensions.get("incidents.has_users") or request.endpoint in _SETUP_EXEMPT:
+        if app.extensions.get("incidents.has_users") or request.endpoint in _SETUP_EXEMPT or (
+                request.blueprint == "webhooks"):  # senders must be able to deliver before anyone signs in
             return None
         if count_users(db.session):
             app.extensions["incidents.has_users"] = True

@@ -74,6 +74,8 @@ class Incident(Base):
     comms_lead_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
     scribe_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    # Set when an alert that had a resolved incident fired again (Rollbar reactivated/reopened item).
+    repeat_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incident.id"))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -91,6 +93,7 @@ class Incident(Base):
     comms_lead: Mapped[User | None] = relationship(foreign_keys=[comms_lead_id])
     scribe: Mapped[User | None] = relationship(foreign_keys=[scribe_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    repeat_of: Mapped[Incident | None] = relationship(remote_side=[id], foreign_keys=[repeat_of_id])
     tag_rows: Mapped[list[IncidentTag]] = relationship(
         cascade="all, delete-orphan", order_by="IncidentTag.name", lazy="selectin"
     )

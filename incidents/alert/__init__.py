@@ -1,0 +1,1 @@
+"""Alert ingestion: integrations, raw webhook deliveries and deduplicated alerts."""

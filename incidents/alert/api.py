@@ -1,0 +1,125 @@
+"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: viewers and up)."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from incidents.alert import schemas, services
+from incidents.api import bp
+from incidents.auth.models import Role
+from incidents.auth.permissions import require
+from incidents.extensions import db
+
+
+def _per_page(asked: int | None) -> int:
+    return min(asked or current_app.config["PER_PAGE"], current_app.config["MAX_PER_PAGE"])
+
+
+def _page_json(page, schema) -> dict:
+    return {"items": schema.dump(page.items, many=True), "page": page.page, "pages": page.pages, "total": page.total}
+
+
+@bp.get("/alerts")
+@require(Role.VIEWER)
+def list_alerts():
+    """List alerts, most recently seen first.
+    ---
+    get:
+      summary: List alerts
+      description: Alerts deduplicated by fingerprint, with their occurrence count and source link.
+      tags: [alerts]
+      parameters:
+        - in: query
+          schema: AlertQuerySchema
+      responses:
+        200:
+          description: One page of alerts.
+          content:
+            application/json:
+              schema: AlertListSchema
+        422: ValidationError
+    """
+    args = schemas.AlertQuerySchema().load(request.args)
+    f = services.AlertFilter(status=args.get("status"), source=args.get("source"),
+                             integration=args.get("integration"), severity=args.get("severity"),
+                             environment=args.get("environment"), q=args.get("q"))
+    page = services.list_alerts(db.session, f, args["page"], _per_page(args["per_page"]))
+    return jsonify(_page_json(page, schemas.AlertSchema()))
+
+
+@bp.get("/alerts/<int:alert_id>")
+@require(Role.VIEWER)
+def get_alert(alert_id: int):
+    """One alert with its most recent deliveries.
+    ---
+    get:
+      summary: Get an alert
+      tags: [alerts]
+      parameters:
+        - in: path
+          name: alert_id
+          required: true
+          schema: {type: integer}
+      responses:
+        200:
+          description: The alert.
+          content:
+            application/json:
+              schema: AlertDetailSchema
+        404: NotFound
+    """
+    alert = services.get_alert(db.session, alert_id)
+    body = schemas.AlertSchema().dump(alert)
+    deliveries = services.list_deliveries(db.session, alert=alert.id, per_page=50).items
+    body["deliveries"] = schemas.DeliverySchema().dump(deliveries, many=True)
+    return jsonify(body)
+
+
+@bp.get("/deliveries")
+@require(Role.VIEWER)
+def list_deliveries():
+    """List received webhook deliveries, newest first.
+    ---
+    get:
+      summary: List deliveries
+      description: Every accepted webhook POST, with its outcome (processed, ignored, rejected, failed).
+      tags: [alerts]
+      parameters:
+        - in: query
+          schema: DeliveryQuerySchema
+      responses:
+        200:
+          description: One page of deliveries (without bodies).
+          content:
+            application/json:
+              schema: DeliveryListSchema
+        422: ValidationError
+    """
+    args = schemas.DeliveryQuerySchema().load(request.args)
+    page = services.list_deliveries(db.session, integration=args.get("integration"), outcome=args.get("outcome"),
+                                    alert=args.get("alert"), page=args["page"], per_page=_per_page(args["per_page"]))
+    return jsonify(_page_json(page, schemas.DeliverySchema()))
+
+
+@bp.get("/deliveries/<int:delivery_id>")
+@require(Role.VIEWER)
+def get_delivery(delivery_id: int):
+    """One delivery with its stored body (secrets redacted).
+    ---
+    get:
+      summary: Get a delivery
+      tags: [alerts]
+      parameters:
+        - in: path
+          name: delivery_id
+          required: true
+          schema: {type: integer}
+      responses:
+        200:
+          description: The delivery.
+          content:
+            application/json:
+              schema: DeliveryDetailSchema
+        404: NotFound
+    """
+    return jsonify(schemas.DeliveryDetailSchema().dump(services.get_delivery(db.session, delivery_id)))

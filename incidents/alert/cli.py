@@ -1,0 +1,82 @@
+"""`incidents integrations add|list` and `incidents deliveries replay`: each command owns its transaction."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from incidents.alert import services
+from incidents.alert.models import Delivery, Outcome, Source
+from incidents.errors import DomainError
+from incidents.extensions import db
+
+integrations_cli = AppGroup("integrations", help="Manage OpsGenie and Rollbar webhook integrations.")
+deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhook deliveries.")
+
+
+@integrations_cli.command("add")
+@click.argument("source", type=click.Choice([s.value for s in Source]))
+@click.argument("name")
+@click.option("--token", help="Use this secret (16+ characters) instead of a generated one.")
+@click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
+@click.option("--team", help="Default team (slug or id); the service's team when omitted.")
+def integrations_add(source: str, name: str, token: str | None, service: str | None, team: str | None):
+    """Create an integration and print the webhook URL to paste into OpsGenie or Rollbar (shown once)."""
+    try:
+        row, plain = services.create_integration(db.session, source=source, name=name, token=token,
+                                                 service=service, team=team)
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        raise click.ClickException(e.message) from None
+    url = services.webhook_url(current_app.config["BASE_URL"], source, plain)
+    click.echo(f"Created {row.source.label} integration {row.name!r} (id {row.id}).", err=True)
+    if source == Source.OPSGENIE:
+        click.echo("Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
+                   "X-Incidents-Token and drop ?token=...). It is shown once:", err=True)
+    else:
+        click.echo("Paste this URL into Rollbar: Settings > Notifications > Webhook. It is shown once:", err=True)
+    click.echo(url)
+
+
+@integrations_cli.command("list")
+def integrations_list():
+    """One line per integration: id, source, name, token hint, default service, state."""
+    for row in services.list_integrations(db.session):
+        state = "active" if row.active else "disabled"
+        service = row.service.slug if row.service else "-"
+        click.echo(f"{row.id}\t{row.source.value}\t{row.name}\t…{row.token_hint}\t{service}\t{state}")
+
+
+@deliveries_cli.command("replay")
+@click.option("--failed", "all_failed", is_flag=True, help="Replay every delivery whose outcome is failed.")
+@click.argument("ids", nargs=-1, type=int)
+def deliveries_replay(all_failed: bool, ids: tuple[int, ...]):
+    """Run stored deliveries through processing again (after a fix), oldest first."""
+    if not all_failed and not ids:
+        raise click.UsageError("Give delivery ids, or --failed.")
+    stmt = sa.select(Delivery).order_by(Delivery.id)
+    conditions = []
+    if ids:
+        conditions.append(Delivery.id.in_(ids))
+    if all_failed:
+        conditions.append(Delivery.outcome == Outcome.FAILED)
+    deliveries = list(db.session.scalars(stmt.where(sa.or_(*conditions))))
+    missing = set(ids) - {d.id for d in deliveries}
+    if missing:
+        raise click.ClickException(f"No delivery {', '.join(map(str, sorted(missing)))}.")
+    failures = 0
+    for delivery in deliveries:
+        try:
+            result = services.replay_delivery(db.session, delivery)
+        except DomainError as e:
+            click.echo(f"{delivery.id}\tskipped\t{e.message}")
+            continue
+        db.session.commit()  # one delivery per transaction: a later failure never undoes an earlier replay
+        failures += result.outcome != Outcome.PROCESSED and result.outcome != Outcome.IGNORED
+        click.echo(f"{delivery.id}\t{result.outcome}\t{result.message}".rstrip())
+    click.echo(f"Replayed {len(deliveries)} deliveries; {failures} not processed.", err=True)
+    if failures:
+        raise SystemExit(1)

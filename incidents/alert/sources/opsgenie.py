@@ -1,0 +1,121 @@
+"""OpsGenie outgoing "Webhook" integration: {action, alert{...}, source, integrationId, ...} (CONTRACTS.md A)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from incidents.alert.sources import (
+    REDACTED,
+    Kind,
+    ParsedEvent,
+    ParseError,
+    dig,
+    fingerprint,
+    obj,
+    redact_keys,
+    scalar_text,
+    text,
+    timestamp,
+)
+
+SOURCE = "opsgenie"
+
+ACTIONS: dict[str, Kind] = {
+    "Create": Kind.TRIGGER,
+    "Acknowledge": Kind.ACKNOWLEDGE,
+    "UnAcknowledge": Kind.UNACKNOWLEDGE,
+    "AddNote": Kind.NOTE,
+    "Close": Kind.CLOSE,
+    "Delete": Kind.CLOSE,
+    "Escalate": Kind.ESCALATE,
+    "TakeOwnership": Kind.INFO,
+    "AssignOwnership": Kind.INFO,
+    "AddRecipient": Kind.INFO,
+    "AddTeam": Kind.INFO,
+    "AddTags": Kind.INFO,
+    "RemoveTags": Kind.INFO,
+}
+
+_PRIORITY = re.compile(r"^p?([1-5])$", re.IGNORECASE)
+_SAFE_ID = re.compile(r"^[\w.-]{1,100}$")
+
+
+def severity(priority: Any) -> str | None:
+    """P1..P5 from the integer 3 (older payloads) or the string "P1" (newer ones); anything else is None."""
+    if isinstance(priority, int) and not isinstance(priority, bool):
+        return f"P{priority}" if 1 <= priority <= 5 else None
+    match = _PRIORITY.match(text(priority, 3))
+    return f"P{match.group(1)}" if match else None
+
+
+def _info(action: str, alert: dict, actor: str) -> str:
+    """One line for the timeline describing an annotation-only action."""
+    by = f" by {actor}" if actor else ""
+    detail = {
+        "AddTags": lambda: f"tags added: {text(alert.get('addedTags'), 200)}",
+        "RemoveTags": lambda: f"tags removed: {text(alert.get('removedTags'), 200)}",
+        "TakeOwnership": lambda: "ownership taken",
+        "AssignOwnership": lambda: f"assigned to {text(alert.get('owner'), 200)}",
+        "AddRecipient": lambda: f"recipient added: {text(alert.get('recipient'), 200)}",
+        "AddTeam": lambda: f"team added: {text(alert.get('team'), 200)}",
+    }[action]()
+    return f"OpsGenie: {detail}{by}"
+
+
+def parse(payload: dict) -> ParsedEvent:
+    action = text(payload.get("action"), 64)
+    if not action:
+        raise ParseError("Missing 'action': this is not an OpsGenie webhook body.")
+    kind = ACTIONS.get(action)
+    if kind is None:
+        return ParsedEvent(SOURCE, action, Kind.IGNORE, reason=f"Unknown OpsGenie action {action!r}: ignored.")
+    alert = payload.get("alert")
+    if not isinstance(alert, dict):
+        raise ParseError(f"OpsGenie {action}: 'alert' must be an object.")
+    alert_id = scalar_text(alert.get("alertId"), 255)
+    actor = text(alert.get("userFullName"), 120) or text(alert.get("username"), 120) or text(
+        dig(payload, "source", "name"), 120)
+    link = f"https://app.opsgenie.com/alert/detail/{alert_id}/details" if _SAFE_ID.match(alert_id) else None
+
+    if kind == Kind.ESCALATE:
+        if not alert_id:
+            raise ParseError("OpsGenie Escalate: 'alert.alertId' is required.")
+        notify = obj(payload.get("escalationNotify"))
+        target = text(notify.get("name"), 120) or text(notify.get("entity"), 120) or "someone"
+        name = text(payload.get("escalationName"), 120)
+        return ParsedEvent(SOURCE, action, kind, external_id=alert_id, link=link,
+                           reason=f"OpsGenie: escalated{f' ({name})' if name else ''} to {target}")
+
+    alias = text(alert.get("alias"), 100_000)
+    key = alias or alert_id
+    if not key:
+        raise ParseError(f"OpsGenie {action}: 'alert.alias' or 'alert.alertId' is required.")
+    created = timestamp(alert.get("createdAt"), 1e-3)  # epoch milliseconds
+    updated = timestamp(alert.get("updatedAt"), 1e-9)  # epoch nanoseconds
+    tiny = scalar_text(alert.get("tinyId"), 20)
+    title = text(alert.get("message"), 500) or (f"OpsGenie alert #{tiny}" if tiny else f"OpsGenie alert {key[:80]}")
+    return ParsedEvent(
+        SOURCE, action, kind,
+        fingerprint=fingerprint(key),
+        external_id=alert_id or None,
+        title=title,
+        description=text(alert.get("description"), 15_000),
+        severity=severity(alert.get("priority")),
+        link=link,
+        occurred_at=created if kind == Kind.TRIGGER else (updated or created),
+        bump=kind == Kind.TRIGGER,  # a Create with the alias of an open alert is a repeat (OpsGenie counts it)
+        actor=actor or None,
+        note=text(alert.get("note"), 20_000) or None,
+        reason=_info(action, alert, actor) if kind == Kind.INFO else "",
+    )
+
+
+def redact(payload: dict) -> bool:
+    """Escalate echoes the integration's custom headers (where our token travels); blank them all."""
+    found = redact_keys(payload)
+    headers = payload.get("headers")
+    if isinstance(headers, dict) and headers:
+        payload["headers"] = {str(k): REDACTED for k in headers}
+        found = True
+    return found
