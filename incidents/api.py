@@ -36,3 +36,4 @@ def list_incidents():
     page = incident_services.list_incidents(db.session, incident_services.IncidentFilter())
     return jsonify({"items": [{"id": i.id, "ref": i.ref, "title": i.title} for i in page.items],
                     "page": page.page, "pages": page.pages, "total": page.total})
+import incidents.action_item.api, incidents.postmortem.api  # noqa: E401, E402, F401, I001  (routes on `bp`)
