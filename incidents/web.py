@@ -20,6 +20,7 @@ CSP = (
 
 
 def register(app: Flask) -> None:
+    from incidents.action_item.views import bp as action_item_bp
     from incidents.api import bp as api_bp
     from incidents.auth.models import User
     from incidents.auth.services import count_users
@@ -28,6 +29,7 @@ def register(app: Flask) -> None:
     from incidents.catalog.views import bp as catalog_bp
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
+    from incidents.postmortem.views import bp as postmortem_bp
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -38,7 +40,7 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp):
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, postmortem_bp, action_item_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
 
