@@ -22,7 +22,8 @@ CATEGORIES = ("hindsight", "blame")
 # Verbs that make a person the subject of a failure: "Alice forgot to ...", "Bob didn't check ...".
 _FAILURE = r"(?:failed\s+to|forgot|didn['’]t|did\s+not|neglected|missed|broke|ignored|overlooked|messed\s+up|" \
            r"should\s+have|should['’]ve|caused)"
-_CAPITALISED = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)\s+" + _FAILURE + r"\b")
+# Unknown people: one capitalised word right before the failure (known users' full names are matched apart).
+_CAPITALISED = re.compile(r"\b([A-Z][a-z]+)\s+" + _FAILURE + r"\b")
 # Capitalised words that start sentences but are not people.
 _NOT_PEOPLE = frozenset({
     "we", "i", "it", "they", "he", "she", "you", "the", "this", "that", "these", "those", "our", "their",
@@ -96,12 +97,7 @@ def check_text(session: Session, text: str) -> list[Finding]:
     for pattern in filter(None, (known, _CAPITALISED)):
         for m in pattern.finditer(text):
             name, start = m.group(1), m.start()
-            first, _, rest = name.partition(" ")
-            if first.lower() in _NOT_PEOPLE:  # "Then Marco failed": the person is the second word
-                if not rest or rest.lower() in _NOT_PEOPLE:
-                    continue
-                name, start = rest, m.start() + len(first) + 1
-            if any(f.start <= start < f.end for f in people):
+            if name.split()[0].lower() in _NOT_PEOPLE or any(f.start <= start < f.end for f in people):
                 continue
             people.append(Finding(start, m.end(), text[start:m.end()], NAME_SUGGESTION.format(name=name), "blame"))
     phrases = [

@@ -31,6 +31,9 @@ def test_a_person_as_the_subject_of_a_failure(session):
     assert [f.phrase for f in findings] == ["Priya forgot", "Marco failed to"]
     assert all("instead of" in f.suggestion for f in findings)
     assert phrases(session, "We failed to notice. The cache broke.") == ["failed to"]
+    # An adverb before the name is its own finding, not part of the person.
+    assert phrases(session, "Obviously priya forgot.") == ["Obviously", "priya forgot"]
+    assert phrases(session, "Priya Patel should have checked") == ["Priya Patel should have"]
 
 
 def test_clean_text_has_no_findings(session):
