@@ -29,6 +29,7 @@ from incidents.postmortem.models import (
     SectionKind,
     SectionRevision,
 )
+from incidents.web import format_duration  # the one duration format, pages and export alike
 
 MAX_BODY = 100_000
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -313,6 +314,17 @@ def needs_postmortem_prompt(incident: Incident, pm: Postmortem | None) -> bool:
             and incident.status in (Status.RESOLVED, Status.CLOSED))
 
 
+def incidents_awaiting_postmortem(session: Session, limit: int = 10) -> list[Incident]:
+    """Resolved or closed SEV1/SEV2 incidents with no post-mortem yet, most recently resolved first."""
+    return list(session.scalars(
+        sa.select(Incident)
+        .where(Incident.severity.in_([Severity.SEV1, Severity.SEV2]),
+               Incident.status.in_([Status.RESOLVED, Status.CLOSED]),
+               ~sa.exists().where(Postmortem.incident_id == Incident.id))
+        .order_by(Incident.resolved_at.desc(), Incident.id.desc()).limit(limit)
+    ))
+
+
 def panel_context(session: Session, incident: Incident) -> dict:
     """What templates/postmortem/_incident_panel.html needs beside `incident`."""
     pm = postmortem_for(session, incident)
@@ -514,13 +526,13 @@ def _check_from(pm: Postmortem, allowed: tuple[PostmortemStatus, ...], verb: str
 
 
 def _move(session: Session, pm: Postmortem, to: PostmortemStatus, allowed: tuple[PostmortemStatus, ...],
-          by: User | None, verb: str) -> Postmortem:
+          by: User | None, verb: str, note: str = "") -> Postmortem:
     _check_from(pm, allowed, verb)
     old = pm.status
     pm.status = to
     pm.updated_at = utcnow()
     _event(session, pm, to.value if verb != "reopen" else "reopened",
-           f"Status: {old.label} -> {to.label}", by)
+           f"Status: {old.label} -> {to.label}" + (f" ({note.strip()})" if note.strip() else ""), by)
     session.flush()
     return pm
 
@@ -549,9 +561,7 @@ def reopen_postmortem(session: Session, pm: Postmortem, *, by: User | None, reas
     """Admins only: published -> draft, recorded in the post-mortem's history."""
     if by is None or not by.can(Role.ADMIN):
         raise Forbidden("Only an admin can reopen a published post-mortem.")
-    _move(session, pm, PostmortemStatus.DRAFT, (PostmortemStatus.PUBLISHED,), by, "reopen")
-    if reason.strip():
-        pm.events[-1].text = f"{pm.events[-1].text} ({reason.strip()})"[:500]
+    _move(session, pm, PostmortemStatus.DRAFT, (PostmortemStatus.PUBLISHED,), by, "reopen", note=reason)
     pm.published_at = None
     session.flush()
     return pm
@@ -592,12 +602,6 @@ def list_postmortems(session: Session, f: PostmortemFilter, page: int = 1, per_p
     return paginate(session, stmt, page, per_page)
 
 
-def _fmt_seconds(seconds: float | None) -> str:
-    from incidents.web import format_duration
-
-    return format_duration(seconds)
-
-
 def to_markdown(pm: Postmortem) -> str:
     """The whole post-mortem as one Markdown document (the download, and a faithful plain-text archive)."""
     inc = pm.incident
@@ -608,7 +612,7 @@ def to_markdown(pm: Postmortem) -> str:
     for s in pm.sections:
         out += [f"## {s.title}", ""]
         if s.kind == SectionKind.IMPACT:
-            out += [f"- {d['label']}: {_fmt_seconds(d['seconds'])}" for d in impact_durations(inc)] + [""]
+            out += [f"- {d['label']}: {format_duration(d['seconds'])}" for d in impact_durations(inc)] + [""]
         if s.kind == SectionKind.FACTORS:
             out += [f"- **{f.category.name}**" + (f": {f.description}" if f.description else "") for f in pm.factors]
             out += [""] if pm.factors else []

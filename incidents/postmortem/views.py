@@ -52,6 +52,7 @@ def index():
         f, page, errors, status = None, None, form_errors(e), e.status
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("postmortem/list.html", page=page, errors=errors, args=args,
+                           awaiting=services.incidents_awaiting_postmortem(db.session),
                            statuses=list(PostmortemStatus), teams=catalog.list_teams(db.session),
                            services=catalog.list_services(db.session)), status
 

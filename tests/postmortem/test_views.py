@@ -29,13 +29,20 @@ def test_incident_panel_offers_templates_and_prompts_for_resolved_sev1(responder
     assert "start a blameless post-mortem" not in quiet
 
 
-def test_panel_is_includable_into_the_incident_page(app, responder_client):
+def test_panel_is_includable_into_the_incident_page(app):
     pm = make_postmortem()
     with app.test_request_context():
-        login(responder_client, pm.created_by or make_user())
-        html = render_template_string('{% include "postmortem/_incident_panel.html" %}', incident=pm.incident,
-                                      actor=None)
+        html = render_template_string('{% include "postmortem/_incident_panel.html" %}', incident=pm.incident)
     assert f"Post-mortem #{pm.id}" in html and "draft" in html
+
+
+def test_list_prompts_for_resolved_sev1_sev2_without_a_postmortem(viewer_client):
+    waiting = make_resolved_incident(severity="SEV2", title="Queue stuck")
+    make_resolved_incident(severity="SEV3", title="Minor blip")
+    make_postmortem(make_resolved_incident(severity="SEV1", title="Already reviewed"))
+    page = text(viewer_client.get("/postmortems"))
+    assert f"{waiting.ref}: Queue stuck" in page
+    assert "Minor blip" not in page and "Already reviewed</a> <span" not in page
 
 
 def test_start_from_the_form_then_second_start_conflicts(responder_client):
