@@ -11,7 +11,8 @@ from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 from incidents.postmortem import services as pm_services
-from incidents.postmortem.api import json_body, page_args
+from incidents.postmortem.api import page_args
+from incidents.postmortem.schemas import json_body
 
 
 @bp.post("/postmortems/<int:postmortem_id>/action-items")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
-from marshmallow import Schema
 
 from incidents.api import bp
 from incidents.auth.models import Role
@@ -11,16 +10,8 @@ from incidents.auth.permissions import actor, require
 from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.incident import services as incident_services
-from incidents.postmortem import blameless, services
 from incidents.postmortem import schemas as s
-
-
-def json_body(schema: Schema) -> dict:
-    """The request's JSON object loaded through `schema` (422 with field messages when it does not fit)."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise Invalid("The body must be a JSON object.", {"_schema": ["Expected a JSON object."]})
-    return schema.load(data)
+from incidents.postmortem import services
 
 
 def page_args() -> tuple[int, int]:
@@ -84,7 +75,7 @@ def start_postmortem(ref: str):
         409: {description: The incident already has a post-mortem}
         422: {description: Invalid body}
     """
-    data = json_body(s.PostmortemStartSchema())
+    data = s.json_body(s.PostmortemStartSchema())
     incident = incident_services.get_incident(db.session, ref)
     pm = services.start_postmortem(db.session, incident, data["template"], by=actor())
     db.session.commit()
@@ -125,7 +116,7 @@ def save_section(postmortem_id: int, key: str):
           content: {application/json: {schema: SectionConflictSchema}}
         422: {description: Invalid body}
     """
-    data = json_body(s.SectionUpdateSchema())
+    data = s.json_body(s.SectionUpdateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     try:
         section = services.save_section(db.session, pm, key, data["body"], data["version"], by=actor())
@@ -170,7 +161,7 @@ def add_factor(postmortem_id: int):
         409: {description: Published}
         422: {description: Invalid body}
     """
-    data = json_body(s.ContributingFactorCreateSchema())
+    data = s.json_body(s.ContributingFactorCreateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     factor = services.add_factor(db.session, pm, data["category"], data["description"], by=actor())
     db.session.commit()
@@ -192,7 +183,7 @@ def add_comment(postmortem_id: int):
         409: {description: Published}
         422: {description: Invalid body}
     """
-    data = json_body(s.CommentCreateSchema())
+    data = s.json_body(s.CommentCreateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     comment = services.add_comment(db.session, pm, data["section"], data["body"], by=actor())
     db.session.commit()
@@ -272,6 +263,4 @@ def blameless_check():
         200: {description: Findings (maybe none), content: {application/json: {schema: BlamelessCheckResultSchema}}}
         422: {description: Invalid body}
     """
-    data = json_body(s.BlamelessCheckSchema())
-    findings = blameless.check_text(db.session, data["text"])
-    return jsonify(s.BlamelessCheckResultSchema().dump({"findings": findings}))
+    return jsonify(s.blameless_findings())

@@ -5,7 +5,7 @@ It advises and never blocks: nothing here raises on what it finds."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -41,9 +41,6 @@ class Finding:
     phrase: str
     suggestion: str
     category: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _phrase_pattern(phrase: str) -> str:

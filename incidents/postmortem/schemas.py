@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask import request
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
+from incidents.extensions import db
+from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.services import PostmortemFilter, impact_durations
 
@@ -212,3 +215,17 @@ class BlamelessFindingSchema(Schema):
 
 class BlamelessCheckResultSchema(Schema):
     findings = fields.List(fields.Nested(BlamelessFindingSchema))
+
+
+def json_body(schema: Schema) -> dict:
+    """The request's JSON object loaded through `schema` (422 with field messages when it does not fit)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise Invalid("The body must be a JSON object.", {"_schema": ["Expected a JSON object."]})
+    return schema.load(data)
+
+
+def blameless_findings() -> dict:
+    """The coach's answer to this request's {"text"}: the API route and the page's endpoint share it."""
+    text = json_body(BlamelessCheckSchema())["text"]
+    return BlamelessCheckResultSchema().dump({"findings": blameless.check_text(db.session, text)})

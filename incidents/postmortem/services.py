@@ -70,15 +70,33 @@ def list_templates(session: Session, *, include_inactive: bool = False) -> list[
     return list(session.scalars(stmt))
 
 
-def get_template(session: Session, key: str | int) -> PostmortemTemplate:
+def _by_key(session: Session, model, key: str | int, what: str):
+    """A seeded row by id or slug (templates and factor categories are addressed both ways)."""
     ensure_defaults(session)
     if isinstance(key, int) or str(key).isdigit():
-        tpl = session.get(PostmortemTemplate, int(key))
+        row = session.get(model, int(key))
     else:
-        tpl = session.scalar(sa.select(PostmortemTemplate).where(PostmortemTemplate.slug == str(key)))
-    if tpl is None:
-        raise NotFound(f"No post-mortem template {key!r}.")
-    return tpl
+        row = session.scalar(sa.select(model).where(model.slug == str(key)))
+    if row is None:
+        raise NotFound(f"No {what} {key!r}.")
+    return row
+
+
+def _new_slug(session: Session, model, name: str, slug: str | None) -> str:
+    """A valid, unused slug for a new template or category, derived from the name unless given."""
+    ensure_defaults(session)
+    if not (name or "").strip():
+        raise Invalid("A name is required.", {"name": ["Required."]})
+    slug = (slug or catalog.slugify(name)).strip()
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,63}$", slug):
+        raise Invalid("Slug must be lowercase letters, digits and dashes.", {"slug": ["Invalid slug."]})
+    if session.scalar(sa.select(model.id).where(model.slug == slug)):
+        raise Conflict(f"The slug {slug!r} is taken.", {"slug": ["Already in use."]})
+    return slug
+
+
+def get_template(session: Session, key: str | int) -> PostmortemTemplate:
+    return _by_key(session, PostmortemTemplate, key, "post-mortem template")
 
 
 def clean_sections(raw) -> list[dict]:
@@ -116,14 +134,7 @@ def clean_sections(raw) -> list[dict]:
 
 def create_template(session: Session, *, name: str, sections, slug: str | None = None,
                     description: str = "") -> PostmortemTemplate:
-    ensure_defaults(session)
-    if not (name or "").strip():
-        raise Invalid("A name is required.", {"name": ["Required."]})
-    slug = (slug or catalog.slugify(name)).strip()
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,63}$", slug):
-        raise Invalid("Slug must be lowercase letters, digits and dashes.", {"slug": ["Invalid slug."]})
-    if session.scalar(sa.select(PostmortemTemplate.id).where(PostmortemTemplate.slug == slug)):
-        raise Conflict(f"The slug {slug!r} is taken.", {"slug": ["Already in use."]})
+    slug = _new_slug(session, PostmortemTemplate, name, slug)
     tpl = PostmortemTemplate(slug=slug, name=name.strip()[:120], description=description or "",
                              sections=clean_sections(sections))
     session.add(tpl)
@@ -162,25 +173,11 @@ def list_categories(session: Session, *, include_inactive: bool = False) -> list
 
 
 def get_category(session: Session, key: str | int) -> FactorCategory:
-    ensure_defaults(session)
-    if isinstance(key, int) or str(key).isdigit():
-        cat = session.get(FactorCategory, int(key))
-    else:
-        cat = session.scalar(sa.select(FactorCategory).where(FactorCategory.slug == str(key)))
-    if cat is None:
-        raise NotFound(f"No contributing-factor category {key!r}.")
-    return cat
+    return _by_key(session, FactorCategory, key, "contributing-factor category")
 
 
 def create_category(session: Session, *, name: str, slug: str | None = None, description: str = "") -> FactorCategory:
-    ensure_defaults(session)
-    if not (name or "").strip():
-        raise Invalid("A name is required.", {"name": ["Required."]})
-    slug = (slug or catalog.slugify(name)).strip()
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,63}$", slug):
-        raise Invalid("Slug must be lowercase letters, digits and dashes.", {"slug": ["Invalid slug."]})
-    if session.scalar(sa.select(FactorCategory.id).where(FactorCategory.slug == slug)):
-        raise Conflict(f"The slug {slug!r} is taken.", {"slug": ["Already in use."]})
+    slug = _new_slug(session, FactorCategory, name, slug)
     position = (session.scalar(sa.select(sa.func.max(FactorCategory.position))) or 0) + 1
     cat = FactorCategory(slug=slug, name=name.strip()[:120], description=description or "", position=position)
     session.add(cat)

@@ -14,7 +14,7 @@ from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.postmortem import blameless, services
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.schemas import filter_from_args
+from incidents.postmortem.schemas import blameless_findings, filter_from_args
 
 bp = Blueprint("postmortem", __name__)
 
@@ -104,8 +104,7 @@ def download(postmortem_id: int):
 
 # --- the guided editor -----------------------------------------------------------------------------
 
-def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None,
-                    findings=None):
+def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None):
     section = services.get_section(pm, key)
     keys = [s.key for s in pm.sections]
     i = keys.index(key)
@@ -116,7 +115,6 @@ def render_section(pm, key: str, errors: dict | None = None, status: int = 200, 
         filled={s.key: services.section_filled(pm, s) for s in pm.sections},
         comments=[c for c in pm.comments if c.section_key == key], users=_users(),
         categories=services.list_categories(db.session), durations=services.impact_durations(pm.incident),
-        findings=findings,
     ), status
 
 
@@ -290,10 +288,7 @@ def reopen(postmortem_id: int):
 @require(Role.VIEWER)
 def blameless_check():
     """The coach's endpoint for the page (session cookie + CSRF header); the API's twin takes a token."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-        raise Invalid("Send {\"text\": \"...\"}.", {"text": ["Required."]})
-    return jsonify({"findings": [f.to_dict() for f in blameless.check_text(db.session, data["text"])]})
+    return jsonify(blameless_findings())
 
 
 # --- admin: templates, taxonomy, word list -----------------------------------------------------------
