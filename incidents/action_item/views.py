@@ -1,12 +1,15 @@
-"""Action item forms on the post-mortem's action-items section."""
+"""Action item pages: the cross-post-mortem list, and the forms on a post-mortem's action-items section."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.action_item import services
-from incidents.auth.models import Role
+from incidents.action_item.models import ItemStatus
+from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
+from incidents.catalog import services as catalog
 from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.postmortem import services as pm_services
@@ -30,6 +33,24 @@ def _back(pm, errors: dict | None = None, status: int = 200):
     if pm.is_published:
         return redirect(url_for("postmortem.view", postmortem_id=pm.id) + "#action-items")
     return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=key) + "#action-items")
+
+
+@bp.get("/action-items")
+@require(Role.VIEWER)
+def index():
+    """Every post-mortem's follow-up work in one list, open items by default."""
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    status = request.args.getlist("status") or ([] if "status" in request.args else ["open", "in_progress"])
+    f = services.ActionItemFilter(status=[s for s in status if s] or None, owner=request.args.get("owner") or None,
+                                  team=request.args.get("team") or None)
+    page_no = int(request.args["page"]) if request.args.get("page", "").isdigit() else 1
+    try:
+        page, errors, code = services.list_action_items(db.session, f, max(page_no, 1), 50), {}, 200
+    except DomainError as e:
+        page, errors, code = None, form_errors(e), e.status
+    users = db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.name))
+    return render_template("postmortem/action_items.html", page=page, errors=errors, args=args, status=status,
+                           statuses=list(ItemStatus), users=users, teams=catalog.list_teams(db.session)), code
 
 
 @bp.post("/postmortems/<int:postmortem_id>/action-items")

@@ -22,6 +22,7 @@ CATEGORIES = ("hindsight", "blame")
 # Verbs that make a person the subject of a failure: "Alice forgot to ...", "Bob didn't check ...".
 _FAILURE = r"(?:failed\s+to|forgot|didn['’]t|did\s+not|neglected|missed|broke|ignored|overlooked|messed\s+up|" \
            r"should\s+have|should['’]ve|caused)"
+_ANY_FAILURE = re.compile(r"\b" + _FAILURE + r"\b", re.IGNORECASE)
 # Unknown people: one capitalised word right before the failure (known users' full names are matched apart).
 _CAPITALISED = re.compile(r"\b([A-Z][a-z]+)\s+" + _FAILURE + r"\b")
 # Capitalised words that start sentences but are not people.
@@ -90,7 +91,8 @@ def check_text(session: Session, text: str) -> list[Finding]:
         .where(BlamelessPhrase.active.is_(True)).order_by(BlamelessPhrase.id)
     ).all()
     people: list[Finding] = []
-    known = _names_pattern(_people(session))
+    # Names are only looked up when a failure verb is there at all: most keystrokes skip the user query.
+    known = _names_pattern(_people(session)) if _ANY_FAILURE.search(text) else None
     for pattern in filter(None, (known, _CAPITALISED)):
         for m in pattern.finditer(text):
             name, start = m.group(1), m.start()

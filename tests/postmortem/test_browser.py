@@ -88,11 +88,11 @@ def test_postmortem_flow_from_resolved_incident_to_published(app, page):
     expect(page.get_by_text("Version 2, saved by Rita Responder")).to_be_visible()
 
     # The timeline starts from the incident's own timeline.
-    page.get_by_role("link", name="Timeline").click()
+    page.locator(".pm-steps").get_by_role("link", name="Timeline").click()
     expect(page.locator("textarea#body")).to_have_value(re.compile(r"\*\*Detected\*\*[\s\S]*\*\*Mitigated\*\*"))
 
     # An action item, still missing owner, due date and type.
-    page.get_by_role("link", name="Action items").first.click()
+    page.locator(".pm-steps").get_by_role("link", name="Action items").click()
     new_item = page.locator("form.pm-new-item")
     new_item.get_by_label("Title").fill("Canary config pushes per region")
     new_item.get_by_role("button", name="Add action item").click()
@@ -116,7 +116,7 @@ def test_postmortem_flow_from_resolved_incident_to_published(app, page):
     page.get_by_label("What made it possible or worse").fill("Config pushes skip the canary stage")
     page.get_by_role("button", name="Add factor").click()
     expect(page.locator(".pm-factors")).to_contain_text("Change or deploy")
-    page.get_by_role("link", name="Action items").first.click()
+    page.locator(".pm-steps").get_by_role("link", name="Action items").click()
     item = page.locator("details.pm-item form").first
     item.get_by_label("Owner").select_option(label="Olive Owner")
     item.get_by_label("Due").fill("2031-06-30")
