@@ -33,6 +33,7 @@ def _apply(session: Session, item: ActionItem, changes: dict) -> None:
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise Invalid(f"Cannot set {', '.join(sorted(unknown))}.", {k: ["Unknown field."] for k in unknown})
+    pm_services.reject_nul(**{k: v for k, v in changes.items() if isinstance(v, str)})
     if "title" in changes:
         title = (changes["title"] or "").strip()
         if not title or len(title) > 200:
@@ -129,6 +130,7 @@ class ActionItemFilter:
 
 def list_action_items(session: Session, f: ActionItemFilter, page: int = 1, per_page: int = 25) -> Page:
     """Soonest due first (undated last); `owner` is a user id or e-mail, `team` a team slug or id."""
+    pm_services.reject_nul(owner=f.owner, team=f.team)
     stmt = sa.select(ActionItem).order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
     if f.status:
         stmt = stmt.where(ActionItem.status.in_([_enum(ItemStatus, s, "status") for s in f.status]))

@@ -15,6 +15,7 @@ from incidents.auth.models import User
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.postmortem.defaults import ensure_defaults
 from incidents.postmortem.models import BlamelessPhrase
+from incidents.postmortem.services import reject_nul
 
 MAX_TEXT = 100_000
 CATEGORIES = ("hindsight", "blame")
@@ -116,6 +117,7 @@ def list_phrases(session: Session) -> list[BlamelessPhrase]:
 
 
 def _validate(phrase: str, suggestion: str, category: str) -> tuple[str, str, str]:
+    reject_nul(phrase=phrase, suggestion=suggestion)
     phrase = " ".join((phrase or "").split()).lower()
     errors = {}
     if not phrase or len(phrase) > 100:

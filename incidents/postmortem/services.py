@@ -60,6 +60,13 @@ class QualityGatesFailed(Invalid):
         self.missing = missing
 
 
+def reject_nul(**texts) -> None:
+    """PostgreSQL cannot store NUL characters: refuse them as invalid input (422) instead of failing in SQL."""
+    bad = [name for name, value in texts.items() if isinstance(value, str) and "\x00" in value]
+    if bad:
+        raise Invalid("Text cannot contain NUL characters.", {name: ["Contains a NUL character."] for name in bad})
+
+
 # --- templates -----------------------------------------------------------------------------------
 
 def list_templates(session: Session, *, include_inactive: bool = False) -> list[PostmortemTemplate]:
@@ -72,6 +79,7 @@ def list_templates(session: Session, *, include_inactive: bool = False) -> list[
 
 def _by_key(session: Session, model, key: str | int, what: str):
     """A seeded row by id or slug (templates and factor categories are addressed both ways)."""
+    reject_nul(**{what.split()[-1]: key})
     ensure_defaults(session)
     if isinstance(key, int) or str(key).isdigit():
         row = session.get(model, int(key))
@@ -84,6 +92,7 @@ def _by_key(session: Session, model, key: str | int, what: str):
 
 def _new_slug(session: Session, model, name: str, slug: str | None) -> str:
     """A valid, unused slug for a new template or category, derived from the name unless given."""
+    reject_nul(name=name, slug=slug)
     ensure_defaults(session)
     if not (name or "").strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
@@ -112,6 +121,8 @@ def clean_sections(raw) -> list[dict]:
         title = str(s.get("title") or "").strip()
         kind = str(s.get("kind") or "markdown")
         problems = []
+        if "\x00" in title + str(s.get("guidance") or ""):
+            problems.append("Title and guidance cannot contain NUL characters.")
         if not _KEY.match(key):
             problems.append("Key: lowercase letters, digits, '-' or '_'.")
         elif key in seen:
@@ -134,6 +145,7 @@ def clean_sections(raw) -> list[dict]:
 
 def create_template(session: Session, *, name: str, sections, slug: str | None = None,
                     description: str = "") -> PostmortemTemplate:
+    reject_nul(description=description)
     slug = _new_slug(session, PostmortemTemplate, name, slug)
     tpl = PostmortemTemplate(slug=slug, name=name.strip()[:120], description=description or "",
                              sections=clean_sections(sections))
@@ -145,6 +157,7 @@ def create_template(session: Session, *, name: str, sections, slug: str | None =
 def update_template(session: Session, tpl: PostmortemTemplate, *, name: str | None = None,
                     description: str | None = None, sections=None, active: bool | None = None) -> PostmortemTemplate:
     """Edit a template; a changed section list is a new version, post-mortems already started keep theirs."""
+    reject_nul(name=name, description=description)
     if name is not None:
         if not name.strip():
             raise Invalid("A name is required.", {"name": ["Required."]})
@@ -177,6 +190,7 @@ def get_category(session: Session, key: str | int) -> FactorCategory:
 
 
 def create_category(session: Session, *, name: str, slug: str | None = None, description: str = "") -> FactorCategory:
+    reject_nul(description=description)
     slug = _new_slug(session, FactorCategory, name, slug)
     position = (session.scalar(sa.select(sa.func.max(FactorCategory.position))) or 0) + 1
     cat = FactorCategory(slug=slug, name=name.strip()[:120], description=description or "", position=position)
@@ -187,6 +201,7 @@ def create_category(session: Session, *, name: str, slug: str | None = None, des
 
 def update_category(session: Session, cat: FactorCategory, *, name: str, description: str,
                     active: bool) -> FactorCategory:
+    reject_nul(name=name, description=description)
     if not (name or "").strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
     cat.name, cat.description, cat.active = name.strip()[:120], description or "", active
@@ -348,6 +363,7 @@ def _clean_body(body) -> str:
         body = ""
     if not isinstance(body, str):
         raise Invalid("The body must be text.", {"body": ["Not a string."]})
+    reject_nul(body=body)
     body = body.replace("\r\n", "\n")
     if len(body) > MAX_BODY:
         raise Invalid(f"A section holds at most {MAX_BODY} characters.", {"body": ["Too long."]})
@@ -411,6 +427,7 @@ def add_comment(session: Session, pm: Postmortem, section_key: str, body: str, *
                 by: User | None = None) -> ReviewComment:
     ensure_editable(pm)
     get_section(pm, section_key)
+    reject_nul(body=body)
     if not (body or "").strip():
         raise Invalid("A comment cannot be empty.", {"body": ["Required."]})
     if len(body) > 10_000:
@@ -425,6 +442,7 @@ def add_comment(session: Session, pm: Postmortem, section_key: str, body: str, *
 def add_factor(session: Session, pm: Postmortem, category: str | int, description: str = "", *,
                by: User | None = None) -> ContributingFactor:
     ensure_editable(pm)
+    reject_nul(description=description)
     cat = get_category(session, category) if category not in (None, "") else None
     if cat is None or not cat.active:
         raise Invalid("Choose a contributing-factor category.", {"category": ["Required."]})
@@ -450,6 +468,7 @@ def remove_factor(session: Session, pm: Postmortem, factor_id: int) -> None:
 
 def add_participant(session: Session, pm: Postmortem, user_id: int | str, role: str = "") -> Participant:
     ensure_editable(pm)
+    reject_nul(role=role)
     user = session.get(User, int(user_id)) if str(user_id).isdigit() else None
     if user is None:
         raise Invalid("Choose a person.", {"user_id": ["Unknown user."]})
@@ -578,6 +597,7 @@ class PostmortemFilter:
 
 def list_postmortems(session: Session, f: PostmortemFilter, page: int = 1, per_page: int = 25) -> Page:
     """Newest first; the period is the incident's impact start, `q` searches every section's text."""
+    reject_nul(q=f.q, team=f.team, service=f.service)
     stmt = (sa.select(Postmortem).join(Incident, Postmortem.incident_id == Incident.id)
             .order_by(Postmortem.created_at.desc(), Postmortem.id.desc()))
     if f.status:

@@ -202,3 +202,22 @@ def test_every_route_documents_an_openapi_operation(app):
     validate(document)
     for schema in ("PostmortemSchema", "SectionConflict", "QualityGatesError", "ActionItem", "BlamelessCheckResult"):
         assert any(k.startswith(schema.removesuffix("Schema")) for k in document["components"]["schemas"])
+
+
+def test_nul_characters_are_refused_as_invalid_input_on_every_database(api):
+    """PostgreSQL cannot store NUL: every text input answers 422 instead of failing in SQL."""
+    pm = make_postmortem()
+    base = f"/api/v1/postmortems/{pm.id}"
+    responses = [
+        put(api, f"{base}/sections/summary", {"body": "a\x00b", "version": 1}),
+        api.post(f"{base}/action-items", json={"title": "a\x00b"}),
+        api.post(f"{base}/contributing-factors", json={"category": "process", "description": "\x00"}),
+        api.post(f"{base}/comments", json={"section": "summary", "body": "x\x00"}),
+        api.get("/api/v1/postmortems?q=%00"),
+        api.get("/api/v1/postmortems?team=a%00"),
+        api.get("/api/v1/action-items?owner=a%00"),
+        api.post(f"{base}/contributing-factors", json={"category": "pro\x00cess"}),
+        api.post(f"/api/v1/incidents/{make_incident().ref}/postmortem", json={"template": "light\x00weight"}),
+    ]
+    assert [r.status_code for r in responses] == [422] * 9
+    assert responses[0].get_json()["error"]["fields"] == {"body": ["Contains a NUL character."]}
