@@ -55,3 +55,25 @@ def test_admins_extend_and_retire_words(session):
         blameless.create_phrase(session, phrase="", suggestion="", category="mood")
     blameless.update_phrase(session, row.id, suggestion="Describe it.", category="blame", active=False)
     assert phrases(session, "a lapse in judgement") == []
+
+
+def test_findings_always_point_at_the_text_they_name(session):
+    """Property: for any text, every finding's span is inside it, quotes it exactly, and none start twice."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    make_user(name="Sam Sample")
+    words = st.sampled_from(["should have", "Sam", "forgot", "failed to", "Why didn’t", "human error", "the",
+                             "deploy", "Obviously", "careless", ".", "\n", "Alex", "didn't", "ok"])
+    texts = st.one_of(st.text(max_size=200), st.lists(words, max_size=30).map(" ".join))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(texts)
+    def check(text):
+        findings = blameless.check_text(session, text)
+        assert [f.start for f in findings] == sorted(f.start for f in findings)
+        assert len({f.start for f in findings}) == len(findings)
+        for f in findings:
+            assert 0 <= f.start < f.end <= len(text) and text[f.start:f.end] == f.phrase and f.suggestion
+
+    check()
