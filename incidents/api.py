@@ -169,6 +169,8 @@ __all__ = ["PageArgsSchema", "bp", "checked_key", "load_json", "lookup_field", "
            "page_window", "query_args"]
 
 # Domain routes register themselves on `bp` when imported; keep these last.
+from incidents.action_item import api as _action_item_api  # noqa: E402, F401
 from incidents.alert import api as _alert_api  # noqa: E402, F401
 from incidents.catalog import api as _catalog_api  # noqa: E402, F401
 from incidents.incident import api as _incident_api  # noqa: E402, F401
+from incidents.postmortem import api as _postmortem_api  # noqa: E402, F401

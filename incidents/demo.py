@@ -348,7 +348,14 @@ def load_incidents(ctx: DemoContext) -> None:
                      + ", ".join(f"{n} {st.value}" for st, n in counts.items()) + ")")
 
 
-STEPS: list[Callable[[DemoContext], None]] = [load_catalog, load_users, load_incidents]
+def load_postmortems(ctx: DemoContext) -> None:
+    from incidents.postmortem.demo import load_demo_postmortems
+
+    ctx.session.flush()
+    ctx.lines.append(load_demo_postmortems(ctx.session))
+
+
+STEPS: list[Callable[[DemoContext], None]] = [load_catalog, load_users, load_incidents, load_postmortems]
 
 
 def load_demo(session: Session, *, seed: int = SEED, now: datetime | None = None) -> str:

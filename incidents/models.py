@@ -1,7 +1,20 @@
 """Imports every domain's models so the metadata is complete (for migrations and the shell)."""
 
+from incidents.action_item.models import ActionItem  # noqa: F401
 from incidents.alert.models import Alert, Delivery, Integration  # noqa: F401
 from incidents.auth.models import ApiToken, LoginAttempt, User  # noqa: F401
 from incidents.catalog.models import Service, Team  # noqa: F401
 from incidents.incident.models import Incident, IncidentTag, TimelineEntry  # noqa: F401
 from incidents.notify.models import NotificationLog, Subscription  # noqa: F401
+from incidents.postmortem.models import (  # noqa: F401
+    BlamelessPhrase,
+    ContributingFactor,
+    FactorCategory,
+    Participant,
+    Postmortem,
+    PostmortemEvent,
+    PostmortemSection,
+    PostmortemTemplate,
+    ReviewComment,
+    SectionRevision,
+)

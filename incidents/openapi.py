@@ -48,7 +48,8 @@ field), and a refused request is rolled back by the blueprint, so services may f
 
 The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
 every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
-401 gets the shared ``Unauthorized`` response. tests/test_openapi.py fails when a route or method has no
+401 gets the shared ``Unauthorized`` response (likewise 400/422 for a request body
+and 403 for a write). tests/test_openapi.py fails when a route or method has no
 operation, so an undocumented route cannot ship.
 """
 
@@ -142,10 +143,20 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
         if not operations:
             log.warning("OpenAPI: %s (%s) has no documented operation", rule.rule, rule.endpoint)
             continue
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.get("responses")
-            if operation.get("security") != [] and responses is not None and "401" not in map(str, responses):
+            if responses is None:
+                continue
+            codes = set(map(str, responses))
+            # The answers every operation of this API can give, added where a docstring leaves them out.
+            if operation.get("security") != [] and "401" not in codes:
                 responses[401] = "Unauthorized"
+            if "requestBody" in operation:
+                for code, name in (("400", "BadRequest"), ("422", "ValidationError")):
+                    if code not in codes:
+                        responses[int(code)] = name
+            if method in ("post", "put", "patch", "delete") and operation.get("security") != [] and "403" not in codes:
+                responses[403] = "Forbidden"
         spec.path(path=_openapi_path(rule.rule), operations=operations, parameters=_path_parameters(rule.rule))
     return spec.to_dict()
 

@@ -20,6 +20,7 @@ CSP = (
 
 
 def register(app: Flask) -> None:
+    from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
     from incidents.alert.views import hooks as webhooks_bp
@@ -32,6 +33,7 @@ def register(app: Flask) -> None:
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
     from incidents.notify.views import bp as notify_bp
+    from incidents.postmortem.views import bp as postmortem_bp
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -42,7 +44,8 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp):
+    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
+               postmortem_bp, action_item_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)

@@ -1,0 +1,52 @@
+"""marshmallow at the HTTP boundary of action items."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from incidents.action_item.models import ItemStatus, ItemType, Priority
+
+
+def _values(enum_cls) -> list[str]:
+    return [m.value for m in enum_cls]
+
+
+class ActionItemSchema(Schema):
+    id = fields.Integer()
+    postmortem_id = fields.Integer()
+    title = fields.String()
+    description = fields.String()
+    owner = fields.Function(lambda a: {"id": a.owner.id, "name": a.owner.name, "email": a.owner.email}
+                            if a.owner else None, allow_none=True)
+    due_date = fields.Date(allow_none=True)
+    type = fields.Function(lambda a: a.type.value if a.type else None, allow_none=True,
+                           metadata={"enum": _values(ItemType)})
+    priority = fields.Function(lambda a: a.priority.value, metadata={"enum": _values(Priority)})
+    estimate = fields.Integer(allow_none=True, metadata={"description": "Story points."})
+    status = fields.Function(lambda a: a.status.value, metadata={"enum": _values(ItemStatus)})
+    wont_do_reason = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ActionItemUpdateSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=20_000))
+    owner_id = fields.Integer(allow_none=True, strict=True)
+    due_date = fields.Date(allow_none=True)
+    type = fields.String(allow_none=True, validate=validate.OneOf(_values(ItemType)))
+    priority = fields.String(validate=validate.OneOf(_values(Priority)))
+    estimate = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=100))
+    status = fields.String(validate=validate.OneOf(_values(ItemStatus)))
+    wont_do_reason = fields.String(validate=validate.Length(max=5_000))
+
+
+class ActionItemCreateSchema(ActionItemUpdateSchema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class ActionItemListSchema(Schema):
+    items = fields.List(fields.Nested(ActionItemSchema))
+    page = fields.Integer()
+    pages = fields.Integer()
+    total = fields.Integer()

@@ -1,0 +1,150 @@
+"""Action items: create them on a post-mortem, track them to done (or won't do, with a reason)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from incidents.action_item.models import ActionItem, ItemStatus, ItemType, Priority
+from incidents.auth.models import User
+from incidents.catalog import services as catalog
+from incidents.database import Page, paginate, utcnow
+from incidents.errors import Conflict, Invalid, NotFound
+from incidents.incident.models import Incident
+from incidents.postmortem import services as pm_services
+from incidents.postmortem.models import Postmortem
+
+FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status", "wont_do_reason")
+# Once the post-mortem is published, the plan is fixed but the work is still tracked.
+TRACKING_FIELDS = frozenset({"status", "wont_do_reason"})
+
+
+def _enum(enum_cls, value, field: str):
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise Invalid(f"Unknown {field} {value!r}.", {field: [f"One of: {', '.join(enum_cls)}."]}) from None
+
+
+def _apply(session: Session, item: ActionItem, changes: dict) -> None:
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+        raise Invalid(f"Cannot set {', '.join(sorted(unknown))}.", {k: ["Unknown field."] for k in unknown})
+    pm_services.reject_nul(**{k: v for k, v in changes.items() if isinstance(v, str)})
+    if "title" in changes:
+        title = (changes["title"] or "").strip()
+        if not title or len(title) > 200:
+            raise Invalid("A title of up to 200 characters is required.", {"title": ["Required, at most 200."]})
+        item.title = title
+    if "description" in changes:
+        item.description = (changes["description"] or "").strip()
+    if "owner_id" in changes:
+        owner_id = changes["owner_id"]
+        owner = session.get(User, int(owner_id)) if owner_id not in (None, "") and str(owner_id).isdigit() else None
+        if owner_id not in (None, "") and owner is None:
+            raise Invalid(f"No user {owner_id}.", {"owner_id": ["Unknown user."]})
+        item.owner = owner
+    if "due_date" in changes:
+        due = changes["due_date"]
+        if isinstance(due, str) and due:
+            try:
+                due = date.fromisoformat(due)
+            except ValueError:
+                raise Invalid("Due date must be YYYY-MM-DD.", {"due_date": ["Not a date."]}) from None
+        item.due_date = due or None
+    if "type" in changes:
+        item.type = _enum(ItemType, changes["type"], "type") if changes["type"] else None
+    if "priority" in changes and changes["priority"]:
+        item.priority = _enum(Priority, changes["priority"], "priority")
+    if "estimate" in changes:
+        est = changes["estimate"]
+        if est in (None, ""):
+            item.estimate = None
+        else:
+            try:
+                est = int(est)
+            except (TypeError, ValueError):
+                raise Invalid("The estimate is a whole number of points.", {"estimate": ["Not a number."]}) from None
+            if not 0 <= est <= 100:
+                raise Invalid("The estimate is between 0 and 100 points.", {"estimate": ["Out of range."]})
+            item.estimate = est
+    if "wont_do_reason" in changes:
+        item.wont_do_reason = (changes["wont_do_reason"] or "").strip()
+    if "status" in changes and changes["status"]:
+        item.status = _enum(ItemStatus, changes["status"], "status")
+    if item.status == ItemStatus.WONT_DO and not item.wont_do_reason:
+        raise Invalid("Say why this item won't be done.", {"wont_do_reason": ["Required for won't do."]})
+    if item.status != ItemStatus.WONT_DO:
+        item.wont_do_reason = ""
+
+
+def create_action_item(session: Session, pm: Postmortem, *, by: User | None = None, **fields) -> ActionItem:
+    pm_services.ensure_editable(pm)
+    if not (fields.get("title") or "").strip():
+        raise Invalid("A title is required.", {"title": ["Required."]})
+    item = ActionItem(created_by=by, status=ItemStatus.OPEN, priority=Priority.MEDIUM, created_at=utcnow())
+    _apply(session, item, fields)  # validated before it joins the post-mortem, so a refusal leaves no trace
+    pm.action_items.append(item)
+    session.flush()
+    pm_services.refresh_search_text(pm)
+    return item
+
+
+def update_action_item(session: Session, item: ActionItem, **changes) -> ActionItem:
+    """Edit an item; on a published post-mortem only its status (and won't-do reason) may change."""
+    if item.postmortem.is_published and set(changes) - TRACKING_FIELDS:
+        raise Conflict("The post-mortem is published: only the status of its action items can change; "
+                       "an admin can reopen it.")
+    _apply(session, item, changes)
+    item.updated_at = utcnow()
+    session.flush()
+    pm_services.refresh_search_text(item.postmortem)
+    return item
+
+
+def delete_action_item(session: Session, item: ActionItem) -> None:
+    pm_services.ensure_editable(item.postmortem)
+    pm = item.postmortem
+    pm.action_items.remove(item)
+    session.flush()
+    pm_services.refresh_search_text(pm)
+
+
+def get_action_item(session: Session, item_id: int | str) -> ActionItem:
+    item = session.get(ActionItem, int(item_id)) if str(item_id).isdigit() else None
+    if item is None:
+        raise NotFound(f"No action item {item_id}.")
+    return item
+
+
+@dataclass
+class ActionItemFilter:
+    status: list[str] | None = None
+    owner: str | None = None
+    team: str | None = None
+    postmortem_id: int | None = None
+
+
+def list_action_items(session: Session, f: ActionItemFilter, page: int = 1, per_page: int = 25) -> Page:
+    """Soonest due first (undated last); `owner` is a user id or e-mail, `team` a team slug or id."""
+    pm_services.reject_nul(owner=f.owner, team=f.team)
+    stmt = sa.select(ActionItem).order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
+    if f.status:
+        stmt = stmt.where(ActionItem.status.in_([_enum(ItemStatus, s, "status") for s in f.status]))
+    if f.owner:
+        owner = f.owner.strip()
+        if owner.isdigit():
+            stmt = stmt.where(ActionItem.owner_id == int(owner))
+        else:
+            stmt = stmt.join(User, ActionItem.owner_id == User.id).where(User.email == owner.lower())
+    if f.team:
+        team = catalog.get_team(session, f.team)
+        stmt = stmt.where(ActionItem.postmortem_id.in_(
+            sa.select(Postmortem.id).join(Incident, Postmortem.incident_id == Incident.id)
+            .where(Incident.team_id == team.id)))
+    if f.postmortem_id:
+        stmt = stmt.where(ActionItem.postmortem_id == f.postmortem_id)
+    return paginate(session, stmt, page, per_page)

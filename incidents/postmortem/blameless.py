@@ -1,0 +1,152 @@
+"""The blameless-language coach: flags hindsight and blame wording and suggests a learning-oriented rewrite.
+
+It advises and never blocks: nothing here raises on what it finds."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from incidents.auth.models import User
+from incidents.errors import Conflict, Invalid, NotFound
+from incidents.postmortem.defaults import ensure_defaults
+from incidents.postmortem.models import BlamelessPhrase
+from incidents.postmortem.services import reject_nul
+
+MAX_TEXT = 100_000
+CATEGORIES = ("hindsight", "blame")
+
+# Verbs that make a person the subject of a failure: "Alice forgot to ...", "Bob didn't check ...".
+_FAILURE = r"(?:failed\s+to|forgot|didn['’]t|did\s+not|neglected|missed|broke|ignored|overlooked|messed\s+up|" \
+           r"should\s+have|should['’]ve|caused)"
+_ANY_FAILURE = re.compile(r"\b" + _FAILURE + r"\b", re.IGNORECASE)
+# Unknown people: one capitalised word right before the failure (known users' full names are matched apart).
+_CAPITALISED = re.compile(r"\b([A-Z][a-z]+)\s+" + _FAILURE + r"\b")
+# Capitalised words that start sentences but are not people.
+_NOT_PEOPLE = frozenset({
+    "we", "i", "it", "they", "he", "she", "you", "the", "this", "that", "these", "those", "our", "their",
+    "nobody", "someone", "somebody", "everyone", "everybody", "who", "which", "what", "there", "here", "and",
+    "but", "then", "so", "also", "nothing", "one", "no", "all", "each", "my", "your", "his", "her", "its",
+})
+NAME_SUGGESTION = ("Make the system, not the person, the subject: describe what the tooling or process allowed "
+                   "(\"The rollout continued although the canary was failing\") instead of \"{name} ...\".")
+
+
+@dataclass(frozen=True)
+class Finding:
+    start: int
+    end: int
+    phrase: str
+    suggestion: str
+    category: str
+
+
+def _phrase_pattern(phrase: str) -> str:
+    words = ["['’]".join(re.escape(part) for part in re.split(r"['’]", w)) for w in phrase.split()]
+    body = r"\s+".join(words)
+    start = r"\b" if phrase[:1].isalnum() else ""
+    end = r"\b" if phrase[-1:].isalnum() else ""
+    return start + body + end
+
+
+@lru_cache(maxsize=32)
+def _compile(phrases: tuple[tuple[str, str, str], ...]) -> list[tuple[re.Pattern, str, str]]:
+    return [(re.compile(_phrase_pattern(p), re.IGNORECASE), s, c) for p, s, c in phrases]
+
+
+@lru_cache(maxsize=32)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern | None:
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(r"\b(" + alternatives + r")\s+" + _FAILURE + r"\b", re.IGNORECASE)
+
+
+def _people(session: Session) -> tuple[str, ...]:
+    names: set[str] = set()
+    for full in session.scalars(sa.select(User.name)):
+        full = full.strip()
+        if full:
+            names.add(full)
+            first = full.split()[0]
+            if len(first) > 2 and first.lower() not in _NOT_PEOPLE:
+                names.add(first)
+    return tuple(sorted(names))
+
+
+def check_text(session: Session, text: str) -> list[Finding]:
+    """Every flagged span of `text`, in order; a person-as-subject finding swallows phrases inside it."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise Invalid("Text must be a string.", {"text": ["Not a string."]})
+    if len(text) > MAX_TEXT:
+        raise Invalid(f"Text is longer than {MAX_TEXT} characters.", {"text": ["Too long."]})
+    ensure_defaults(session)
+    rows = session.execute(
+        sa.select(BlamelessPhrase.phrase, BlamelessPhrase.suggestion, BlamelessPhrase.category)
+        .where(BlamelessPhrase.active.is_(True)).order_by(BlamelessPhrase.id)
+    ).all()
+    people: list[Finding] = []
+    # Names are only looked up when a failure verb is there at all: most keystrokes skip the user query.
+    known = _names_pattern(_people(session)) if _ANY_FAILURE.search(text) else None
+    for pattern in filter(None, (known, _CAPITALISED)):
+        for m in pattern.finditer(text):
+            name, start = m.group(1), m.start()
+            if name.split()[0].lower() in _NOT_PEOPLE or any(f.start <= start < f.end for f in people):
+                continue
+            people.append(Finding(start, m.end(), text[start:m.end()], NAME_SUGGESTION.format(name=name), "blame"))
+    phrases = [
+        Finding(m.start(), m.end(), m.group(0), suggestion, category)
+        for pattern, suggestion, category in _compile(tuple(tuple(r) for r in rows))
+        for m in pattern.finditer(text)
+        if not any(p.start <= m.start() and m.end() <= p.end for p in people)
+    ]
+    return sorted(people + phrases, key=lambda f: (f.start, -f.end))
+
+
+# --- the word list, as data admins extend ------------------------------------------------------------
+
+def list_phrases(session: Session) -> list[BlamelessPhrase]:
+    ensure_defaults(session)
+    return list(session.scalars(sa.select(BlamelessPhrase).order_by(BlamelessPhrase.phrase)))
+
+
+def _validate(phrase: str, suggestion: str, category: str) -> tuple[str, str, str]:
+    reject_nul(phrase=phrase, suggestion=suggestion)
+    phrase = " ".join((phrase or "").split()).lower()
+    errors = {}
+    if not phrase or len(phrase) > 100:
+        errors["phrase"] = ["Between 1 and 100 characters."]
+    if not (suggestion or "").strip() or len(suggestion) > 500:
+        errors["suggestion"] = ["A suggestion of up to 500 characters is required."]
+    if category not in CATEGORIES:
+        errors["category"] = [f"One of: {', '.join(CATEGORIES)}."]
+    if errors:
+        raise Invalid("The phrase has invalid fields.", errors)
+    return phrase, suggestion.strip(), category
+
+
+def create_phrase(session: Session, *, phrase: str, suggestion: str, category: str = "blame") -> BlamelessPhrase:
+    phrase, suggestion, category = _validate(phrase, suggestion, category)
+    ensure_defaults(session)
+    if session.scalar(sa.select(BlamelessPhrase.id).where(BlamelessPhrase.phrase == phrase)):
+        raise Conflict(f"The phrase {phrase!r} is already on the list.", {"phrase": ["Already on the list."]})
+    row = BlamelessPhrase(phrase=phrase, suggestion=suggestion, category=category)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_phrase(session: Session, phrase_id: int, *, suggestion: str, category: str, active: bool) -> BlamelessPhrase:
+    row = session.get(BlamelessPhrase, phrase_id)
+    if row is None:
+        raise NotFound("No such phrase.")
+    _, row.suggestion, row.category = _validate(row.phrase, suggestion, category)
+    row.active = active
+    session.flush()
+    return row
