@@ -27,9 +27,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     import incidents.models  # noqa: F401  (every table registered before migrations or queries)
     from incidents import extensions as ext
-    from incidents.database import tune_engine
+    from incidents.database import listen_once, tune_engine
 
     ext.db.init_app(app)
+    listen_once()
     with app.app_context():
         for engine in ext.db.engines.values():
             tune_engine(engine, app.config["SQLITE_BUSY_TIMEOUT"])

@@ -82,3 +82,16 @@ def test_first_visit_leads_to_setup_then_setup_disappears(client):
     assert response.status_code == 302
     assert client.get("/").status_code == 200  # signed in as the new admin
     assert client.get("/setup").headers["Location"].endswith("/login")
+
+
+def test_nul_characters_are_a_422_on_every_database(api, responder_client):
+    created = api.post("/api/v1/incidents", json={"title": "a\x00b", "severity": "SEV2"})
+    assert created.status_code == 422
+    assert "title" in created.get_json()["error"]["fields"]
+    ok = api.post("/api/v1/incidents", json={"title": "Fine", "severity": "SEV2"}).get_json()
+    patched = api.patch(f"/api/v1/incidents/{ok['ref']}", json={"summary": "x\x00y"})
+    assert patched.status_code == 422
+    note = api.post(f"/api/v1/incidents/{ok['ref']}/timeline", json={"body": "\x00"})
+    assert note.status_code == 422
+    form = post_form(responder_client, "/incidents/new", {"title": "t\x00", "severity": "SEV3"})
+    assert form.status_code == 422

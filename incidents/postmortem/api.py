@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
-from incidents.api import bp
+from incidents.api import PageArgsSchema, bp, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
-from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.postmortem import schemas as s
@@ -15,15 +14,8 @@ from incidents.postmortem import services
 
 
 def page_args() -> tuple[int, int]:
-    cfg = current_app.config
-    try:
-        page = int(request.args.get("page", 1))
-        per_page = int(request.args.get("per_page", cfg["PER_PAGE"]))
-    except ValueError:
-        raise Invalid("page and per_page must be whole numbers.", {"page": ["Not a number."]}) from None
-    if page < 1 or not 1 <= per_page <= cfg["MAX_PER_PAGE"]:
-        raise Invalid(f"page >= 1 and 1 <= per_page <= {cfg['MAX_PER_PAGE']}.", {"per_page": ["Out of range."]})
-    return page, per_page
+    """page/per_page the way every list of the API reads them."""
+    return page_window(query_args(PageArgsSchema()))
 
 
 def error_response(e, status: int, **extra):

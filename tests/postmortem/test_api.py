@@ -30,7 +30,7 @@ def test_start_get_and_second_start_conflicts(api):
 
 
 @pytest.mark.parametrize("payload, status", [
-    (None, 422), ({}, 422), ({"template": ""}, 422), ({"template": "nope"}, 404), ({"template": 3}, 422),
+    (None, 400), ({}, 422), ({"template": ""}, 422), ({"template": "nope"}, 404), ({"template": 3}, 422),
     ({"template": "lightweight", "extra": 1}, 422),
 ])
 def test_start_with_bad_input(api, payload, status):
@@ -138,7 +138,7 @@ def test_action_items_crud_and_filters(api):
     ok = api.patch(f"/api/v1/action-items/{item['id']}", json={"status": "wont_do", "wont_do_reason": "Replaced"})
     assert ok.get_json()["status"] == "wont_do"
     assert api.patch(f"/api/v1/action-items/{item['id']}", json={"type": "guess"}).status_code == 422
-    assert api.patch(f"/api/v1/action-items/{item['id']}", json=[1]).status_code == 422
+    assert api.patch(f"/api/v1/action-items/{item['id']}", json=[1]).status_code == 400  # not a JSON object
     assert api.get("/api/v1/action-items/999999").status_code == 404
     assert api.get("/api/v1/action-items?per_page=0").status_code == 422
     assert api.get("/api/v1/action-items?page=x").status_code == 422
@@ -161,7 +161,7 @@ def test_blameless_check(api):
     assert [(f["start"], f["end"], f["phrase"]) for f in findings] == [(0, 9, "Obviously"), (13, 24, "should have")]
     assert all(f["suggestion"] for f in findings)
     assert api.post("/api/v1/blameless-check", json={"nope": 1}).status_code == 422
-    assert api.post("/api/v1/blameless-check", data="not json").status_code == 422
+    assert api.post("/api/v1/blameless-check", data="not json").status_code == 400
 
 
 def test_viewers_read_but_do_not_write(client, viewer):
