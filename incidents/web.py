@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Flask, g, has_request_context, redirect, request, url_for
 
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
+from incidents.formatting import format_datetime, format_duration
 from incidents.markdown import render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -92,7 +91,7 @@ def register(app: Flask) -> None:
         return response
 
     app.jinja_env.filters["markdown"] = render_markdown
-    app.jinja_env.filters["dt"] = _format_dt
+    app.jinja_env.filters["dt"] = format_datetime
     app.jinja_env.filters["duration"] = format_duration
 
     from incidents.auth.permissions import actor
@@ -101,21 +100,3 @@ def register(app: Flask) -> None:
     def _globals():
         # Jobs render templates (e-mails) outside any request: there is no actor there.
         return {"actor": actor() if has_request_context() else None}
-
-
-def _format_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
-    return value.strftime(fmt) if value else "—"
-
-
-def format_duration(seconds: float | None) -> str:
-    """Human duration: 45s, 12m, 3h 05m, 2d 4h."""
-    if seconds is None:
-        return "—"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"

@@ -14,6 +14,7 @@ from incidents.auth.models import Role, User
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
+from incidents.formatting import format_duration
 from incidents.incident.models import EntryKind, Incident, Severity, Status
 from incidents.postmortem.defaults import ensure_defaults
 from incidents.postmortem.models import (
@@ -29,7 +30,6 @@ from incidents.postmortem.models import (
     SectionKind,
     SectionRevision,
 )
-from incidents.web import format_duration  # the one duration format, pages and export alike
 
 MAX_BODY = 100_000
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
