@@ -6,7 +6,7 @@ Report time zone UTC; "now" is Wednesday 2026-11-25 12:00 (ISO week 2026-W48). W
     a     Mon Nov 2     Nov 10  done Thu Nov 12 (W46)      1         rita
     b     Tue Nov 3     Nov 14  open                       8         rita   overdue since Nov 15
     c     Tue Nov 10    Dec 20  won't do Wed Nov 18 (W47)  3         sam    "Replaced by the platform rewrite"
-    d     Tue Nov 17    Dec 1   open                       5         sam
+    d     Tue Nov 17    Dec 2   open                       5         sam    due in W49
     e     Tue Nov 24    Dec 4   done Wed Nov 25 10:00      2         sam    (W48, before now)
     f     Tue Nov 24    Nov 24  open                       1         sam    overdue since Nov 25
     g     (Search team) Nov 4   Nov 5   open               -         rita   (outside the Payments scope)
@@ -84,7 +84,7 @@ def build_history() -> dict:
     a = item("a", at(11, 2), date(2026, 11, 10), 1, rita)
     b = item("b", at(11, 3), date(2026, 11, 14), 8, rita)
     c = item("c", at(11, 10), date(2026, 12, 20), 3, sam)
-    d = item("d", at(11, 17), date(2026, 12, 1), 5, sam)
+    d = item("d", at(11, 17), date(2026, 12, 2), 5, sam)
     e = item("e", at(11, 24), date(2026, 12, 4), 2, sam)
     f = item("f", at(11, 24), date(2026, 11, 24), 1, sam)
     items.update_action_item(s, a, status="done", at=at(11, 12))
