@@ -257,3 +257,16 @@ def test_recipients_are_validated_and_deduplicated(session, history, report_conf
                                                                      "b@example.com"]
     with pytest.raises(Invalid):
         services.set_recipients(session, history["payments"].id, "not an address")
+
+
+def test_the_periodic_job_sends_the_due_week_through_the_queue(app, session, lists, smtp_server):
+    from incidents.database import utcnow
+    from incidents.jobs import get_queue
+    from incidents.report.jobs import send_weekly_reports
+
+    week = services.due_week(utcnow(), app.config)
+    get_queue(app).enqueue(send_weekly_reports)  # immediate in tests: runs inline, in its own app context
+    get_queue(app).enqueue(send_weekly_reports)
+    assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == [
+        "cto@example.com", "lead@example.com", "rita@example.com", "vp@example.com"]
+    assert all(f"report {week.label}" in m.message["Subject"] for m in smtp_server.messages)
