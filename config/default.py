@@ -63,3 +63,15 @@ SHORTCUT_MAX_PER_MINUTE = 180
 # Consecutive failures (connection errors, timeouts, 5xx) that open the circuit, and how long it stays open (s).
 SHORTCUT_CIRCUIT_THRESHOLD = 5
 SHORTCUT_CIRCUIT_COOLDOWN = 60
+
+# --- tech-debt ledger and weekly report (incidents/report/) ---
+# The global recipients of the all-teams weekly report, comma-separated (admins can add more on /debt/settings;
+# each team's own list is set there too).
+REPORT_RECIPIENTS = ""
+# When the weekly report goes out: day (mon..sun), local time HH:MM and IANA time zone. Weeks are ISO weeks
+# (Monday to Sunday) in that zone; the report covers the last complete week.
+REPORT_WEEKDAY = "mon"
+REPORT_TIME = "09:00"
+REPORT_TIMEZONE = "UTC"
+# Weeks shown by the dashboard and the API when none are asked for.
+DEBT_WEEKS = 12

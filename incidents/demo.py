@@ -355,7 +355,15 @@ def load_postmortems(ctx: DemoContext) -> None:
     ctx.lines.append(load_demo_postmortems(ctx.session))
 
 
-STEPS: list[Callable[[DemoContext], None]] = [load_catalog, load_users, load_incidents, load_postmortems]
+def load_debt_history(ctx: DemoContext) -> None:
+    from incidents.report.demo import load_debt_history as load
+
+    ctx.session.flush()
+    ctx.lines.append(load(ctx.session, ctx.rng, ctx.now))
+
+
+STEPS: list[Callable[[DemoContext], None]] = [load_catalog, load_users, load_incidents, load_postmortems,
+                                              load_debt_history]
 
 
 def load_demo(session: Session, *, seed: int = SEED, now: datetime | None = None) -> str:

@@ -33,6 +33,8 @@ def register(app: Flask) -> None:
     from incidents.incident.views import bp as incident_bp
     from incidents.notify.views import bp as notify_bp
     from incidents.postmortem.views import bp as postmortem_bp
+    from incidents.report.cli import report_cli
+    from incidents.report.views import bp as report_bp
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -44,11 +46,12 @@ def register(app: Flask) -> None:
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp):
+               postmortem_bp, action_item_bp, report_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)
     app.cli.add_command(deliveries_cli)
+    app.cli.add_command(report_cli)
 
     # Flask-SQLAlchemy-Lite registers an async teardown even when no async engine exists, and Flask runs it
     # through asgiref on every request (a thread and an event loop each time, ~1 ms): drop it when unused.

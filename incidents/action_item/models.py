@@ -35,6 +35,10 @@ class ItemStatus(StrEnum):
     WONT_DO = "wont_do"
 
     @property
+    def is_closed(self) -> bool:
+        return self in (ItemStatus.DONE, ItemStatus.WONT_DO)
+
+    @property
     def label(self) -> str:
         return {"open": "open", "in_progress": "in progress", "done": "done", "wont_do": "won't do"}[self.value]
 
@@ -61,6 +65,8 @@ class ActionItem(Base):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # When the debt left the ledger: set on the move to done or won't do, cleared when the item is reopened.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     postmortem: Mapped[Postmortem] = relationship(back_populates="action_items")
     owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])

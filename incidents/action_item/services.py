@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ def _enum(enum_cls, value, field: str):
         raise Invalid(f"Unknown {field} {value!r}.", {field: [f"One of: {', '.join(enum_cls)}."]}) from None
 
 
-def _apply(session: Session, item: ActionItem, changes: dict) -> None:
+def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | None = None) -> None:
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise Invalid(f"Cannot set {', '.join(sorted(unknown))}.", {k: ["Unknown field."] for k in unknown})
@@ -74,32 +74,42 @@ def _apply(session: Session, item: ActionItem, changes: dict) -> None:
     if "wont_do_reason" in changes:
         item.wont_do_reason = (changes["wont_do_reason"] or "").strip()
     if "status" in changes and changes["status"]:
-        item.status = _enum(ItemStatus, changes["status"], "status")
+        status = _enum(ItemStatus, changes["status"], "status")
+        # The ledger counts debt by this date: stamped on each move into done or won't do, kept on a re-save.
+        if status.is_closed and (item.closed_at is None or status != item.status):
+            item.closed_at = at or utcnow()
+        elif not status.is_closed:
+            item.closed_at = None
+        item.status = status
     if item.status == ItemStatus.WONT_DO and not item.wont_do_reason:
         raise Invalid("Say why this item won't be done.", {"wont_do_reason": ["Required for won't do."]})
     if item.status != ItemStatus.WONT_DO:
         item.wont_do_reason = ""
 
 
-def create_action_item(session: Session, pm: Postmortem, *, by: User | None = None, **fields) -> ActionItem:
+def create_action_item(session: Session, pm: Postmortem, *, by: User | None = None, at: datetime | None = None,
+                       **fields) -> ActionItem:
+    """`at` back-dates the creation (imports, demo history); the ledger counts the debt from then."""
     pm_services.ensure_editable(pm)
     if not (fields.get("title") or "").strip():
         raise Invalid("A title is required.", {"title": ["Required."]})
-    item = ActionItem(created_by=by, status=ItemStatus.OPEN, priority=Priority.MEDIUM, created_at=utcnow())
-    _apply(session, item, fields)  # validated before it joins the post-mortem, so a refusal leaves no trace
+    item = ActionItem(created_by=by, status=ItemStatus.OPEN, priority=Priority.MEDIUM, created_at=at or utcnow())
+    _apply(session, item, fields, at)  # validated before it joins the post-mortem, so a refusal leaves no trace
     pm.action_items.append(item)
     session.flush()
     pm_services.refresh_search_text(pm)
     return item
 
 
-def update_action_item(session: Session, item: ActionItem, **changes) -> ActionItem:
-    """Edit an item; on a published post-mortem only its status (and won't-do reason) may change."""
+def update_action_item(session: Session, item: ActionItem, *, at: datetime | None = None, **changes) -> ActionItem:
+    """Edit an item; on a published post-mortem only its status (and won't-do reason) may change.
+
+    `at` is when it happened (default now): a status change back-dated by an import or the demo."""
     if item.postmortem.is_published and set(changes) - TRACKING_FIELDS:
         raise Conflict("The post-mortem is published: only the status of its action items can change; "
                        "an admin can reopen it.")
-    _apply(session, item, changes)
-    item.updated_at = utcnow()
+    _apply(session, item, changes, at)
+    item.updated_at = at or utcnow()
     session.flush()
     pm_services.refresh_search_text(item.postmortem)
     return item

@@ -1,16 +1,21 @@
-"""Notification jobs: every new declaration or status change is announced after its commit."""
+"""Notification jobs: declarations, status changes and published post-mortems are announced after their commit;
+a daily scan reminds owners (and the channels) of action items that became overdue."""
 
 from __future__ import annotations
 
 import json
 
 from flask import Flask, current_app, has_app_context
+from huey import crontab
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from incidents.database import utcnow
+from incidents.extensions import db
 from incidents.incident.models import TimelineEntry
-from incidents.jobs import enqueue_after_commit, job
+from incidents.jobs import enqueue_after_commit, job, periodic
 from incidents.notify import services
+from incidents.postmortem.models import Postmortem, PostmortemEvent, PostmortemStatus
 
 
 @job(retries=8, retry_delay=30, backoff=2)
@@ -28,6 +33,25 @@ def _announce_new_entries(session: Session, _flush_context) -> None:
         if isinstance(obj, TimelineEntry):
             for ev in services.notification_events_for_timeline_entry(obj):
                 enqueue_after_commit(send_notification, obj.incident_id, json.dumps(ev.as_dict()), session=session)
+        elif isinstance(obj, PostmortemEvent) and obj.kind == PostmortemStatus.PUBLISHED.value:
+            pm = session.get(Postmortem, obj.postmortem_id)
+            ev = services.Event.postmortem_published(obj.postmortem_id)
+            enqueue_after_commit(send_notification, pm.incident_id, json.dumps(ev.as_dict()), session=session)
+
+
+def queue_overdue_reminders(today=None) -> int:
+    """Queue one notification job per action item that became overdue lately; each sends once (the log)."""
+    found = services.overdue_events(db.session, today or utcnow().date())
+    for incident_id, ev in found:
+        enqueue_after_commit(send_notification, incident_id, json.dumps(ev.as_dict()))
+    db.session.commit()
+    return len(found)
+
+
+@periodic(crontab(minute="0", hour="6"))
+def scan_overdue_action_items() -> None:
+    """Daily at 06:00 UTC: remind owners and channels of items that became overdue (a missed day catches up)."""
+    queue_overdue_reminders()
 
 
 def init_app(app: Flask) -> None:

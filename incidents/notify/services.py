@@ -16,6 +16,7 @@ from flask import current_app, render_template
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from incidents.action_item.models import ActionItem
 from incidents.auth.models import User
 from incidents.catalog.models import Team
 from incidents.database import utcnow
@@ -85,6 +86,24 @@ def notification_events_for_timeline_entry(entry: TimelineEntry) -> list[Event]:
     return []
 
 
+def overdue_events(session: Session, today: date, window_days: int = 7) -> list[tuple[int, Event]]:
+    """(incident id, event) of each open action item that became overdue in the last `window_days` days.
+
+    An item becomes overdue the day after its due date; that day keys the event, so a daily scan that sees it
+    again (or two scans at once) sends nothing new, and moving the due date makes it a new reminder later.
+    The window lets a missed day catch up without reminding about ancient debt on a first run."""
+    from incidents.postmortem.models import Postmortem  # notify sits above post-mortems for this one event
+
+    rows = session.execute(
+        sa.select(ActionItem.id, ActionItem.due_date, Postmortem.incident_id)
+        .join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
+        .where(ActionItem.status.in_(["open", "in_progress"]), ActionItem.due_date < today,
+               ActionItem.due_date >= today - timedelta(days=window_days + 1))
+        .order_by(ActionItem.due_date, ActionItem.id))
+    return [(incident_id, Event.action_item_overdue(item_id, due + timedelta(days=1)))
+            for item_id, due, incident_id in rows]
+
+
 # --- who hears it -----------------------------------------------------------------------------------
 
 
@@ -117,7 +136,23 @@ def recipients(session: Session, incident: Incident, event: Event, config: Mappi
                 out.append(Delivery(Channel.SLACK, recipient, url))
     if config.get("SMTP_URL"):
         out += [Delivery(Channel.EMAIL, u.email, u.email, u.name) for u in subscribers(session, incident)]
+        owner = _overdue_owner(session, event)
+        if owner is not None and all(d.recipient != owner.email for d in out):
+            out.append(Delivery(Channel.EMAIL, owner.email, owner.email, owner.name))
     return out
+
+
+def _overdue_item(session: Session, event: Event) -> ActionItem | None:
+    if event.kind != EventKind.ACTION_ITEM_OVERDUE or event.action_item_id is None:
+        return None
+    return session.get(ActionItem, event.action_item_id)
+
+
+def _overdue_owner(session: Session, event: Event) -> User | None:
+    """The owner of an overdue action item hears about it too, subscribed or not (when active)."""
+    item = _overdue_item(session, event)
+    owner = item.owner if item is not None else None
+    return owner if owner is not None and owner.active else None
 
 
 def subscribers(session: Session, incident: Incident) -> list[User]:
@@ -150,7 +185,7 @@ def _base_url(config: Mapping) -> str:
     return str(config.get("BASE_URL", "")).rstrip("/")
 
 
-def _headline(incident: Incident, event: Event) -> tuple[str, str]:
+def _headline(incident: Incident, event: Event, item: ActionItem | None = None) -> tuple[str, str]:
     """(headline, one sentence of detail) for an event."""
     ref = incident.ref
     if event.kind == EventKind.OPENED:
@@ -161,6 +196,12 @@ def _headline(incident: Incident, event: Event) -> tuple[str, str]:
     if event.kind == EventKind.POSTMORTEM_PUBLISHED:
         return (f"Post-mortem published for {ref}: {incident.title}",
                 "The post-mortem of this incident is published: read what happened and what changes now.")
+    if item is not None:
+        owner = item.owner.name if item.owner else "nobody"
+        due = item.due_date.isoformat() if item.due_date else "—"
+        return (f"Action item overdue for {ref}: {item.title}",
+                f"Action item #{item.id} \u201c{item.title}\u201d (owner: {owner}) was due {due} and is still "
+                f"{item.status.label}.")
     return (f"Action item overdue for {ref}: {incident.title}",
             f"Action item #{event.action_item_id} from this incident is past its due date.")
 
@@ -175,9 +216,10 @@ def _facts(incident: Incident) -> list[tuple[str, str]]:
     ]
 
 
-def render_notification(incident: Incident, event: Event, config: Mapping) -> Rendered:
+def render_notification(incident: Incident, event: Event, config: Mapping,
+                        session: Session | None = None) -> Rendered:
     """The e-mail (text + HTML) and the Slack message of one event, from the same facts."""
-    headline, detail = _headline(incident, event)
+    headline, detail = _headline(incident, event, _overdue_item(session or db.session, event))
     url = f"{_base_url(config)}/incidents/{incident.ref}"
     facts = _facts(incident)
     context = {"incident": incident, "event": event, "headline": headline, "detail": detail, "url": url,
@@ -233,7 +275,7 @@ class NotificationIncomplete(Exception):
         self.report = report
 
 
-class _Claim(StrEnum):
+class Claim(StrEnum):
     MINE = "mine"
     DONE = "done"
     BUSY = "busy"
@@ -253,28 +295,28 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
     if incident is None:  # deleted since: nothing to say
         return report
     deliveries = recipients(session, incident, event, config)
-    rendered = render_notification(incident, event, config)
+    rendered = render_notification(incident, event, config, session)
     session.commit()  # no transaction stays open across network I/O
     lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
     for delivery in deliveries:
         name = f"{delivery.channel.value}:{delivery.recipient}"
-        claim, log_id = _claim(session, event.key, delivery, incident_id, lease)
-        if claim == _Claim.DONE:
+        claim, log_id = claim_delivery(session, event.key, delivery, incident_id, lease)
+        if claim == Claim.DONE:
             report.skipped.append(name)
             continue
-        if claim == _Claim.BUSY:
+        if claim == Claim.BUSY:
             report.busy.append(name)
             continue
         try:
             _deliver(delivery, rendered, event, config)
         except (MailError, slack.SlackError) as e:
-            _finish(session, log_id, DeliveryStatus.FAILED if e.temporary else DeliveryStatus.REJECTED, str(e))
+            finish_delivery(session, log_id, DeliveryStatus.FAILED if e.temporary else DeliveryStatus.REJECTED, str(e))
             (report.failed if e.temporary else report.rejected).append(name)
         except Exception as e:
-            _finish(session, log_id, DeliveryStatus.FAILED, type(e).__name__)
+            finish_delivery(session, log_id, DeliveryStatus.FAILED, type(e).__name__)
             raise
         else:
-            _finish(session, log_id, DeliveryStatus.SENT)
+            finish_delivery(session, log_id, DeliveryStatus.SENT)
             report.sent.append(name)
     if not report.complete:
         raise NotificationIncomplete(report)
@@ -293,9 +335,11 @@ def _deliver(delivery: Delivery, rendered: Rendered, event: Event, config: Mappi
     send_message(config, message)
 
 
-def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
-           lease: timedelta) -> tuple[_Claim, int]:
-    """Take the (event, channel, recipient) row for this worker, or learn it is done or held by another."""
+def claim_delivery(session: Session, key: str, delivery: Delivery, incident_id: int | None,
+           lease: timedelta) -> tuple[Claim, int]:
+    """Take the (event, channel, recipient) row for this worker, or learn it is done or held by another.
+
+    Any sender that must deliver once (incident events, the weekly report) claims here, then `finish_delivery`."""
     now = utcnow()
     row = NotificationLog(event_key=key, channel=delivery.channel, recipient=delivery.recipient,
                           incident_id=incident_id, status=DeliveryStatus.SENDING, attempts=1, claimed_at=now)
@@ -304,7 +348,7 @@ def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
         session.flush()  # the unique key decides: exactly one worker inserts it
         log_id = row.id
         session.commit()
-        return _Claim.MINE, log_id
+        return Claim.MINE, log_id
     except IntegrityError:
         session.rollback()
     found = session.execute(
@@ -312,9 +356,9 @@ def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
         .where(NotificationLog.event_key == key, NotificationLog.channel == delivery.channel,
                NotificationLog.recipient == delivery.recipient)
     ).one()
-    claim = _Claim.BUSY
+    claim = Claim.BUSY
     if found.status in (DeliveryStatus.SENT, DeliveryStatus.REJECTED):
-        claim = _Claim.DONE
+        claim = Claim.DONE
     elif found.status == DeliveryStatus.FAILED or found.claimed_at < now - lease:
         # Compare-and-set on `attempts`: of two workers retrying at once, one wins.
         taken = session.execute(
@@ -324,12 +368,12 @@ def _claim(session: Session, key: str, delivery: Delivery, incident_id: int,
             .values(status=DeliveryStatus.SENDING, attempts=found.attempts + 1, claimed_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
-        claim = _Claim.MINE if taken == 1 else _Claim.BUSY
+        claim = Claim.MINE if taken == 1 else Claim.BUSY
     session.commit()
     return claim, found.id
 
 
-def _finish(session: Session, log_id: int, status: DeliveryStatus, error: str = "") -> None:
+def finish_delivery(session: Session, log_id: int, status: DeliveryStatus, error: str = "") -> None:
     session.execute(
         sa.update(NotificationLog).where(NotificationLog.id == log_id)
         .values(status=status, last_error=error[:500], sent_at=utcnow() if status == DeliveryStatus.SENT else None)
