@@ -181,6 +181,8 @@ def pending_jobs(session: Session) -> list[tuple[str, tuple]]:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a released savepoint: SQLAlchemy reports it as a commit, but nothing is durable yet
     for queue, declared, ids in session.info.pop(_PENDING, ()):
         try:
             result = queue.enqueue(declared, *ids)

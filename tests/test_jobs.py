@@ -135,6 +135,16 @@ def test_savepoint_rollback_keeps_jobs_for_the_outer_commit(app, session):
     assert labels() == ["inner"]
 
 
+def test_released_savepoint_does_not_run_jobs_before_the_outer_commit(app, session, queue):
+    make_user()
+    enqueue_after_commit(record, "outer")
+    with session.begin_nested():
+        session.flush()
+    assert len(queue.huey) == 0 and pending_jobs(session) == [(record.name, ("outer",))]
+    session.commit()
+    assert len(queue.huey) == 1
+
+
 def test_jobs_take_ids_not_rows(app, session):
     user = make_user()
     with pytest.raises(TypeError, match="ids"):
