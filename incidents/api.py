@@ -174,3 +174,4 @@ from incidents.alert import api as _alert_api  # noqa: E402, F401
 from incidents.catalog import api as _catalog_api  # noqa: E402, F401
 from incidents.incident import api as _incident_api  # noqa: E402, F401
 from incidents.postmortem import api as _postmortem_api  # noqa: E402, F401
+from incidents.tracker import api as _tracker_api  # noqa: E402, F401

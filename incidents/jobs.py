@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 # Modules whose import declares the app's jobs; config JOB_IMPORTS adds more (plugins, tests).
-JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs",)
+JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.tracker.jobs")
 
 _EXTENSION = "incidents.jobs"
 _PENDING = "incidents.jobs.pending"

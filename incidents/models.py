@@ -18,3 +18,4 @@ from incidents.postmortem.models import (  # noqa: F401
     ReviewComment,
     SectionRevision,
 )
+from incidents.tracker.models import ShortcutDelivery, ShortcutExport, ShortcutSettings  # noqa: F401

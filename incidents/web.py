@@ -34,6 +34,7 @@ def register(app: Flask) -> None:
     from incidents.incident.views import bp as incident_bp
     from incidents.notify.views import bp as notify_bp
     from incidents.postmortem.views import bp as postmortem_bp
+    from incidents.tracker.views import bp as tracker_bp  # also adds POST /webhooks/shortcut to `hooks`
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -45,7 +46,7 @@ def register(app: Flask) -> None:
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp):
+               postmortem_bp, action_item_bp, tracker_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)
