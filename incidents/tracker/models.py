@@ -62,8 +62,8 @@ class ShortcutExport(Base):
         """One word for the UI: the outbox status, or the card's state once sent."""
         if self.status != ExportStatus.SENT:
             return self.status.value
-        if self.card_closed:
-            return "card closed without completion"
+        if self.card_closed and self.action_item.status.value in ("open", "in_progress"):
+            return "card closed without completion"  # until a person marks the item done or won't do
         return self.card_state or "sent"
 
 

@@ -240,3 +240,19 @@ def test_deleting_an_exported_item_removes_its_outbox_row(shortcut_app, fake_sho
     items.delete_action_item(db.session, items.get_action_item(db.session, item.id))
     db.session.commit()
     assert db.session.get(ShortcutExport, export_id) is None
+
+
+def test_two_runs_of_one_export_never_both_hold_it(shortcut_app, fake_shortcut, session):
+    item = make_exportable_item()
+    export, _ = services.request_export(session, item, shortcut_app.config)  # recorded, not queued
+    session.commit()
+    lease = shortcut_app.config["SHORTCUT_EXPORT_LEASE"]
+    assert services.claim(session, export.id, lease) is not None
+    session.commit()
+    assert services.claim(session, export.id, lease) is None  # a duplicate run (or the sweep) skips it
+    assert services.due_export_ids(session) == []
+    later = utcnow() + timedelta(seconds=lease + 1)
+    assert services.due_export_ids(session, now=later) == [export.id]  # a dead holder's lease runs out
+    assert services.claim(session, export.id, lease, now=later).attempts == 2
+    session.commit()
+    assert fake_shortcut.stories == {}  # claiming alone sends nothing

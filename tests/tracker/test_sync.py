@@ -236,3 +236,26 @@ def test_reconcile_reads_at_most_a_batch_per_run(shortcut_app, fake_shortcut, ap
     before = len(fake_shortcut.calls("getStory"))
     jobs.reconcile_exports.run_now()
     assert len(fake_shortcut.calls("getStory")) - before == 2
+
+
+def test_the_flag_gives_way_once_a_person_decides(shortcut_app, client):
+    item = sent_item(81)
+    post_event(client, event(81, {"archived": {"new": True, "old": False}}))
+    assert reload(item).export.sync_state == "card closed without completion"
+    items.update_action_item(db.session, reload(item), status="wont_do", wont_do_reason="Not needed any more")
+    db.session.commit()
+    assert reload(item).export.sync_state == "archived"
+
+
+def test_a_processing_bug_keeps_the_event_as_failed_and_answers_202(shortcut_app, client, monkeypatch):
+    def broken(session, event):
+        raise RuntimeError("bug in our mapping")
+
+    monkeypatch.setattr(services, "apply_event", broken)  # our own code failing, not Shortcut
+    body = event(82, {"completed": {"new": True, "old": False}})
+    response = post_event(client, body)
+    assert response.status_code == 202 and response.get_json()["outcome"] == "failed"
+    stored = db.session.query(ShortcutDelivery).one()
+    assert stored.outcome == DeliveryOutcome.FAILED and "bug in our mapping" in stored.error
+    assert stored.event_id == body["id"] and stored.story_ids == [82]
+    assert post_event(client, body).get_json()["outcome"] == "duplicate"  # the reconcile job repairs state
