@@ -63,6 +63,22 @@ SHORTCUT_MAX_PER_MINUTE = 180
 # Consecutive failures (connection errors, timeouts, 5xx) that open the circuit, and how long it stays open (s).
 SHORTCUT_CIRCUIT_THRESHOLD = 5
 SHORTCUT_CIRCUIT_COOLDOWN = 60
+# Prefix of every card's external_id ("<prefix>:action-item:<id>"): the key that makes a create exactly once.
+# Change it only on a fresh workspace, and give each installation sharing a workspace its own.
+SHORTCUT_EXTERNAL_ID_PREFIX = "incidents"
+# story_type of a card by action item type (prevent, mitigate, detect, process, repair); others get the default.
+SHORTCUT_STORY_TYPES = {"repair": "bug"}
+SHORTCUT_DEFAULT_STORY_TYPE = "chore"
+# Seconds to wait after a 429 without Retry-After, and the longest wait a job sits through (longer: retry later).
+SHORTCUT_RATE_LIMIT_WAIT = 60
+SHORTCUT_MAX_RATE_LIMIT_WAIT = 10
+# Seconds an export job holds its row; a worker killed mid-call leaves it to the retry sweep after that.
+SHORTCUT_EXPORT_LEASE = 300
+# Retry delay of a pending export after a failure: base * 2^(attempts-1) seconds, at most the cap.
+SHORTCUT_RETRY_BASE = 30
+SHORTCUT_RETRY_CAP = 3600
+# Stories the reconcile job reads per run (every 10 minutes), oldest-synced first; well within the rate limit.
+SHORTCUT_RECONCILE_BATCH = 100
 
 # --- tech-debt ledger and weekly report (incidents/report/) ---
 # The global recipients of the all-teams weekly report, comma-separated (admins can add more on /debt/settings;

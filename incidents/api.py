@@ -175,3 +175,4 @@ from incidents.catalog import api as _catalog_api  # noqa: E402, F401
 from incidents.incident import api as _incident_api  # noqa: E402, F401
 from incidents.postmortem import api as _postmortem_api  # noqa: E402, F401
 from incidents.report import api as _report_api  # noqa: E402, F401
+from incidents.tracker import api as _tracker_api  # noqa: E402, F401

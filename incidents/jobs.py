@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 # Modules whose import declares the app's jobs; config JOB_IMPORTS adds more (plugins, tests).
-JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs")
+JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs", "incidents.tracker.jobs")
 
 _EXTENSION = "incidents.jobs"
 _PENDING = "incidents.jobs.pending"
@@ -181,6 +181,8 @@ def pending_jobs(session: Session) -> list[tuple[str, tuple]]:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a released savepoint: SQLAlchemy reports it as a commit, but nothing is durable yet
     for queue, declared, ids in session.info.pop(_PENDING, ()):
         try:
             result = queue.enqueue(declared, *ids)

@@ -19,3 +19,4 @@ from incidents.postmortem.models import (  # noqa: F401
     SectionRevision,
 )
 from incidents.report.models import ReportRecipient  # noqa: F401
+from incidents.tracker.models import ShortcutDelivery, ShortcutExport, ShortcutSettings  # noqa: F401

@@ -35,6 +35,7 @@ def register(app: Flask) -> None:
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
     from incidents.report.views import bp as report_bp
+    from incidents.tracker.views import bp as tracker_bp  # also adds POST /webhooks/shortcut to `hooks`
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -46,7 +47,7 @@ def register(app: Flask) -> None:
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp):
+               postmortem_bp, action_item_bp, report_bp, tracker_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)

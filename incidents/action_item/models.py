@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,6 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from incidents.auth.models import User
 from incidents.database import Base, UTCDateTime, str_enum, utcnow
 from incidents.postmortem.models import Postmortem
+
+if TYPE_CHECKING:
+    from incidents.tracker.models import ShortcutExport
 
 
 class ItemType(StrEnum):
@@ -71,3 +75,8 @@ class ActionItem(Base):
     postmortem: Mapped[Postmortem] = relationship(back_populates="action_items")
     owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    # Declared by name: the tracker depends on action items, not the other way round.
+    export: Mapped[ShortcutExport | None] = relationship(
+        "ShortcutExport", back_populates="action_item", uselist=False, lazy="selectin",
+        cascade="all, delete-orphan", passive_deletes=True,
+    )

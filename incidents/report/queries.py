@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from incidents.action_item.models import ActionItem, ItemStatus
 from incidents.alert.models import Alert
@@ -135,8 +135,8 @@ class Item:
 
 
 def card_url(item: ActionItem) -> str | None:
-    """The tracker card of an item, when the tracker integration gives it one (adapted at merge)."""
-    return getattr(item, "story_url", None) or None
+    """The Shortcut card of an item, once its export has created one."""
+    return item.export.story_url if item.export is not None else None
 
 
 def load_items(session: Session, *, team_id: int | None = None, service_id: int | None = None,
@@ -148,6 +148,7 @@ def load_items(session: Session, *, team_id: int | None = None, service_id: int 
         .join(Incident, Postmortem.incident_id == Incident.id)
         .outerjoin(User, ActionItem.owner_id == User.id)
         .order_by(ActionItem.created_at, ActionItem.id)
+        .options(selectinload(ActionItem.export))
     )
     if team_id is not None:
         stmt = stmt.where(Incident.team_id == team_id)

@@ -371,6 +371,8 @@ def client_from_config(config: Mapping[str, Any], **overrides) -> ShortcutClient
         max_per_minute=int(config.get("SHORTCUT_MAX_PER_MINUTE", 180)),
         circuit_threshold=int(config.get("SHORTCUT_CIRCUIT_THRESHOLD", 5)),
         circuit_cooldown=float(config.get("SHORTCUT_CIRCUIT_COOLDOWN", 60)),
+        rate_limit_default=float(config.get("SHORTCUT_RATE_LIMIT_WAIT", 60)),
+        max_rate_limit_wait=float(config.get("SHORTCUT_MAX_RATE_LIMIT_WAIT", 120)),
     ) | overrides
     return ShortcutClient(config.get("SHORTCUT_API_URL") or DEFAULT_API_URL,
                           config.get("SHORTCUT_API_TOKEN") or "", **settings)

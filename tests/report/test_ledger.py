@@ -119,3 +119,16 @@ def test_repeat_incidents_count_the_items_open_when_they_were_declared(session, 
     assert src.id not in flags and history["other"].id not in flags
     led = ledger(session, history)
     assert [(f.incident_id, f.source_id) for f in led.repeats] == [(history["repeat"].id, src.id)]
+
+
+def test_items_carry_the_card_link_of_their_shortcut_export(session, history):
+    from incidents.report.queries import load_items
+    from incidents.tracker.models import ExportStatus, ShortcutExport
+
+    item = next(iter(history["items"].values()))
+    session.add(ShortcutExport(action_item_id=item.id, status=ExportStatus.SENT, story_id=77,
+                               story_url="https://app.shortcut.com/acme/story/77"))
+    session.commit()
+    cards = {i.id: i.card_url for i in load_items(session)}
+    assert cards[item.id] == "https://app.shortcut.com/acme/story/77"
+    assert sum(url is not None for url in cards.values()) == 1

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from incidents.tracker import shortcut as shortcut_module
 from incidents.tracker.shortcut import CircuitBreaker, RateLimiter, ShortcutClient
 from tests.conftest import PAYLOADS
 from tests.tracker.fake_shortcut import FakeShortcut, Spec
@@ -74,3 +75,19 @@ def make_client(fake_shortcut, clock):
 @pytest.fixture
 def shortcut(make_client) -> ShortcutClient:
     return make_client()
+
+
+@pytest.fixture
+def shortcut_app(app, fake_shortcut, monkeypatch):
+    """The test app pointed at the fake Shortcut, with waits and timeouts short enough for tests."""
+    settings = {
+        "SHORTCUT_API_URL": fake_shortcut.url, "SHORTCUT_API_TOKEN": fake_shortcut.token,
+        "SHORTCUT_WORKFLOW_STATE_ID": fake_shortcut.state_id("unstarted"), "SHORTCUT_TIMEOUT": 0.3,
+        "SHORTCUT_RATE_LIMIT_WAIT": 0.2, "SHORTCUT_MAX_RATE_LIMIT_WAIT": 0.5,
+        "SHORTCUT_WEBHOOK_SECRET": "test-webhook-secret", "BASE_URL": "http://incidents.test",
+    }
+    for key, value in settings.items():
+        monkeypatch.setitem(app.config, key, value)
+    # Limiter and breaker are shared per URL in the process: a port reused by a later fake starts fresh.
+    monkeypatch.setattr(shortcut_module, "_SHARED", {})
+    return app
