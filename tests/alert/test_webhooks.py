@@ -278,6 +278,44 @@ def test_rollbar_lifecycle_and_repeat_incident(client, rollbar):
     assert f"(repeat of {first.ref})" in entries(second.id, EntryKind.ALERT)[0].text
 
 
+def test_deploy_is_noted_once_on_every_open_incident_of_its_environment(client, rollbar):
+    """The deploy fan-out writes its entries in one statement: same rows as one add_timeline_entry each."""
+    integration, token = rollbar
+    opened = []
+    for n in range(12):
+        payload = fixture("rollbar_new_item_production")
+        item = payload["data"]["item"]
+        item["id"], item["title"] = 900000100 + n, f"KeyError: 'cart_{n}'"
+        item["last_occurrence"]["uuid"] = f"11111111-aaaa-4bbb-8ccc-{n:012d}"
+        if n == 11:
+            item["environment"] = item["last_occurrence"]["environment"] = "staging"  # another environment
+        opened.append(post(client, "rollbar", payload, token).get_json()["incident"])
+    staging_alert = rows(Alert, Alert.fingerprint == "900000111")[0]
+    assert opened[11] is None and staging_alert.incident_id is None  # staging errors stay alerts
+    resolved = db.session.get(Incident, opened[0])
+    incident_services.resolve_incident(db.session, resolved)
+    db.session.commit()
+
+    deploy = post(client, "rollbar", fixture("rollbar_deploy_production"), token).get_json()
+    assert deploy["outcome"] == "processed" and "noted on 10 open incident(s)" in deploy["message"]
+    assert entries(opened[0], EntryKind.DEPLOY) == []  # resolved: not noted
+    for incident_id in opened[1:11]:
+        [entry] = entries(incident_id, EntryKind.DEPLOY)
+        assert entry.text == "Deploy 4f2a9c1d0e8b to production by dana"
+        assert entry.data["revision"].startswith("4f2a9c1d") and entry.data["delivery_id"] == deploy["delivery"]
+        assert entry.data["source"] == "rollbar" and entry.author is None and entry.body == ""
+        assert entry.occurred_at == datetime(2026, 1, 1, 0, 7, 40, tzinfo=UTC)  # the deploy's finish_time
+        assert entry.created_at is not None
+
+
+def test_bulk_timeline_entries_refuse_kinds_that_announce(app):
+    with pytest.raises(ValueError):
+        incident_services.add_timeline_entries(db.session, [1], EntryKind.STATUS, "Status: a -> b")
+    with pytest.raises(ValueError):
+        incident_services.add_timeline_entries(db.session, [1], EntryKind.CREATED, "Incident declared")
+    assert incident_services.add_timeline_entries(db.session, [], EntryKind.DEPLOY, "Deploy") == 0
+
+
 def test_reactivated_while_alert_open_but_incident_resolved(client, rollbar):
     _, token = rollbar
     first = db.session.get(Incident, post(client, "rollbar", fixture("rollbar_new_item_production"),
