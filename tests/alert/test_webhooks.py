@@ -308,6 +308,28 @@ def test_deploy_is_noted_once_on_every_open_incident_of_its_environment(client, 
         assert entry.created_at is not None
 
 
+def test_alert_driven_changes_announce_exactly_the_declaration_and_status_changes(client, app, opsgenie,
+                                                                                   monkeypatch):
+    """Alert lines are written without the ORM; the declaration and the acknowledgement still announce."""
+    from incidents.notify import jobs as notify_jobs
+
+    announced = []
+    monkeypatch.setitem(app.config, "NOTIFY_ON_COMMIT", True)
+    monkeypatch.setattr(notify_jobs, "enqueue_after_commit",
+                        lambda job, incident_id, event, session: announced.append((incident_id, json.loads(event))))
+    token = opsgenie[1]
+    incident_id = post(client, "opsgenie", fixture("opsgenie_create_p1"), token).get_json()["incident"]
+    assert [(i, e["kind"]) for i, e in announced] == [(incident_id, "opened")]
+    post(client, "opsgenie", fixture("opsgenie_acknowledge"), token)
+    post(client, "opsgenie", fixture("opsgenie_addnote"), token)
+    post(client, "opsgenie", fixture("opsgenie_close"), token)
+    assert [(i, e["kind"], e["to_status"]) for i, e in announced[1:]] == [
+        (incident_id, "status_changed", "acknowledged")]
+    kinds = [e.kind for e in entries(incident_id)]
+    assert kinds[:2] == [EntryKind.CREATED, EntryKind.ALERT] and EntryKind.STATUS in kinds
+    assert kinds.count(EntryKind.ALERT) == 3 and EntryKind.NOTE in kinds  # opened, acknowledged, closed
+
+
 def test_bulk_timeline_entries_refuse_kinds_that_announce(app):
     with pytest.raises(ValueError):
         incident_services.add_timeline_entries(db.session, [1], EntryKind.STATUS, "Status: a -> b")
