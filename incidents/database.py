@@ -123,6 +123,10 @@ def tune_engine(engine: sa.Engine, busy_timeout: float) -> None:
 
     dialect.do_commit, dialect.do_rollback = _commit, _rollback
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, _record):
+        writers.leave(dbapi_connection)  # however its transaction ended, a returned connection holds no turn
+
 
 class _WriterQueue:
     """SQLite allows one writer; the threads of one process take turns here before BEGIN IMMEDIATE.
@@ -136,7 +140,8 @@ class _WriterQueue:
     def __init__(self, timeout: float):
         self.lock = threading.Lock()
         self.timeout = timeout
-        self.holder: int | None = None  # id() of the DBAPI connection whose transaction holds the lock
+        self.holder: int | None = None  # id() of the DBAPI connection whose transaction holds the turn
+        self.owner: int | None = None  # the thread that took it
 
     @staticmethod
     def _key(connection) -> int:
@@ -144,12 +149,14 @@ class _WriterQueue:
         return id(getattr(connection, "dbapi_connection", connection))
 
     def enter(self, dbapi_connection) -> None:
+        if self.owner == threading.get_ident():
+            return  # this thread already writes on another connection: waiting for itself would only time out
         if self.lock.acquire(timeout=self.timeout):
-            self.holder = self._key(dbapi_connection)
+            self.holder, self.owner = self._key(dbapi_connection), threading.get_ident()
 
     def leave(self, dbapi_connection) -> None:
         if self.holder is not None and self.holder == self._key(dbapi_connection):
-            self.holder = None
+            self.holder = self.owner = None
             self.lock.release()
 
 

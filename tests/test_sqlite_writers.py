@@ -90,3 +90,38 @@ def test_readers_do_not_wait_for_a_writer(tmp_path):
     trans.commit()
     writer.close()
     engine.dispose()
+
+
+def test_a_thread_writing_on_two_connections_is_not_made_to_wait_for_itself(tmp_path):
+    """Waiting for our own turn could only time out; SQLite answers as it always did (busy after its timeout)."""
+    engine = make_engine(tmp_path, busy_timeout=1)
+    first = engine.connect()
+    trans = first.begin()
+    first.exec_driver_sql("UPDATE counter SET n = 1")
+    second = engine.connect()
+    t0 = time.perf_counter()
+    try:
+        second.begin()
+    except sa.exc.OperationalError as e:
+        assert "locked" in str(e)
+    assert time.perf_counter() - t0 < 1.8  # SQLite's 1 s, not 1 s in the queue and 1 s more in SQLite
+    second.close()
+    trans.commit()
+    first.close()
+    with engine.begin() as conn:  # and the turn was released: the next writer goes straight in
+        conn.exec_driver_sql("UPDATE counter SET n = 2")
+    engine.dispose()
+
+
+def test_a_connection_returned_mid_transaction_gives_its_turn_back(tmp_path):
+    engine = make_engine(tmp_path, busy_timeout=3)
+    conn = engine.connect()
+    conn.begin()
+    conn.exec_driver_sql("UPDATE counter SET n = 1")
+    conn.invalidate()  # dropped without COMMIT or ROLLBACK going through the dialect
+    conn.close()
+    t0 = time.perf_counter()
+    with engine.begin() as other:
+        other.exec_driver_sql("UPDATE counter SET n = 2")
+    assert time.perf_counter() - t0 < 2
+    engine.dispose()
