@@ -86,22 +86,42 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
-    """Run `gunicorn app_spec` on 127.0.0.1 with the real serve settings; yield its base URL, then stop it."""
+    """Run `gunicorn app_spec` on 127.0.0.1 with the server settings `incidents serve` uses (workers, threads,
+    worker class, timeout, access log to stdout, no control socket); yield its base URL, then stop it."""
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
-           "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60", app_spec]
+           "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60",
+           "--access-logfile", "-", "--no-control-socket", app_spec]
+    with _server(cmd, env, log, port) as base:
+        yield base
+
+
+@contextmanager
+def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: bool = True):
+    """Run the real `incidents serve` (migrations, gunicorn with its settings, and its job worker unless
+    `job_worker` is False) on 127.0.0.1; yield its base URL, then stop it (the master stops the job worker)."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if not job_worker:
+        cmd.append("--no-worker")
+    with _server(cmd, env, log, port) as base:
+        yield base
+
+
+@contextmanager
+def _server(cmd: list[str], env: dict, log: Path, port: int):
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(base, proc, log)
+        wait_until_up(base, proc, log, timeout=60)
         yield base
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=45)  # gunicorn's graceful stop, then serve's job worker (30 s grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

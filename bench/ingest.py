@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ from bench.common import (
     backend,
     bench_app,
     gunicorn,
+    incidents_serve,
     normalise_url,
     reset_database,
     serve_settings,
@@ -108,11 +110,11 @@ def run_floor(url: str, bodies, senders: int, max_seconds: float) -> dict:
     return result
 
 
-def create_integrations(url: str, opsgenie_token: str | None, rollbar_token: str | None) -> dict[str, str] | str:
-    """Tokens for the real webhooks: given ones, or made with `incidents integrations add` when it exists."""
+def create_integrations(url: str, instance: Path, opsgenie_token: str | None, rollbar_token: str | None
+                        ) -> dict[str, str]:
+    """Tokens for the real webhooks: given ones, or made with the real `incidents integrations add`."""
     tokens = {"opsgenie": opsgenie_token, "rollbar": rollbar_token}
-    env = {**os.environ, "INCIDENTS_DATABASE_URL": url, "INCIDENTS_INSTANCE_PATH": str(INSTANCE),
-           "INCIDENTS_SECRET_KEY": "bench-secret"}
+    env = {**os.environ, **app_env(url, instance)}
     for source, token in tokens.items():
         if token:
             continue
@@ -121,35 +123,72 @@ def create_integrations(url: str, opsgenie_token: str | None, rollbar_token: str
                "--token", tokens[source]]
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            return (f"`incidents integrations add` failed ({done.returncode}): "
-                    f"{(done.stderr or done.stdout).strip().splitlines()[-1:]} — the webhooks branch is not merged "
-                    "here; pass --opsgenie-token/--rollbar-token for an app that has them")
+            raise RuntimeError(f"`incidents integrations add` failed ({done.returncode}): "
+                               f"{(done.stderr or done.stdout).strip()[-500:]}")
     return tokens
 
 
-def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, rollbar_token) -> dict | str:
+def app_env(url: str, instance: Path) -> dict[str, str]:
+    return {"INCIDENTS_DATABASE_URL": url, "INCIDENTS_SECRET_KEY": "bench-secret",
+            "INCIDENTS_INSTANCE_PATH": str(instance)}
+
+
+def app_instance(url: str) -> Path:
+    """A fresh instance folder per database: the job queue (queue.sqlite3) starts empty every run."""
+    instance = INSTANCE / f"app-{backend(url)}"
+    shutil.rmtree(instance, ignore_errors=True)
+    instance.mkdir(parents=True)
+    return instance
+
+
+def end_state(url: str, instance: Path) -> dict:
+    """What the run left in the database (and the job queue), read directly with SQL."""
+    from incidents.alert.models import Alert, Delivery
+    from incidents.incident.models import Incident, TimelineEntry
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        outcomes = dict(conn.execute(sa.select(Delivery.outcome, sa.func.count()).group_by(Delivery.outcome)).all())
+        state = {
+            "deliveries": sum(outcomes.values()),
+            "outcomes": {str(getattr(k, "value", k)): n for k, n in sorted(outcomes.items(), key=str)},
+            "alerts": conn.scalar(sa.select(sa.func.count()).select_from(Alert)),
+            "max_occurrence_count": conn.scalar(sa.select(sa.func.max(Alert.occurrence_count))) or 0,
+            "incidents": conn.scalar(sa.select(sa.func.count()).select_from(Incident)),
+            "timeline_entries": conn.scalar(sa.select(sa.func.count()).select_from(TimelineEntry)),
+        }
+    engine.dispose()
+    queue = instance / "queue.sqlite3"
+    if queue.exists():  # huey's SqliteHuey: `task` holds what is queued and not yet taken by the worker
+        q = sa.create_engine(f"sqlite:///{queue}")
+        with q.connect() as conn:
+            state["jobs_left"] = conn.scalar(sa.text("SELECT count(*) FROM task"))
+        q.dispose()
+    return state
+
+
+def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, rollbar_token,
+            job_worker: bool = True) -> dict:
     from incidents.auth import services as auth
     from incidents.extensions import db
 
     reset_database(url)
+    instance = app_instance(url)
     with bench_app(url).app_context():  # migrated; one admin, so the first-run setup redirect is out of the way
         auth.create_user(db.session, email="bench@bench.example.com", name="Bench", role="admin",
                          password=secrets.token_urlsafe(16))
         db.session.commit()
-    tokens = create_integrations(url, opsgenie_token, rollbar_token)
-    if isinstance(tokens, str):
-        return tokens
-    env = {"INCIDENTS_DATABASE_URL": url, "INCIDENTS_SECRET_KEY": "bench-secret",
-           "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
-    with gunicorn("incidents:create_app()", env, INSTANCE / f"ingest-app-{backend(url)}.log") as base:
+        for engine in db.engines.values():
+            engine.dispose()
+    tokens = create_integrations(url, instance, opsgenie_token, rollbar_token)
+    log = INSTANCE / f"ingest-app-{backend(url)}.log"
+    with incidents_serve(app_env(url, instance), log, job_worker=job_worker) as base:
         urls = {s: f"{base}/webhooks/{s}?token={t}" for s, t in tokens.items()}
-        probe = requests.post(urls["rollbar"], json={"event_name": "test", "data": {"message": "probe"}},
-                              timeout=10, allow_redirects=False)
-        if not 200 <= probe.status_code < 300:
-            where = probe.headers.get("Location", "")
-            return (f"POST /webhooks/rollbar answers {probe.status_code} {where}".rstrip()
-                    + (": the webhooks branch is not merged here" if probe.status_code in (302, 404) else ""))
-        return drive(urls, bodies, senders, max_seconds)
+        result = drive(urls, bodies, senders, max_seconds)
+        if job_worker:
+            time.sleep(2)  # let the worker drain what the last deliveries enqueued
+    result["state"] = end_state(url, instance)
+    return result
 
 
 def _row(target: str, db: str, senders: int, r: dict | str) -> dict:
@@ -157,7 +196,36 @@ def _row(target: str, db: str, senders: int, r: dict | str) -> dict:
         return {"target": target, "db": db, "senders": senders, "codes": f"SKIPPED: {r}"}
     return {"target": target, "db": db, "senders": senders, "deliveries": r["deliveries"],
             "per_s": r["per_s"], "p50": r["p50"], "p99": r["p99"], "max": r["max"], "non_2xx": r["non_2xx"],
-            "stored": r.get("stored", ""), "codes": " ".join(f"{c}x{n}" for c, n in r["codes"].items())}
+            "stored": r.get("stored", r.get("state", {}).get("deliveries", "")),
+            "codes": " ".join(f"{c}x{n}" for c, n in r["codes"].items())}
+
+
+# Issue 3's targets: at 16 senders, at least half the floor's deliveries/s, p99 < 100 ms, nothing over 2.5 s.
+MIN_RATIO, MAX_P99_MS, MAX_MS = 0.5, 100.0, 2500.0
+
+
+def verdicts(app: dict, floor: dict | None, storm: bool, deliveries: int) -> list[str]:
+    """Each target with met / NOT MET, from this run's figures and the database's end state."""
+    out = []
+    st = app["state"]
+    if floor:
+        ratio = app["per_s"] / floor["per_s"]
+        out.append(f"ratio to floor {ratio:.2f} >= {MIN_RATIO}: {'met' if ratio >= MIN_RATIO else 'NOT MET'}")
+    if storm:
+        checks = [("one alert", st["alerts"] == 1),
+                  (f"occurrence_count {st['max_occurrence_count']} == {deliveries}",
+                   st["max_occurrence_count"] == deliveries),
+                  (f"incidents {st['incidents']} == 1", st["incidents"] == 1),
+                  (f"non-2xx {app['non_2xx']} == 0", app["non_2xx"] == 0),
+                  (f"max {app['max']:.0f} ms < {MAX_MS:.0f} ms", app["max"] < MAX_MS)]
+    else:
+        checks = [(f"p99 {app['p99']:.1f} ms < {MAX_P99_MS:.0f} ms", app["p99"] < MAX_P99_MS),
+                  (f"max {app['max']:.0f} ms < {MAX_MS:.0f} ms", app["max"] < MAX_MS),
+                  (f"non-2xx {app['non_2xx']} == 0", app["non_2xx"] == 0),
+                  (f"rejected {st['outcomes'].get('rejected', 0)} == 0", not st["outcomes"].get("rejected")),
+                  (f"failed {st['outcomes'].get('failed', 0)} == 0", not st["outcomes"].get("failed"))]
+    out += [f"{label}: {'met' if ok else 'NOT MET'}" for label, ok in checks]
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-seconds", type=float, default=120, help="stop sending after this long, done or not")
     p.add_argument("--storm", action="store_true",
                    help="10,000 occurrences of one Rollbar item (distinct uuids) from 32 senders")
+    p.add_argument("--no-job-worker", action="store_true",
+                   help="start the app with `incidents serve --no-worker` (default: with its job worker)")
     p.add_argument("--opsgenie-token")
     p.add_argument("--rollbar-token")
     p.add_argument("--with-samples", action="store_true", help=f"mix in the captured samples from {SAMPLES}")
@@ -187,10 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     bodies = gen.storm(args.deliveries) if args.storm else gen.mixed(args.deliveries)
     mean_kb = sum(len(b) for _, b in bodies) / len(bodies) / 1024
     s = serve_settings()
+    worker = "without" if args.no_job_worker else "with"
     print(f"# Ingestion benchmark ({'storm' if args.storm else 'mixed OpsGenie/Rollbar'}): {len(bodies)} deliveries "
           f"(mean {mean_kb:.1f} KiB), {args.senders} senders; gunicorn {s['workers']} workers x {s['threads']} "
-          f"threads ({s['worker_class']})\n")
-    rows, results = [], {}
+          f"threads ({s['worker_class']}); app via `incidents serve` {worker} its job worker\n")
+    rows, results, states, checks = [], {}, [], []
     for db in [d.strip() for d in args.databases.split(",") if d.strip()]:
         overrides = {"sqlite": args.sqlite_url, "postgresql": args.postgresql_url}
         for target in ["floor"] + (["app"] if args.target == "app" else []):
@@ -199,16 +270,28 @@ def main(argv: list[str] | None = None) -> None:
             if target == "floor":
                 r = run_floor(url, bodies, args.senders, args.max_seconds)
             else:
-                r = run_app(url, bodies, args.senders, args.max_seconds, args.opsgenie_token, args.rollbar_token)
+                r = run_app(url, bodies, args.senders, args.max_seconds, args.opsgenie_token, args.rollbar_token,
+                            job_worker=not args.no_job_worker)
+                st = r["state"]
+                states.append({"db": db} | {k: v for k, v in st.items() if k != "outcomes"}
+                              | {"outcomes": " ".join(f"{k}x{v}" for k, v in st["outcomes"].items())})
             results[(target, db)] = r
             rows.append(_row(target, db, args.senders, r))
         app, floor = results.get(("app", db)), results.get(("floor", db))
         if isinstance(app, dict) and isinstance(floor, dict):
             rows.append({"target": "app/floor", "db": db, "per_s": f"{app['per_s'] / floor['per_s']:.2f}x",
                          "p50": f"{app['p50'] / floor['p50']:.2f}x", "p99": f"{app['p99'] / floor['p99']:.2f}x"})
+        if isinstance(app, dict):
+            checks += [f"{db}: {v}" for v in verdicts(app, floor, args.storm, len(bodies))]
     print(table(rows, ["target", "db", "senders", "deliveries", "per_s", "p50", "p99", "max", "non_2xx", "stored",
                        "codes"]))
-    print("\nper_s = deliveries per second; p50/p99/max in ms; stored = rows the floor committed")
+    print("\nper_s = deliveries per second; p50/p99/max in ms; stored = rows committed (floor rows, app deliveries)")
+    if states:
+        print("\n## End state of the app's database (read with SQL after the run)\n")
+        print(table(states, ["db", "deliveries", "outcomes", "alerts", "max_occurrence_count", "incidents",
+                             "timeline_entries", "jobs_left"]))
+        print("\n## Targets\n")
+        print("\n".join(f"- {c}" for c in checks))
     if args.json:
         args.json.write_text(json.dumps([{"target": t, "db": d, "result": r} for (t, d), r in results.items()],
                                         indent=2, default=str))

@@ -52,13 +52,19 @@ def list_cases(deep_page: int) -> list[tuple[str, dict, int]]:
 
 def http_cases(max_id: int, deep_page: int) -> list[tuple[str, str, bool]]:
     """(label, path, api?): the URLs a responder hits; the incident page is a different incident every time."""
+    # The list shows open incidents unless show=all: the show=all rows are the ones that reach all 100,000.
     return [
         ("/healthz (baseline)", "/healthz", False),
-        ("/ first page", "/", False),
-        ("/ status=investigating", "/?status=investigating", False),
-        ("/ service=checkout-api", "/?service=checkout-api", False),
-        ("/ q=replication", "/?q=replication", False),
-        (f"/ page={deep_page}", f"/?page={deep_page}", False),
+        ("/ (open incidents)", "/", False),
+        ("/ q=replication (open)", "/?q=replication", False),
+        ("/ show=all", "/?show=all", False),
+        ("/ show=all status=investigating", "/?show=all&status=investigating", False),
+        ("/ show=all status=closed", "/?show=all&status=closed", False),
+        ("/ show=all service=checkout-api", "/?show=all&service=checkout-api", False),
+        ("/ show=all tag=security", "/?show=all&tag=security", False),
+        ("/ show=all q=replication", "/?show=all&q=replication", False),
+        ("/ show=all q=INC-<n>", "/?show=all&q=INC-{n}", False),
+        (f"/ show=all page={deep_page}", f"/?show=all&page={deep_page}", False),
         ("/incidents/INC-<n>", "/incidents/INC-{n}", False),
         ("/api/v1/incidents", "/api/v1/incidents", True),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,9 +92,72 @@ def tune_engine(engine: sa.Engine, busy_timeout: float) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
+    writers = _WriterQueue(busy_timeout)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql(f"BEGIN {sqlite_begin_mode.get()}")
+        mode = sqlite_begin_mode.get()
+        dbapi_connection = conn.connection.dbapi_connection
+        if mode == "IMMEDIATE":
+            writers.enter(dbapi_connection)
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            writers.leave(dbapi_connection)
+            raise
+
+    dialect = engine.dialect
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def _commit(dbapi_connection):
+        try:
+            do_commit(dbapi_connection)
+        finally:
+            writers.leave(dbapi_connection)
+
+    def _rollback(dbapi_connection):
+        try:
+            do_rollback(dbapi_connection)
+        finally:
+            writers.leave(dbapi_connection)
+
+    dialect.do_commit, dialect.do_rollback = _commit, _rollback
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, _record):
+        writers.leave(dbapi_connection)  # however its transaction ended, a returned connection holds no turn
+
+
+class _WriterQueue:
+    """SQLite allows one writer; the threads of one process take turns here before BEGIN IMMEDIATE.
+
+    Without it, every thread but one gets SQLITE_BUSY and sleeps in SQLite's busy handler (1, 2, 5 ... up to
+    100 ms steps), so the lock sits idle while waiters sleep and a few unlucky writers wait hundreds of ms.
+    A lock wakes the next writer as soon as the commit is done; SQLite's busy timeout still arbitrates between
+    processes. Waiting is bounded by the busy timeout, after which BEGIN proceeds and SQLite decides, as before.
+    """
+
+    def __init__(self, timeout: float):
+        self.lock = threading.Lock()
+        self.timeout = timeout
+        self.holder: int | None = None  # id() of the DBAPI connection whose transaction holds the turn
+        self.owner: int | None = None  # the thread that took it
+
+    @staticmethod
+    def _key(connection) -> int:
+        # The dialect hooks get the pool's proxy, the begin event the raw connection: key on the raw one.
+        return id(getattr(connection, "dbapi_connection", connection))
+
+    def enter(self, dbapi_connection) -> None:
+        if self.owner == threading.get_ident():
+            return  # this thread already writes on another connection: waiting for itself would only time out
+        if self.lock.acquire(timeout=self.timeout):
+            self.holder, self.owner = self._key(dbapi_connection), threading.get_ident()
+
+    def leave(self, dbapi_connection) -> None:
+        if self.holder is not None and self.holder == self._key(dbapi_connection):
+            self.holder = self.owner = None
+            self.lock.release()
 
 
 def refuse_nul_characters(session: Session, _flush_context, _instances) -> None:

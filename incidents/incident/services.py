@@ -65,6 +65,27 @@ def add_timeline_entry(session: Session, incident: Incident, kind: EntryKind, te
     return entry
 
 
+# Entries that announce something (notify/jobs.py reads them as ORM objects after flush): never bulk-inserted.
+_ANNOUNCING = frozenset({EntryKind.CREATED, EntryKind.STATUS})
+
+
+def add_timeline_entries(session: Session, incident_ids: Iterable[int], kind: EntryKind, text: str, *,
+                         data: dict | None = None, occurred_at: datetime | None = None,
+                         author: User | None = None) -> int:
+    """The same entry on one or many incidents (a deploy noted on every open incident, an alert event) as one
+    INSERT, without loading the incidents or an ORM flush; returns how many were written. Only for kinds that
+    announce nothing: the notification hook sees ORM objects, not core inserts."""
+    if kind in _ANNOUNCING:
+        raise ValueError(f"{kind} entries announce themselves: write them with add_timeline_entry")
+    at, now = occurred_at or utcnow(), utcnow()
+    rows = [dict(incident_id=incident_id, kind=kind, text=text[:500], body="", data=dict(data or {}),
+                 author_id=author.id if author is not None else None,
+                 occurred_at=at, created_at=now) for incident_id in incident_ids]
+    if rows:
+        session.execute(sa.insert(TimelineEntry), rows)
+    return len(rows)
+
+
 def _normalise_tags(tags: Iterable[str]) -> list[str]:
     out: list[str] = []
     for raw in tags:
@@ -114,10 +135,13 @@ def create_incident(session: Session, *, title: str, severity: Severity | str, s
         raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
     _set_tags(incident, tags)
     session.add(incident)
+    # The declaration entry goes in with the incident: one flush instead of two (alerts open incidents on the
+    # webhook hot path). It is still an ORM object in this flush, so notify/jobs.py announces it.
+    session.add(TimelineEntry(incident=incident, kind=EntryKind.CREATED,
+                              text=f"Incident declared ({incident.severity})", body="",
+                              data={"severity": incident.severity.value}, author=created_by,
+                              occurred_at=incident.detected_at))
     session.flush()
-    add_timeline_entry(session, incident, EntryKind.CREATED, f"Incident declared ({incident.severity})",
-                       author=created_by, occurred_at=incident.detected_at,
-                       data={"severity": incident.severity.value})
     if commander_id:
         set_role(session, incident, IncidentRole.COMMANDER, commander_id, by=created_by)
     return incident

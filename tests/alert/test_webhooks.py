@@ -278,6 +278,66 @@ def test_rollbar_lifecycle_and_repeat_incident(client, rollbar):
     assert f"(repeat of {first.ref})" in entries(second.id, EntryKind.ALERT)[0].text
 
 
+def test_deploy_is_noted_once_on_every_open_incident_of_its_environment(client, rollbar):
+    """The deploy fan-out writes its entries in one statement: same rows as one add_timeline_entry each."""
+    integration, token = rollbar
+    opened = []
+    for n in range(12):
+        payload = fixture("rollbar_new_item_production")
+        item = payload["data"]["item"]
+        item["id"], item["title"] = 900000100 + n, f"KeyError: 'cart_{n}'"
+        item["last_occurrence"]["uuid"] = f"11111111-aaaa-4bbb-8ccc-{n:012d}"
+        if n == 11:
+            item["environment"] = item["last_occurrence"]["environment"] = "staging"  # another environment
+        opened.append(post(client, "rollbar", payload, token).get_json()["incident"])
+    staging_alert = rows(Alert, Alert.fingerprint == "900000111")[0]
+    assert opened[11] is None and staging_alert.incident_id is None  # staging errors stay alerts
+    resolved = db.session.get(Incident, opened[0])
+    incident_services.resolve_incident(db.session, resolved)
+    db.session.commit()
+
+    deploy = post(client, "rollbar", fixture("rollbar_deploy_production"), token).get_json()
+    assert deploy["outcome"] == "processed" and "noted on 10 open incident(s)" in deploy["message"]
+    assert entries(opened[0], EntryKind.DEPLOY) == []  # resolved: not noted
+    for incident_id in opened[1:11]:
+        [entry] = entries(incident_id, EntryKind.DEPLOY)
+        assert entry.text == "Deploy 4f2a9c1d0e8b to production by dana"
+        assert entry.data["revision"].startswith("4f2a9c1d") and entry.data["delivery_id"] == deploy["delivery"]
+        assert entry.data["source"] == "rollbar" and entry.author is None and entry.body == ""
+        assert entry.occurred_at == datetime(2026, 1, 1, 0, 7, 40, tzinfo=UTC)  # the deploy's finish_time
+        assert entry.created_at is not None
+
+
+def test_alert_driven_changes_announce_exactly_the_declaration_and_status_changes(client, app, opsgenie,
+                                                                                   monkeypatch):
+    """Alert lines are written without the ORM; the declaration and the acknowledgement still announce."""
+    from incidents.notify import jobs as notify_jobs
+
+    announced = []
+    monkeypatch.setitem(app.config, "NOTIFY_ON_COMMIT", True)
+    monkeypatch.setattr(notify_jobs, "enqueue_after_commit",
+                        lambda job, incident_id, event, session: announced.append((incident_id, json.loads(event))))
+    token = opsgenie[1]
+    incident_id = post(client, "opsgenie", fixture("opsgenie_create_p1"), token).get_json()["incident"]
+    assert [(i, e["kind"]) for i, e in announced] == [(incident_id, "opened")]
+    post(client, "opsgenie", fixture("opsgenie_acknowledge"), token)
+    post(client, "opsgenie", fixture("opsgenie_addnote"), token)
+    post(client, "opsgenie", fixture("opsgenie_close"), token)
+    assert [(i, e["kind"], e["to_status"]) for i, e in announced[1:]] == [
+        (incident_id, "status_changed", "acknowledged")]
+    kinds = [e.kind for e in entries(incident_id)]
+    assert kinds[:2] == [EntryKind.CREATED, EntryKind.ALERT] and EntryKind.STATUS in kinds
+    assert kinds.count(EntryKind.ALERT) == 3 and EntryKind.NOTE in kinds  # opened, acknowledged, closed
+
+
+def test_bulk_timeline_entries_refuse_kinds_that_announce(app):
+    with pytest.raises(ValueError):
+        incident_services.add_timeline_entries(db.session, [1], EntryKind.STATUS, "Status: a -> b")
+    with pytest.raises(ValueError):
+        incident_services.add_timeline_entries(db.session, [1], EntryKind.CREATED, "Incident declared")
+    assert incident_services.add_timeline_entries(db.session, [], EntryKind.DEPLOY, "Deploy") == 0
+
+
 def test_reactivated_while_alert_open_but_incident_resolved(client, rollbar):
     _, token = rollbar
     first = db.session.get(Incident, post(client, "rollbar", fixture("rollbar_new_item_production"),
