@@ -29,6 +29,7 @@ from typing import Any
 from flask import Flask, current_app
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey.exceptions import TaskException
+from huey.storage import SqliteStorage
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -143,6 +144,28 @@ def init_app(app: Flask) -> JobQueue:
     return queue
 
 
+class QueueStorage(SqliteStorage):
+    """huey's SQLite storage in WAL mode with synchronous=NORMAL (huey only offers FULL or OFF).
+
+    huey's default keeps SQLite's synchronous=FULL: every enqueue fsyncs the WAL while holding the storage's
+    one connection lock, so each web thread announcing an incident waited for the disk after its own commit
+    (bench/README.md, section 3). With WAL, NORMAL keeps the queue consistent and loses nothing when the
+    process dies; only an OS crash or power loss can drop the last few enqueues. That window already exists
+    by design: jobs are queued after the database commit, and a crash between the two loses the job too (see
+    `_after_commit`). The durable state is in the database (timeline, the notification log, the tracker
+    outbox, whose sweep re-queues pending exports); a job is a nudge. Production with many workers can use
+    QUEUE_URL=redis://... instead."""
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=NORMAL")
+        return conn
+
+
+class QueueHuey(SqliteHuey):
+    storage_class = QueueStorage
+
+
 def make_huey(app: Flask) -> Huey:
     """QUEUE_URL: empty = SQLite file in the instance folder, sqlite:///path, redis://..., memory://."""
     cfg = app.config
@@ -153,7 +176,7 @@ def make_huey(app: Flask) -> Huey:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisHuey(name, url=url, immediate=immediate)
     if url.startswith("sqlite:///"):
-        return SqliteHuey(name, filename=url[len("sqlite:///"):], immediate=immediate)
+        return QueueHuey(name, filename=url[len("sqlite:///"):], journal_mode="wal", immediate=immediate)
     if url.startswith("memory://"):
         return MemoryHuey(name, immediate=immediate)
     raise ValueError(f"QUEUE_URL must be sqlite:///..., redis://... or memory://, not {url!r}")

@@ -464,22 +464,19 @@ def _open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent,
     label = Source(info.source).label
     summary = "\n\n".join(p for p in (parsed.description, f"[Open in {label}]({parsed.link})" if parsed.link else "")
                           if p)
-    incident = incidents.create_incident(
+    incident_id = incidents.declare_incident(
         session, title=parsed.title or f"{label} alert {parsed.fingerprint}", severity=severity,
         summary=summary, service_id=info.service_id, team_id=info.team_id, tags=[info.source],
-        started_at=at, detected_at=at, created_by=by,
+        started_at=at, detected_at=at, created_by=by, repeat_of_id=repeat_of.id if repeat_of is not None else None,
     )
-    if repeat_of is not None:
-        incident.repeat_of_id = repeat_of.id
-        session.flush()
     line = f"Opened from {label} alert: {parsed.title}"
     if repeat_of is not None:
         line += f" (repeat of {repeat_of.ref})"
-    incidents.add_timeline_entries(session, [incident.id], EntryKind.ALERT, line, author=by, occurred_at=at, data={
+    incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, author=by, occurred_at=at, data={
         "source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id,
         "fingerprint": parsed.fingerprint, "link": parsed.link, "repeat_of": repeat_of.id if repeat_of else None})
-    session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident.id))
-    return incident.id
+    session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident_id))
+    return incident_id
 
 
 def _record_deploy(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime,
@@ -489,12 +486,12 @@ def _record_deploy(session: Session, info: IntegrationInfo, parsed: ParsedEvent,
         return 0
     linked = sa.select(Alert.incident_id).where(Alert.integration_id == info.id,
                                                 Alert.environment == parsed.environment)
-    open_incidents = session.scalars(
-        sa.select(Incident.id).where(Incident.id.in_(linked), Incident.status.not_in([Status.RESOLVED, Status.CLOSED]))
-        .order_by(Incident.id)).all()
-    # Ids only and one executemany: during an alert storm hundreds of incidents can be open, and an ORM flush
-    # per incident made one deploy delivery take ~0.4 s while holding the write lock (bench/README.md).
-    return incidents.add_timeline_entries(
+    open_incidents = (sa.select(Incident.id)
+                      .where(Incident.id.in_(linked), Incident.status.not_in([Status.RESOLVED, Status.CLOSED])))
+    # One INSERT .. SELECT: during an alert storm hundreds of incidents can be open, and an ORM flush per
+    # incident made one deploy delivery take ~0.4 s while holding the write lock; fetching the ids and an
+    # executemany still cost ~6 ms there (bench/README.md). Now no row passes through Python.
+    return incidents.add_timeline_entries_where(
         session, open_incidents, EntryKind.DEPLOY, parsed.reason, occurred_at=at,
         data=parsed.deploy | {"delivery_id": delivery_id, "source": parsed.source})
 
