@@ -98,9 +98,10 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["dt"] = format_datetime
     app.jinja_env.filters["duration"] = format_duration
 
+    from incidents.auth.models import Role
     from incidents.auth.permissions import actor
 
     @app.context_processor
     def _globals():
         # Jobs render templates (e-mails) outside any request: there is no actor there.
-        return {"actor": actor() if has_request_context() else None}
+        return {"actor": actor() if has_request_context() else None, "Role": Role}
