@@ -49,8 +49,9 @@ def wants_json() -> bool:
     )
 
 
-def error_body(status: int, code: str, message: str, fields: dict | None = None):
-    return jsonify({"error": {"code": code, "message": message, "fields": fields or {}}}), status
+def error_body(status: int, code: str, message: str, fields: dict | None = None, **extra):
+    """The one JSON error envelope; `extra` adds keys inside it (conflicting texts, unmet gates)."""
+    return jsonify({"error": {"code": code, "message": message, "fields": fields or {}, **extra}}), status
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -7,6 +7,7 @@ from flask import jsonify, request
 from incidents.api import PageArgsSchema, bp, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
+from incidents.errors import error_body
 from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.postmortem import schemas as s
@@ -16,11 +17,6 @@ from incidents.postmortem import services
 def page_args() -> tuple[int, int]:
     """page/per_page the way every list of the API reads them."""
     return page_window(query_args(PageArgsSchema()))
-
-
-def error_response(e, status: int, **extra):
-    """The house error format plus extra keys (conflict texts, missing gates)."""
-    return jsonify({"error": {"code": e.code, "message": e.message, "fields": e.fields, **extra}}), status
 
 
 def _dump(pm):
@@ -114,7 +110,7 @@ def save_section(postmortem_id: int, key: str):
         section = services.save_section(db.session, pm, key, data["body"], data["version"], by=actor())
     except services.SectionConflict as e:
         db.session.rollback()
-        return error_response(e, 409, current=e.current, yours=e.yours)
+        return error_body(409, e.code, e.message, e.fields, current=e.current, yours=e.yours)
     db.session.commit()
     return jsonify(s.SectionSchema().dump(section))
 
@@ -217,7 +213,7 @@ def publish(postmortem_id: int):
         services.publish_postmortem(db.session, pm, by=actor())
     except services.QualityGatesFailed as e:
         db.session.rollback()
-        return error_response(e, 422, missing=e.missing)
+        return error_body(422, e.code, e.message, e.fields, missing=e.missing)
     db.session.commit()
     return jsonify(_dump(pm))
 
