@@ -14,17 +14,24 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+from incidents.cli import ACCESS_LOG_FORMAT
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("BENCH_INSTANCE_PATH", "/tmp/incidents-bench"))
 WORKER_CLASS = "gthread"  # the worker class `incidents serve` configures (incidents/cli.py)
 
 
+OVERRIDES: dict[str, int] = {}  # --workers/--threads of a benchmark: the same for the floor and the app
+
+
 def serve_settings() -> dict:
-    """Workers and threads exactly as `incidents serve` defaults them, read from the command itself."""
+    """Workers and threads exactly as `incidents serve` defaults them, read from the command itself (unless a
+    benchmark's --workers/--threads override both the floor's and the app's)."""
     from incidents.cli import serve
 
     defaults = {p.name: p.default for p in serve.params}
-    return {"workers": defaults["workers"], "threads": defaults["threads"], "worker_class": WORKER_CLASS}
+    return {"workers": OVERRIDES.get("workers", defaults["workers"]),
+            "threads": OVERRIDES.get("threads", defaults["threads"]), "worker_class": WORKER_CLASS}
 
 
 def normalise_url(url: str) -> str:
@@ -92,7 +99,7 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
            "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60",
-           "--access-logfile", "-", "--no-control-socket", app_spec]
+           "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:
         yield base
 
@@ -102,7 +109,9 @@ def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: b
     """Run the real `incidents serve` (migrations, gunicorn with its settings, and its job worker unless
     `job_worker` is False) on 127.0.0.1; yield its base URL, then stop it (the master stops the job worker)."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    s = serve_settings()
+    cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(s["workers"]), "--threads", str(s["threads"])]
     if not job_worker:
         cmd.append("--no-worker")
     with _server(cmd, env, log, port) as base:

@@ -55,13 +55,15 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
     """POST every body once from `senders` threads; returns throughput, latency and status counts."""
     next_index = itertools.count()
     lock = threading.Lock()
+    kinds = [_kind(source, body) for source, body in bodies]
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}
     codes: dict[str, int] = {}
     deadline = time.monotonic() + max_seconds
 
     def sender():
         http = requests.Session()
-        mine, my_codes = [], {}
+        mine, my_codes, my_kinds = [], {}, []
         while time.monotonic() < deadline:
             i = next(next_index)  # itertools.count is atomic under the GIL
             if i >= len(bodies):
@@ -75,9 +77,12 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
             except requests.RequestException as e:
                 code = type(e).__name__
             mine.append(time.perf_counter() - t0)
+            my_kinds.append(kinds[i])
             my_codes[code] = my_codes.get(code, 0) + 1
         with lock:
             latencies.extend(mine)
+            for kind, seconds in zip(my_kinds, mine):
+                by_kind.setdefault(kind, []).append(seconds)
             for c, n in my_codes.items():
                 codes[c] = codes.get(c, 0) + n
 
@@ -91,7 +96,17 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
     done = sum(codes.values())
     ok = sum(n for c, n in codes.items() if c.isdigit() and 200 <= int(c) < 300)
     return {"deliveries": done, "seconds": elapsed, "per_s": done / elapsed if elapsed else 0.0,
-            "non_2xx": done - ok, "codes": dict(sorted(codes.items()))} | stats_ms(latencies)
+            "non_2xx": done - ok, "codes": dict(sorted(codes.items())),
+            "by_kind": {k: stats_ms(v) for k, v in sorted(by_kind.items())}} | stats_ms(latencies)
+
+
+def _kind(source: str, body: bytes) -> str:
+    """The event kind of a body (OpsGenie `action`, Rollbar `event_name`), for the per-kind latency table."""
+    try:
+        doc = json.loads(body)
+        return f"{source} {doc.get('action') or doc.get('event_name') or '?'}"
+    except (ValueError, AttributeError):
+        return f"{source} ?"
 
 
 def run_floor(url: str, bodies, senders: int, max_seconds: float) -> dict:
@@ -242,16 +257,22 @@ def main(argv: list[str] | None = None) -> None:
                    help="10,000 occurrences of one Rollbar item (distinct uuids) from 32 senders")
     p.add_argument("--no-job-worker", action="store_true",
                    help="start the app with `incidents serve --no-worker` (default: with its job worker)")
+    p.add_argument("--workers", type=int, help="gunicorn workers for the floor and the app (default: serve's)")
+    p.add_argument("--threads", type=int, help="threads per worker for the floor and the app (default: serve's)")
     p.add_argument("--opsgenie-token")
     p.add_argument("--rollbar-token")
     p.add_argument("--with-samples", action="store_true", help=f"mix in the captured samples from {SAMPLES}")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--by-kind", action="store_true", help="also print the app's latency per event kind")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.storm:
         args.senders, args.deliveries = 32, 10_000
         args.max_seconds = max(args.max_seconds, 600)
     args.deliveries = min(args.deliveries, 20_000)
+    from bench import common
+
+    common.OVERRIDES.update({k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v})
 
     gen = Generator(args.seed, samples_dir=SAMPLES if args.with_samples and SAMPLES.is_dir() else None)
     bodies = gen.storm(args.deliveries) if args.storm else gen.mixed(args.deliveries)
@@ -286,6 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows, ["target", "db", "senders", "deliveries", "per_s", "p50", "p99", "max", "non_2xx", "stored",
                        "codes"]))
     print("\nper_s = deliveries per second; p50/p99/max in ms; stored = rows committed (floor rows, app deliveries)")
+    kind_rows = [{"target": t, "db": d, "kind": k, "n": st["n"], "p50": st["p50"], "p99": st["p99"], "max": st["max"]}
+                 for (t, d), r in results.items() if isinstance(r, dict) and t == "app"
+                 for k, st in r.get("by_kind", {}).items()]
+    if kind_rows and args.by_kind:
+        print("\n## Latency by event kind (app)\n")
+        print(table(kind_rows, ["target", "db", "kind", "n", "p50", "p99", "max"]))
     if states:
         print("\n## End state of the app's database (read with SQL after the run)\n")
         print(table(states, ["db", "deliveries", "outcomes", "alerts", "max_occurrence_count", "incidents",

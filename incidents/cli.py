@@ -52,6 +52,7 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
+            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
             self.cfg.set("timeout", 60)
             # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
             self.cfg.set("control_socket_disable", True)
@@ -75,6 +76,10 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
             return create_app()
 
     Gunicorn().run()
+
+
+# gunicorn's default access-log line plus the time the request took in the worker, in milliseconds.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 
 
 def _job_worker_command(app) -> list[str] | None:

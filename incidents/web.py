@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
@@ -18,7 +19,19 @@ CSP = (
 )
 
 
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a request without the cookie (every webhook delivery and
+    API call) gets its empty session without building the signing serializer first (a profile of webhook
+    ingestion found that construction, repeated per request, among its costs)."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def register(app: Flask) -> None:
+    app.session_interface = CookieSessionInterface()
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp

@@ -325,9 +325,6 @@ def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body
     return Result(delivery_id, Outcome.PROCESSED, row.id, incident_id)
 
 
-_RETURNING = (Alert.id, Alert.incident_id, Alert.event_count, Alert.occurrence_count, Alert.status)
-
-
 @functools.cache
 def _alert_upsert(dialect: str, bump: bool, set_status: bool):
     """INSERT .. ON CONFLICT (integration_id, fingerprint) WHERE open DO UPDATE .. RETURNING, built once."""
@@ -372,16 +369,20 @@ def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
 
 def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
     """Find (and lock, by updating) the open alert an annotation or close event is about; None if there is none."""
-    where = [Alert.integration_id == info.id, sa.text(OPEN_ALERT_PREDICATE)]
+    # Core statements on the connection: no Alert object is loaded on this path, so the ORM's
+    # synchronisation of the identity map would only cost time.
+    c = Alert.__table__.c
+    where = [c.integration_id == info.id, sa.text(OPEN_ALERT_PREDICATE)]
     if parsed.kind == Kind.ESCALATE:
-        where.append(Alert.external_id == parsed.external_id)
+        where.append(c.external_id == parsed.external_id)
     else:
-        where.append(Alert.fingerprint == parsed.fingerprint)
-    values: dict[str, Any] = {"event_count": Alert.event_count + 1, "last_event": parsed.event[:64],
-                              "updated_at": now}
+        where.append(c.fingerprint == parsed.fingerprint)
+    values: dict[str, Any] = {"event_count": c.event_count + 1, "last_event": parsed.event[:64], "updated_at": now}
     if parsed.kind == Kind.CLOSE:
         values.update(status=AlertStatus.RESOLVED if info.source == "rollbar" else AlertStatus.CLOSED, closed_at=at)
-    return session.execute(sa.update(Alert).where(*where).values(**values).returning(*_RETURNING)).first()
+    stmt = sa.update(Alert.__table__).where(*where).values(**values).returning(
+        c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
+    return session.connection().execute(stmt).first()
 
 
 def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at: datetime,
@@ -442,7 +443,8 @@ def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEv
                  delivery_id: int, at: datetime, only_open: bool = False) -> None:
     # The status only, and the entry as a plain INSERT: loading the incident (and its tags) and an ORM flush
     # cost more than the rest of the delivery. Alert entries announce nothing, so no notification is skipped.
-    status = session.scalar(sa.select(Incident.status).where(Incident.id == incident_id))
+    t = Incident.__table__
+    status = session.connection().execute(sa.select(t.c.status).where(t.c.id == incident_id)).scalar()
     if status is None or (only_open and not status.is_open):
         return
     incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, occurred_at=at, data={

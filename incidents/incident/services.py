@@ -81,8 +81,8 @@ def add_timeline_entries(session: Session, incident_ids: Iterable[int], kind: En
     rows = [dict(incident_id=incident_id, kind=kind, text=text[:500], body="", data=dict(data or {}),
                  author_id=author.id if author is not None else None,
                  occurred_at=at, created_at=now) for incident_id in incident_ids]
-    if rows:
-        session.execute(sa.insert(TimelineEntry), rows)
+    if rows:  # a core INSERT on the connection: the ORM's bulk path costs more than the insert itself
+        session.connection().execute(TimelineEntry.__table__.insert(), rows)
     return len(rows)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from incidents.action_item.models import ActionItem
 from incidents.auth.models import User
 from incidents.catalog.models import Team
-from incidents.database import utcnow
+from incidents.database import read_only, utcnow
 from incidents.errors import Invalid, NotFound
 from incidents.extensions import db
 from incidents.incident.models import EntryKind, Incident, Severity, TimelineEntry
@@ -291,12 +291,14 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
     config = config or current_app.config
     event = event if isinstance(event, Event) else Event.from_dict(event)
     report = NotificationReport()
-    incident = session.get(Incident, incident_id)
-    if incident is None:  # deleted since: nothing to say
+    # Reading and rendering take no write lock (SQLite): the web's webhook writers never wait for a job.
+    with read_only():
+        incident = session.get(Incident, incident_id)
+        deliveries = recipients(session, incident, event, config) if incident is not None else []
+        rendered = render_notification(incident, event, config, session) if deliveries else None
+        session.commit()  # no transaction stays open across network I/O
+    if not deliveries:  # deleted since, or nobody to tell: nothing rendered, nothing logged
         return report
-    deliveries = recipients(session, incident, event, config)
-    rendered = render_notification(incident, event, config, session)
-    session.commit()  # no transaction stays open across network I/O
     lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
     for delivery in deliveries:
         name = f"{delivery.channel.value}:{delivery.recipient}"
