@@ -37,6 +37,12 @@ NOTIFY_ON_COMMIT = True
 # Seconds after which a delivery claimed by a worker that never reported back may be tried again.
 NOTIFY_SEND_LEASE = 600
 
+# Webhook deliveries that arrive together are applied in one transaction by each web process's writer thread
+# (group commit; every delivery is still committed before it is answered). False: one transaction each.
+INGEST_BATCH = True
+# The most deliveries one such transaction applies.
+INGEST_BATCH_MAX = 32
+
 # Background jobs (huey). Empty QUEUE_URL = an SQLite file `queue.sqlite3` in the instance folder (one host);
 # `redis://host:6379/0` lets many workers on many machines share the queue; `memory://` is for tests.
 QUEUE_URL = ""

@@ -47,6 +47,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.tracker import jobs as tracker_jobs
 
     tracker_jobs.init_app(app)
+    from incidents.alert import batching
+
+    batching.init_app(app)
 
     from incidents import web
     from incidents.errors import register_error_handlers

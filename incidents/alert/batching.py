@@ -1,0 +1,152 @@
+"""Group commit for webhook deliveries: one transaction for the deliveries that arrive together.
+
+Every webhook request used to run its own transaction: BEGIN, the delivery's statements, COMMIT. Under load most
+of a delivery's cost was that envelope rather than its work: on PostgreSQL a pool ping, BEGIN and COMMIT are three
+of its ~6 round trips; on SQLite each transaction takes the database's single write lock, and on a busy machine
+the lock holder is often descheduled (or waits for the GIL) while the other writers queue behind it.
+
+Here each process has one writer thread. A request thread parses and checks its delivery as before, hands the
+work to the writer and waits. The writer takes whatever deliveries are waiting (up to `max_batch`; it never waits
+for more, so a lone delivery is not delayed), applies them one after the other in **one** transaction and commits.
+Only then does each request thread answer: nothing is acknowledged before it is durable, as before.
+
+Isolation without savepoints: if a delivery raises (a sender's retry is a `Duplicate`; a lock timeout; our bug),
+the batch is rolled back, that delivery is handed back to its request thread, which runs it alone through the
+one-transaction-per-delivery path (with its retries, and the FAILED record for our bugs), and the rest of the batch
+is applied again without it. So a batch changes only how deliveries are grouped into transactions, never what a
+delivery does: `services.ingest` is the same function on both paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flask import Flask
+
+from incidents.alert import services
+from incidents.alert.sources import ParsedEvent
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "incidents.ingest_batcher"
+
+
+@dataclass(eq=False)
+class Work:
+    """One delivery handed to the writer; `result` or `alone` is set before `done`."""
+
+    info: services.IntegrationInfo
+    parsed: ParsedEvent
+    body: str
+    headers: dict
+    received_at: datetime
+    key: str
+    result: services.Result | None = None
+    alone: BaseException | None = None  # why it left its batch: its request thread runs it by itself
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Batcher:
+    def __init__(self, app: Flask, max_batch: int = 32):
+        self.app = app
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.batches = 0  # committed batches and the deliveries in them, for tests and curiosity
+        self.batched = 0
+
+    def submit(self, work: Work) -> Work:
+        """Apply `work` in the next batch; returns once it is committed, or handed back (`work.alone`)."""
+        self._ensure_running()
+        self._queue.put(work)
+        work.done.wait()
+        return work
+
+    def _ensure_running(self) -> None:
+        # A thread does not survive fork: gunicorn's workers each start their own on their first delivery.
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._start:
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                if self._pid is not None and self._pid != os.getpid():
+                    self._queue = queue.SimpleQueue()  # never inherit another process's waiting work
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="webhook-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                try:
+                    self._apply(batch)
+                except BaseException as e:  # noqa: BLE001 - the writer must outlive anything a batch does
+                    log.exception("webhook writer: a batch failed as a whole; its deliveries run alone")
+                    for work in batch:
+                        if not work.done.is_set():
+                            work.result, work.alone = None, work.alone or e
+                finally:
+                    for work in batch:
+                        work.done.set()
+                    self._close_session()
+
+    def _apply(self, batch: list[Work]) -> None:
+        from incidents.extensions import db
+
+        session = db.session
+        pending = list(batch)
+        while pending:
+            current = None
+            try:
+                for work in pending:
+                    current = work
+                    work.result = services.ingest(session, work.info, work.parsed, body=work.body,
+                                                  headers=work.headers, received_at=work.received_at, key=work.key)
+                current = None
+                session.commit()
+            except Exception as e:  # noqa: BLE001 - handed back whole: the one-by-one path decides what it is
+                session.rollback()
+                for work in pending:
+                    work.result = None
+                if current is None:  # the COMMIT failed (a lock timeout): everyone runs alone
+                    for work in pending:
+                        work.alone = e
+                    return
+                current.alone = e
+                current.done.set()
+                pending.remove(current)
+                continue
+            self.batches += 1
+            self.batched += len(pending)
+            return
+
+    @staticmethod
+    def _close_session() -> None:
+        from incidents.extensions import db
+
+        try:
+            db.session.close()  # the connection goes back to the pool between batches
+        except Exception:  # noqa: BLE001
+            log.exception("webhook writer: closing the session failed")
+
+
+def init_app(app: Flask) -> None:
+    """Batching is on unless INGEST_BATCH is false (tests that read the request's own session turn it off)."""
+    if app.config.get("INGEST_BATCH", True):
+        app.extensions[EXTENSION] = Batcher(app, int(app.config.get("INGEST_BATCH_MAX", 32)))
+
+
+def batcher(app: Flask) -> Batcher | None:
+    return app.extensions.get(EXTENSION)
