@@ -97,10 +97,10 @@ class Batcher:
                     for work in batch:
                         if not work.done.is_set():
                             work.result, work.alone = None, work.alone or e
+                    self._close_session()  # start the next batch clean
                 finally:
                     for work in batch:
                         work.done.set()
-                    self._close_session()
 
     def _apply(self, batch: list[Work]) -> None:
         from incidents.extensions import db
@@ -137,7 +137,7 @@ class Batcher:
         from incidents.extensions import db
 
         try:
-            db.session.close()  # the connection goes back to the pool between batches
+            db.session.close()
         except Exception:  # noqa: BLE001
             log.exception("webhook writer: closing the session failed")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from incidents.alert.models import (
     OPEN_ALERT_PREDICATE,
@@ -369,20 +369,32 @@ def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
 
 def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
     """Find (and lock, by updating) the open alert an annotation or close event is about; None if there is none."""
-    # Core statements on the connection: no Alert object is loaded on this path, so the ORM's
-    # synchronisation of the identity map would only cost time.
+    close = parsed.kind == Kind.CLOSE
+    params: dict[str, Any] = {
+        "b_integration_id": info.id, "b_last_event": parsed.event[:64], "b_now": now,
+        "b_match": parsed.external_id if parsed.kind == Kind.ESCALATE else parsed.fingerprint}
+    if close:
+        params.update(b_status=AlertStatus.RESOLVED if info.source == "rollbar" else AlertStatus.CLOSED,
+                      b_closed_at=at)
+    return session.connection().execute(_touch_statement(parsed.kind == Kind.ESCALATE, close), params).first()
+
+
+@functools.cache
+def _touch_statement(by_external_id: bool, close: bool):
+    """UPDATE .. RETURNING of the open alert, built once per shape (building it cost more than running it).
+    Core, on the connection: no Alert object is loaded on this path, so the ORM's identity-map sync is moot."""
     c = Alert.__table__.c
-    where = [c.integration_id == info.id, sa.text(OPEN_ALERT_PREDICATE)]
-    if parsed.kind == Kind.ESCALATE:
-        where.append(c.external_id == parsed.external_id)
-    else:
-        where.append(c.fingerprint == parsed.fingerprint)
-    values: dict[str, Any] = {"event_count": c.event_count + 1, "last_event": parsed.event[:64], "updated_at": now}
-    if parsed.kind == Kind.CLOSE:
-        values.update(status=AlertStatus.RESOLVED if info.source == "rollbar" else AlertStatus.CLOSED, closed_at=at)
-    stmt = sa.update(Alert.__table__).where(*where).values(**values).returning(
-        c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
-    return session.connection().execute(stmt).first()
+    match = c.external_id if by_external_id else c.fingerprint
+    values: dict[str, Any] = {"event_count": c.event_count + 1, "last_event": sa.bindparam("b_last_event"),
+                              "updated_at": sa.bindparam("b_now", type_=c.updated_at.type)}
+    if close:
+        values.update(status=sa.bindparam("b_status", type_=c.status.type),
+                      closed_at=sa.bindparam("b_closed_at", type_=c.closed_at.type))
+    return (sa.update(Alert.__table__)
+            .where(c.integration_id == sa.bindparam("b_integration_id"), sa.text(OPEN_ALERT_PREDICATE),
+                   match == sa.bindparam("b_match", type_=match.type))
+            .values(values)
+            .returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status))
 
 
 def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at: datetime,
@@ -402,7 +414,7 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
         return incident_id
 
     if kind == Kind.REACTIVATE:
-        incident = session.get(Incident, incident_id) if incident_id else None
+        incident = _incident(session, incident_id) if incident_id else None
         verb = "reactivated" if parsed.event == "reactivated_item" else "reopened"
         if incident is not None and incident.is_open:
             _alert_entry(session, incident_id, f"{label}: item {verb}", parsed, row.id, delivery_id, at)
@@ -419,7 +431,7 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
         return None
     by = f" by {parsed.actor}" if parsed.actor else ""
     if kind == Kind.ACKNOWLEDGE:
-        incident = session.get(Incident, incident_id)
+        incident = _incident(session, incident_id)
         if incident is not None and incident.status == Status.TRIGGERED:
             # The responder acknowledged in OpsGenie: that moment is this incident's MTTA.
             incidents.acknowledge_incident(session, incident, at=max(at, incident.detected_at))
@@ -427,7 +439,7 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
     elif kind == Kind.UNACKNOWLEDGE:
         _alert_entry(session, incident_id, f"{label}: alert unacknowledged{by}", parsed, row.id, delivery_id, at)
     elif kind == Kind.NOTE:
-        incident = session.get(Incident, incident_id)
+        incident = _incident(session, incident_id)
         if incident is not None and parsed.note:
             incidents.add_note(session, incident, f"{parsed.note}\n\n*{parsed.actor or 'Someone'}, in {label}*",
                                occurred_at=at)
@@ -439,12 +451,14 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
     return incident_id
 
 
+_STATUS_OF_INCIDENT = sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id"))
+
+
 def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEvent, alert_id: int,
                  delivery_id: int, at: datetime, only_open: bool = False) -> None:
     # The status only, and the entry as a plain INSERT: loading the incident (and its tags) and an ORM flush
     # cost more than the rest of the delivery. Alert entries announce nothing, so no notification is skipped.
-    t = Incident.__table__
-    status = session.connection().execute(sa.select(t.c.status).where(t.c.id == incident_id)).scalar()
+    status = session.connection().execute(_STATUS_OF_INCIDENT, {"id": incident_id}).scalar()
     if status is None or (only_open and not status.is_open):
         return
     incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, occurred_at=at, data={
@@ -457,7 +471,13 @@ def _previous_incident(session: Session, integration_id: int, fingerprint: str |
         sa.select(Alert.incident_id).where(Alert.integration_id == integration_id, Alert.fingerprint == fingerprint,
                                            Alert.id != alert_id, Alert.incident_id.is_not(None))
         .order_by(Alert.id.desc()).limit(1))
-    return session.get(Incident, incident_id) if incident_id else None
+    return _incident(session, incident_id) if incident_id else None
+
+
+def _incident(session: Session, incident_id: int) -> Incident | None:
+    # Without the eager load of its tags: the webhook path reads the status and writes entries, nothing more
+    # (anything else it touches still loads, lazily).
+    return session.get(Incident, incident_id, options=[lazyload("*")])
 
 
 def _open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, alert_id: int,
