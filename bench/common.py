@@ -14,8 +14,6 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from incidents.cli import ACCESS_LOG_FORMAT
-
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("BENCH_INSTANCE_PATH", "/tmp/incidents-bench"))
 WORKER_CLASS = "gthread"  # the worker class `incidents serve` configures (incidents/cli.py)
@@ -94,12 +92,13 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     """Run `gunicorn app_spec` on 127.0.0.1 with the server settings `incidents serve` uses (workers, threads,
-    worker class, timeout, access log to stdout, no control socket); yield its base URL, then stop it."""
+    worker class, timeout, access log to stdout with its format, incidents/serving.py's hooks, no control
+    socket); yield its base URL, then stop it."""
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
            "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60",
-           "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--no-control-socket", app_spec]
+           "--access-logfile", "-", "--config", "python:incidents.serving", "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:
         yield base
 

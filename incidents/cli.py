@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from incidents import create_app
+from incidents import create_app, serving
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False, set_debug_flag=False)
@@ -52,7 +52,8 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
-            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
+            self.cfg.set("access_log_format", serving.ACCESS_LOG_FORMAT)
+            self.cfg.set("post_worker_init", serving.post_worker_init)
             self.cfg.set("timeout", 60)
             # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
             self.cfg.set("control_socket_disable", True)
@@ -76,10 +77,6 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
             return create_app()
 
     Gunicorn().run()
-
-
-# gunicorn's default access-log line plus the time the request took in the worker, in milliseconds.
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 
 
 def _job_worker_command(app) -> list[str] | None:
@@ -125,6 +122,7 @@ def worker(workers: int | None, burst: bool):
         click.echo(f"Ran {ran} job(s).")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    serving.freeze_heap()  # long-lived start-up objects out of the collector's way (see serving.py)
     run_consumer(queue, workers or current_app.config["WORKER_THREADS"])
 
 

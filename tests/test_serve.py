@@ -86,6 +86,8 @@ def test_quickstart_setup_incident_lifecycle_and_restart(tmp_path):
     finally:
         log = server.stop()
     assert "create the first admin" in log
+    # The access log (stdout) gives each request's duration in ms.
+    assert re.search(r'"POST /setup HTTP/1\.1" 302 .* \d+ms$', log, re.M), log[-2000:]
 
     server.start()  # restart: the data and the signing key must survive
     try:

@@ -14,7 +14,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from incidents.action_item.models import ActionItem
 from incidents.auth.models import User
@@ -293,7 +293,8 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
     report = NotificationReport()
     # Reading and rendering take no write lock (SQLite): the web's webhook writers never wait for a job.
     with read_only():
-        incident = session.get(Incident, incident_id)
+        # Tags and the rest load only if a template uses them: most events have nobody to tell.
+        incident = session.get(Incident, incident_id, options=[lazyload("*")])
         deliveries = recipients(session, incident, event, config) if incident is not None else []
         rendered = render_notification(incident, event, config, session) if deliveries else None
         session.commit()  # no transaction stays open across network I/O
