@@ -23,7 +23,9 @@ def main():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--threads", default=8, show_default=True, type=int,
+              help="Threads per worker; webhook deliveries waiting together share one transaction, so more "
+                   "threads make larger batches.")
 @click.option("--no-worker", is_flag=True, help="Do not start a background-job worker beside the web server.")
 @with_appcontext
 def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
