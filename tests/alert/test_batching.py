@@ -174,3 +174,29 @@ def test_batching_can_be_turned_off(app):
                       "INGEST_BATCH": False})
     assert batching.batcher(off) is None
     assert batching.batcher(app) is not None  # the default
+
+
+def test_a_batch_takes_its_alerts_in_one_global_order(session, batcher, info, monkeypatch):
+    # Two processes' writers locking the same alerts in different orders deadlocked on PostgreSQL.
+    seen: list[str] = []
+    real_ingest = services.ingest
+
+    def ingest(session, info, parsed, **kw):
+        seen.append(parsed.fingerprint)
+        return real_ingest(session, info, parsed, **kw)
+
+    monkeypatch.setattr(services, "ingest", ingest)
+    works = []
+    for n, item in enumerate([7, 3, 9, 3, 1]):
+        payload = _occurrence(n)
+        payload["data"]["item"]["id"] = 1000 + item
+        works.append(_work(info, payload))
+
+    _run_together(batcher, works)
+
+    assert seen == sorted(seen)
+    assert [w.parsed.fingerprint for w in sorted(works, key=batching.lock_order)] == seen
+    # Equal keys keep their arrival order (the two deliveries of item 3).
+    threes = [w for w in works if w.parsed.fingerprint.endswith("1003")]
+    assert threes[0].result.delivery_id < threes[1].result.delivery_id
+    assert all(w.result is not None for w in works)
