@@ -54,6 +54,9 @@ QUEUE_IMMEDIATE = None
 JOB_IMPORTS = []
 # Worker threads of the consumer that `incidents serve` starts (`incidents worker --workers N` overrides).
 WORKER_THREADS = 2
+# CPU niceness of the job worker that `incidents serve` starts (0-19): background jobs give way to web requests
+# when both want the CPU (a notification may go out some milliseconds later), and use it fully when it is idle.
+WORKER_NICE = 5
 
 # Shortcut (Clubhouse) REST API v3. The token is a secret: set INCIDENTS_SHORTCUT_API_TOKEN in the environment.
 SHORTCUT_API_URL = "https://api.app.shortcut.com/api/v3"

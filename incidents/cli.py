@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -93,7 +94,8 @@ def _job_worker_command(app) -> list[str] | None:
         click.echo("QUEUE_URL is memory://, which no other process can read: no worker started.")
         return None
     click.echo("Starting a background-job worker (--no-worker to run `incidents worker` elsewhere).")
-    return [sys.executable, "-m", "incidents", "worker", "--workers", str(app.config["WORKER_THREADS"])]
+    return [sys.executable, "-m", "incidents", "worker", "--workers", str(app.config["WORKER_THREADS"]),
+            "--nice", str(app.config["WORKER_NICE"])]
 
 
 def _stop(child: subprocess.Popen, grace: float = 30) -> None:
@@ -111,9 +113,13 @@ def _stop(child: subprocess.Popen, grace: float = 30) -> None:
 @click.option("--workers", type=int, default=None, help="Worker threads (default: WORKER_THREADS).")
 @click.option("--burst", is_flag=True, help="Run every job that is due, including due retries and periodic "
               "jobs of this minute, then exit (for cron and tests).")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Lower this process's CPU priority by N (serve starts its worker with WORKER_NICE).")
 @with_appcontext
-def worker(workers: int | None, burst: bool):
+def worker(workers: int | None, burst: bool, niceness: int):
     """Run the background-job consumer with its periodic jobs."""
+    if niceness:
+        os.nice(niceness)  # jobs yield the CPU to web requests when both want it; idle CPU is still theirs
     from incidents.jobs import get_queue, run_burst, run_consumer
 
     queue = get_queue(current_app)

@@ -45,7 +45,7 @@ def record(label: str) -> None:
     """Append to jobs.log in the instance folder: proves which app (and process) ran it."""
     RAN.append((label, current_app._get_current_object()))
     with open(Path(current_app.instance_path) / "jobs.log", "a") as log:
-        log.write(f"{label} {os.getpid()}\n")
+        log.write(f"{label} {os.getpid()} {os.nice(0)}\n")  # os.nice(0): this process's niceness
 
 
 @job(retries=3, retry_delay=10, backoff=2)
@@ -289,8 +289,8 @@ def test_sqlite_queue_is_the_default_and_burst_worker_drains_it(tmp_path, monkey
     # The two queued, every_minute and whichever of the app's periodic jobs are due this minute.
     assert int(re.search(r"Ran (\d+) job\(s\)\.", result.stdout).group(1)) >= 3
     runs = _log(tmp_path)
-    assert sorted(label for label, _ in runs) == ["one", "two"]
-    assert all(int(pid) != os.getpid() for _, pid in runs)
+    assert sorted(label for label, _, _ in runs) == ["one", "two"]
+    assert all(int(pid) != os.getpid() for _, pid, _ in runs)
     assert len(huey) == 0
 
 
@@ -307,8 +307,8 @@ def test_consumer_process_runs_jobs_and_stops_gracefully(tmp_path, monkeypatch):
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=30)[0].decode()
     assert worker.returncode == 0, output
-    assert {label for label, _ in _log(tmp_path)} == {"job0", "job1", "job2"}
-    assert {pid for _, pid in _log(tmp_path)} == {str(worker.pid)}
+    assert {label for label, _, _ in _log(tmp_path)} == {"job0", "job1", "job2"}
+    assert {pid for _, pid, _ in _log(tmp_path)} == {str(worker.pid)}
 
 
 def _redis_reachable() -> bool:
@@ -351,8 +351,9 @@ def test_serve_starts_a_worker_and_stops_it(tmp_path, monkeypatch):
         server.send_signal(signal.SIGINT)
         output = server.communicate(timeout=60)[0].decode()
     assert "Starting a background-job worker" in output
-    [[label, pid]] = _log(tmp_path)
+    [[label, pid, niceness]] = _log(tmp_path)
     assert label == "served"
+    assert int(niceness) == os.nice(0) + 5  # the job worker gives way to web requests (WORKER_NICE)
     assert int(pid) not in (os.getpid(), server.pid)
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)  # the worker ended with the server
@@ -362,7 +363,7 @@ def test_serve_worker_command_follows_the_queue(tmp_path, monkeypatch):
     from incidents.cli import _job_worker_command
 
     app = _producer(tmp_path, "", monkeypatch)
-    assert _job_worker_command(app)[1:] == ["-m", "incidents", "worker", "--workers", "2"]
+    assert _job_worker_command(app)[1:] == ["-m", "incidents", "worker", "--workers", "2", "--nice", "5"]
     memory = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "x", "QUEUE_URL": "memory://"})
     assert _job_worker_command(memory) is None  # no other process could read it
     immediate = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "x", "QUEUE_IMMEDIATE": True})
