@@ -28,8 +28,10 @@ def serve_settings() -> dict:
     from incidents.cli import serve
 
     defaults = {p.name: p.default for p in serve.params}
-    return {"workers": OVERRIDES.get("workers", defaults["workers"]),
-            "threads": OVERRIDES.get("threads", defaults["threads"]), "worker_class": WORKER_CLASS}
+    threads = OVERRIDES.get("threads", defaults["threads"])
+    return {"workers": OVERRIDES.get("workers", defaults["workers"]), "threads": threads,
+            "connections": OVERRIDES.get("connections", defaults["connections"] or threads),
+            "worker_class": WORKER_CLASS}
 
 
 def normalise_url(url: str) -> str:
@@ -97,7 +99,8 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
-           "--threads", str(s["threads"]), "--worker-class", s["worker_class"], "--timeout", "60",
+           "--threads", str(s["threads"]), "--worker-connections", str(s["connections"]),
+           "--worker-class", s["worker_class"], "--timeout", "60",
            "--access-logfile", "-", "--config", "python:incidents.serving", "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:
         yield base
@@ -110,7 +113,7 @@ def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: b
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(s["workers"]), "--threads", str(s["threads"])]
+           "--workers", str(s["workers"]), "--threads", str(s["threads"]), "--connections", str(s["connections"])]
     if not job_worker:
         cmd.append("--no-worker")
     with _server(cmd, env, log, port) as base:

@@ -27,9 +27,12 @@ def main():
 @click.option("--threads", default=8, show_default=True, type=int,
               help="Threads per worker; webhook deliveries waiting together share one transaction, so more "
                    "threads make larger batches.")
+@click.option("--connections", type=click.IntRange(1), default=None,
+              help="Open connections each worker holds (default: its threads), so that a busy worker leaves new "
+                   "connections to an idle one; see README.")
 @click.option("--no-worker", is_flag=True, help="Do not start a background-job worker beside the web server.")
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
+def serve(host: str, port: int, workers: int, threads: int, connections: int | None, no_worker: bool):
     """Apply pending migrations, then serve the app with gunicorn and a background-job worker."""
     from incidents.auth.services import count_users
     from incidents.extensions import alembic, db
@@ -50,16 +53,8 @@ def serve(host: str, port: int, workers: int, threads: int, no_worker: bool):
 
     class Gunicorn(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("access_log_format", serving.ACCESS_LOG_FORMAT)
-            self.cfg.set("post_worker_init", serving.post_worker_init)
-            self.cfg.set("timeout", 60)
-            # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
-            self.cfg.set("control_socket_disable", True)
+            for name, value in serving.gunicorn_settings(host, port, workers, threads, connections).items():
+                self.cfg.set(name, value)
             if job_worker:
                 # The job consumer runs as a child of gunicorn's master: started before the web workers,
                 # stopped (gracefully, then killed) when the master exits. It is a separate process, not a
