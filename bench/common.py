@@ -19,7 +19,7 @@ INSTANCE = Path(os.environ.get("BENCH_INSTANCE_PATH", "/tmp/incidents-bench"))
 WORKER_CLASS = "gthread"  # the worker class `incidents serve` configures (incidents/cli.py)
 
 
-OVERRIDES: dict[str, int] = {}  # --workers/--threads of a benchmark: the same for the floor and the app
+OVERRIDES: dict[str, int] = {}  # --workers/--threads/--keep-alive of a bench: the same for floor and app
 
 
 def serve_settings() -> dict:
@@ -28,10 +28,9 @@ def serve_settings() -> dict:
     from incidents.cli import serve
 
     defaults = {p.name: p.default for p in serve.params}
-    threads = OVERRIDES.get("threads", defaults["threads"])
-    return {"workers": OVERRIDES.get("workers", defaults["workers"]), "threads": threads,
-            "connections": OVERRIDES.get("connections", defaults["connections"] or threads),
-            "worker_class": WORKER_CLASS}
+    return {"workers": OVERRIDES.get("workers", defaults["workers"]),
+            "threads": OVERRIDES.get("threads", defaults["threads"]),
+            "keep_alive": OVERRIDES.get("keep_alive", defaults["keep_alive"]), "worker_class": WORKER_CLASS}
 
 
 def normalise_url(url: str) -> str:
@@ -99,7 +98,7 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
-           "--threads", str(s["threads"]), "--worker-connections", str(s["connections"]),
+           "--threads", str(s["threads"]), "--keep-alive", str(s["keep_alive"]),
            "--worker-class", s["worker_class"], "--timeout", "60",
            "--access-logfile", "-", "--config", "python:incidents.serving", "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:
@@ -113,7 +112,7 @@ def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: b
     port = port or free_port()
     s = serve_settings()
     cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(s["workers"]), "--threads", str(s["threads"]), "--connections", str(s["connections"])]
+           "--workers", str(s["workers"]), "--threads", str(s["threads"]), "--keep-alive", str(s["keep_alive"])]
     if not job_worker:
         cmd.append("--no-worker")
     with _server(cmd, env, log, port) as base:

@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="start the app with `incidents serve --no-worker` (default: with its job worker)")
     p.add_argument("--workers", type=int, help="gunicorn workers for the floor and the app (default: serve's)")
     p.add_argument("--threads", type=int, help="threads per worker for the floor and the app (default: serve's)")
-    p.add_argument("--connections", type=int,
-                   help="connections per worker for the floor and the app (default: serve's, the thread count)")
+    p.add_argument("--keep-alive", type=int, dest="keep_alive",
+                   help="gunicorn keep-alive seconds for the floor and the app (default: serve's, 0)")
     p.add_argument("--opsgenie-token")
     p.add_argument("--rollbar-token")
     p.add_argument("--with-samples", action="store_true", help=f"mix in the captured samples from {SAMPLES}")
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench import common
 
     common.OVERRIDES.update({k: v for k, v in (("workers", args.workers), ("threads", args.threads),
-                                               ("connections", args.connections)) if v})
+                                               ("keep_alive", args.keep_alive)) if v is not None})
 
     gen = Generator(args.seed, samples_dir=SAMPLES if args.with_samples and SAMPLES.is_dir() else None)
     bodies = gen.storm(args.deliveries) if args.storm else gen.mixed(args.deliveries)
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = "without" if args.no_job_worker else "with"
     print(f"# Ingestion benchmark ({'storm' if args.storm else 'mixed OpsGenie/Rollbar'}): {len(bodies)} deliveries "
           f"(mean {mean_kb:.1f} KiB), {args.senders} senders; gunicorn {s['workers']} workers x {s['threads']} "
-          f"threads ({s['worker_class']}, {s['connections']} connections each); app via `incidents serve` {worker} "
+          f"threads ({s['worker_class']}, keep-alive {s['keep_alive']} s); app via `incidents serve` {worker} "
           f"its job worker\n")
     rows, results, states, checks, rounds = [], {}, [], [], {}
     dbs = [d.strip() for d in args.databases.split(",") if d.strip()]

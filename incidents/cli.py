@@ -27,12 +27,12 @@ def main():
 @click.option("--threads", default=8, show_default=True, type=int,
               help="Threads per worker; webhook deliveries waiting together share one transaction, so more "
                    "threads make larger batches.")
-@click.option("--connections", type=click.IntRange(1), default=None,
-              help="Open connections each worker holds (default: its threads), so that a busy worker leaves new "
-                   "connections to an idle one; see README.")
+@click.option("--keep-alive", "keep_alive", type=click.IntRange(0), default=0, show_default=True,
+              help="Seconds a connection may stay open for another request; 0 closes it after each response, so "
+                   "every request goes to a free worker (see README).")
 @click.option("--no-worker", is_flag=True, help="Do not start a background-job worker beside the web server.")
 @with_appcontext
-def serve(host: str, port: int, workers: int, threads: int, connections: int | None, no_worker: bool):
+def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_worker: bool):
     """Apply pending migrations, then serve the app with gunicorn and a background-job worker."""
     from incidents.auth.services import count_users
     from incidents.extensions import alembic, db
@@ -53,7 +53,7 @@ def serve(host: str, port: int, workers: int, threads: int, connections: int | N
 
     class Gunicorn(BaseApplication):
         def load_config(self):
-            for name, value in serving.gunicorn_settings(host, port, workers, threads, connections).items():
+            for name, value in serving.gunicorn_settings(host, port, workers, threads, keep_alive).items():
                 self.cfg.set(name, value)
             if job_worker:
                 # The job consumer runs as a child of gunicorn's master: started before the web workers,

@@ -10,22 +10,20 @@ ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
 access_log_format = ACCESS_LOG_FORMAT  # read by gunicorn when this module is its config file
 
 
-def gunicorn_settings(host: str, port: int, workers: int, threads: int, connections: int | None = None) -> dict:
+def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_alive: int = 0) -> dict:
     """What `incidents serve` sets on gunicorn (the benchmark floor passes the same on its command line).
 
-    `worker_connections` defaults to the thread count. gunicorn gives a keep-alive connection to whichever worker
-    accepted it, for the connection's life; a worker holding more connections than threads queues their requests
-    while another worker may sit idle (under the ingestion bench the app's two workers answered 42 % and 58 %,
-    and the busier one made the p99). Capped, a worker with every thread's connection stops accepting and the next
-    connection goes to a worker with room. The price: once workers x threads connections are open, a new one waits
-    for a free slot, at most gunicorn's keep-alive (2 s) when they are all idle keep-alives. Behind a reverse proxy
-    that does not keep upstream connections alive (nginx's default) that never happens; raise --connections if
-    many browsers talk to gunicorn directly."""
+    Keep-alive is off by default. gunicorn hands a kept-alive connection's every request to the worker that
+    accepted it, so one busy worker queues requests while another may sit idle: under the ingestion bench the
+    app's two workers answered 42 % and 58 % of the requests and the busier one made the p99. With each
+    connection closed after its response, every request is accepted by a worker that is free to take it. Webhook
+    senders open a connection per delivery anyway, and a reverse proxy in front keeps its own keep-alive with
+    browsers; `--keep-alive N` turns it back on for browsers talking to gunicorn directly."""
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_connections": connections or threads,
+        "keepalive": keep_alive,
         "worker_class": "gthread",
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

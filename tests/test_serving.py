@@ -26,12 +26,12 @@ def test_the_access_log_line_ends_with_the_request_duration():
     assert serving.ACCESS_LOG_FORMAT.endswith(" %(M)sms")
 
 
-def test_serve_holds_as_many_connections_per_worker_as_it_has_threads():
+def test_serve_closes_each_connection_after_its_response_unless_told_otherwise():
     settings = serving.gunicorn_settings("127.0.0.1", 5000, 2, 8)
-    assert (settings["workers"], settings["threads"], settings["worker_connections"]) == (2, 8, 8)
+    assert (settings["workers"], settings["threads"], settings["keepalive"]) == (2, 8, 0)
     assert settings["worker_class"] == "gthread" and settings["post_worker_init"] is serving.post_worker_init
     assert settings["access_log_format"] == serving.ACCESS_LOG_FORMAT
-    assert serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, connections=100)["worker_connections"] == 100
+    assert serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, keep_alive=5)["keepalive"] == 5
 
 
 def test_gunicorn_accepts_every_setting_serve_gives_it():
@@ -40,4 +40,4 @@ def test_gunicorn_accepts_every_setting_serve_gives_it():
     config = Config()
     for name, value in serving.gunicorn_settings("127.0.0.1", 5000, 2, 8).items():
         config.set(name, value)  # an unknown name or a bad value raises here
-    assert config.worker_connections == 8 and config.threads == 8
+    assert config.keepalive == 0 and config.threads == 8
