@@ -99,6 +99,7 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     s = serve_settings()
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
            "--threads", str(s["threads"]), "--keep-alive", str(s["keep_alive"]),
+           "--worker-connections", str(s["threads"] if s["keep_alive"] == 0 else 1000),  # as serving.py decides
            "--worker-class", s["worker_class"], "--timeout", "60",
            "--access-logfile", "-", "--config", "python:incidents.serving", "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:

@@ -28,8 +28,8 @@ def main():
               help="Threads per worker; webhook deliveries waiting together share one transaction, so more "
                    "threads make larger batches.")
 @click.option("--keep-alive", "keep_alive", type=click.IntRange(0), default=0, show_default=True,
-              help="Seconds a connection may stay open for another request; 0 closes it after each response, so "
-                   "every request goes to a free worker (see README).")
+              help="Seconds a connection may stay open for another request. 0: each worker takes only as many "
+                   "connections as it has threads and closes each after its response (see README).")
 @click.option("--no-worker", is_flag=True, help="Do not start a background-job worker beside the web server.")
 @with_appcontext
 def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_worker: bool):

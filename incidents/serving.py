@@ -13,17 +13,20 @@ access_log_format = ACCESS_LOG_FORMAT  # read by gunicorn when this module is it
 def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_alive: int = 0) -> dict:
     """What `incidents serve` sets on gunicorn (the benchmark floor passes the same on its command line).
 
-    Keep-alive is off by default. gunicorn hands a kept-alive connection's every request to the worker that
-    accepted it, so one busy worker queues requests while another may sit idle: under the ingestion bench the
-    app's two workers answered 42 % and 58 % of the requests and the busier one made the p99. With each
-    connection closed after its response, every request is accepted by a worker that is free to take it. Webhook
-    senders open a connection per delivery anyway, and a reverse proxy in front keeps its own keep-alive with
-    browsers; `--keep-alive N` turns it back on for browsers talking to gunicorn directly."""
+    By default each worker takes only as many connections as it has threads, and closes each after its response
+    (no keep-alive). gunicorn otherwise lets a worker accept connections while all its threads are busy and keeps
+    them alive, every later request of a connection going to the worker that accepted it: under the ingestion
+    bench the app's two workers answered 42 % and 58 % of the requests and the busier one made the p99. Capped,
+    waiting connections stay in the kernel's listen queue, and whichever worker frees a thread first takes the
+    next one: one queue for all workers. Webhook senders open a connection per delivery anyway, and a reverse
+    proxy in front keeps its own keep-alive with browsers. `--keep-alive N` (seconds) lifts the cap and turns
+    keep-alive back on, for browsers talking to gunicorn directly over a slow network."""
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "keepalive": keep_alive,
+        "worker_connections": threads if keep_alive == 0 else 1000,  # 1000 = gunicorn's own default
         "worker_class": "gthread",
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

@@ -29,9 +29,11 @@ def test_the_access_log_line_ends_with_the_request_duration():
 def test_serve_closes_each_connection_after_its_response_unless_told_otherwise():
     settings = serving.gunicorn_settings("127.0.0.1", 5000, 2, 8)
     assert (settings["workers"], settings["threads"], settings["keepalive"]) == (2, 8, 0)
+    assert settings["worker_connections"] == 8  # a busy worker leaves the next connection to a free one
     assert settings["worker_class"] == "gthread" and settings["post_worker_init"] is serving.post_worker_init
     assert settings["access_log_format"] == serving.ACCESS_LOG_FORMAT
-    assert serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, keep_alive=5)["keepalive"] == 5
+    kept = serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, keep_alive=5)
+    assert (kept["keepalive"], kept["worker_connections"]) == (5, 1000)
 
 
 def test_gunicorn_accepts_every_setting_serve_gives_it():
@@ -40,4 +42,4 @@ def test_gunicorn_accepts_every_setting_serve_gives_it():
     config = Config()
     for name, value in serving.gunicorn_settings("127.0.0.1", 5000, 2, 8).items():
         config.set(name, value)  # an unknown name or a bad value raises here
-    assert config.keepalive == 0 and config.threads == 8
+    assert config.keepalive == 0 and config.worker_connections == config.threads == 8
