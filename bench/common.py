@@ -14,9 +14,10 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+from incidents import serving
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("BENCH_INSTANCE_PATH", "/tmp/incidents-bench"))
-WORKER_CLASS = "gthread"  # the worker class `incidents serve` configures (incidents/cli.py)
 
 
 OVERRIDES: dict[str, int] = {}  # --workers/--threads/--keep-alive of a bench: the same for floor and app
@@ -28,9 +29,8 @@ def serve_settings() -> dict:
     from incidents.cli import serve
 
     defaults = {p.name: p.default for p in serve.params}
-    return {"workers": OVERRIDES.get("workers", defaults["workers"]),
-            "threads": OVERRIDES.get("threads", defaults["threads"]),
-            "keep_alive": OVERRIDES.get("keep_alive", defaults["keep_alive"]), "worker_class": WORKER_CLASS}
+    s = {name: OVERRIDES.get(name, defaults[name]) for name in ("workers", "threads", "keep_alive")}
+    return s | {"worker_class": serving.gunicorn_settings("127.0.0.1", 0, **s)["worker_class"]}
 
 
 def normalise_url(url: str) -> str:
@@ -97,11 +97,13 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
     socket); yield its base URL, then stop it."""
     port = port or free_port()
     s = serve_settings()
-    cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(s["workers"]),
-           "--threads", str(s["threads"]), "--keep-alive", str(s["keep_alive"]),
-           "--worker-connections", str(s["threads"] if s["keep_alive"] == 0 else 1000),  # as serving.py decides
-           "--worker-class", s["worker_class"], "--timeout", "60",
-           "--access-logfile", "-", "--config", "python:incidents.serving", "--no-control-socket", app_spec]
+    g = serving.gunicorn_settings("127.0.0.1", port, s["workers"], s["threads"], s["keep_alive"])
+    cmd = [sys.executable, "-m", "gunicorn", "--bind", g["bind"], "--workers", str(g["workers"]),
+           "--threads", str(g["threads"]), "--keep-alive", str(g["keepalive"]),
+           "--worker-connections", str(g["worker_connections"]), "--worker-class", g["worker_class"],
+           "--timeout", str(g["timeout"]), "--access-logfile", g["accesslog"],
+           # the module gives the settings a command line cannot: the access-log format and the worker hook
+           "--config", "python:incidents.serving", "--no-control-socket", app_spec]
     with _server(cmd, env, log, port) as base:
         yield base
 

@@ -33,6 +33,7 @@ from flask import Flask
 
 from incidents.alert import services
 from incidents.alert.sources import ParsedEvent
+from incidents.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,6 @@ class Batcher:
                         work.done.set()
 
     def _apply(self, batch: list[Work]) -> None:
-        from incidents.extensions import db
-
         session = db.session
         pending = sorted(batch, key=lock_order)  # stable: one alert's deliveries keep their arrival order
         while pending:
@@ -137,8 +136,6 @@ class Batcher:
 
     @staticmethod
     def _close_session() -> None:
-        from incidents.extensions import db
-
         try:
             db.session.close()
         except Exception:  # noqa: BLE001
@@ -154,7 +151,7 @@ def lock_order(work: Work) -> tuple[int, str]:
 
 
 def init_app(app: Flask) -> None:
-    """Batching is on unless INGEST_BATCH is false (tests that read the request's own session turn it off)."""
+    """Batching is on unless INGEST_BATCH is false."""
     if app.config.get("INGEST_BATCH", True):
         app.extensions[EXTENSION] = Batcher(app, int(app.config.get("INGEST_BATCH_MAX", 32)))
 

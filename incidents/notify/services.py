@@ -5,7 +5,7 @@ run twice, or twice at once: every (event, channel, recipient) is claimed in `no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from email.utils import formataddr
@@ -302,28 +302,37 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
         return report
     lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
     for delivery in deliveries:
-        name = f"{delivery.channel.value}:{delivery.recipient}"
-        claim, log_id = claim_delivery(session, event.key, delivery, incident_id, lease)
-        if claim == Claim.DONE:
-            report.skipped.append(name)
-            continue
-        if claim == Claim.BUSY:
-            report.busy.append(name)
-            continue
-        try:
-            _deliver(delivery, rendered, event, config)
-        except (MailError, slack.SlackError) as e:
-            finish_delivery(session, log_id, DeliveryStatus.FAILED if e.temporary else DeliveryStatus.REJECTED, str(e))
-            (report.failed if e.temporary else report.rejected).append(name)
-        except Exception as e:
-            finish_delivery(session, log_id, DeliveryStatus.FAILED, type(e).__name__)
-            raise
-        else:
-            finish_delivery(session, log_id, DeliveryStatus.SENT)
-            report.sent.append(name)
+        deliver_once(session, event.key, delivery, incident_id, lease, report,
+                     lambda delivery=delivery: _deliver(delivery, rendered, event, config))
     if not report.complete:
         raise NotificationIncomplete(report)
     return report
+
+
+def deliver_once(session: Session, key: str, delivery: Delivery, incident_id: int | None, lease: timedelta,
+                 report: NotificationReport, send: Callable[[], None]) -> None:
+    """Claim (key, channel, recipient) in the notification log; if this worker holds it, run `send` and record
+    the outcome in the log and in `report`. MailError and SlackError are failed (temporary) or rejected; any other
+    error is recorded as failed and raised. Every sender that must deliver once goes through here."""
+    name = f"{delivery.channel.value}:{delivery.recipient}"
+    claim, log_id = claim_delivery(session, key, delivery, incident_id, lease)
+    if claim == Claim.DONE:
+        report.skipped.append(name)
+        return
+    if claim == Claim.BUSY:
+        report.busy.append(name)
+        return
+    try:
+        send()
+    except (MailError, slack.SlackError) as e:
+        finish_delivery(session, log_id, DeliveryStatus.FAILED if e.temporary else DeliveryStatus.REJECTED, str(e))
+        (report.failed if e.temporary else report.rejected).append(name)
+    except Exception as e:
+        finish_delivery(session, log_id, DeliveryStatus.FAILED, type(e).__name__)
+        raise
+    else:
+        finish_delivery(session, log_id, DeliveryStatus.SENT)
+        report.sent.append(name)
 
 
 def _deliver(delivery: Delivery, rendered: Rendered, event: Event, config: Mapping) -> None:

@@ -20,9 +20,9 @@ from incidents.catalog import services as catalog
 from incidents.catalog.models import Team
 from incidents.errors import Invalid
 from incidents.incident.models import Incident
-from incidents.mail import MailError, build_message, message_id_for, send_message
+from incidents.mail import build_message, message_id_for, send_message
 from incidents.notify.models import Channel, DeliveryStatus, NotificationLog
-from incidents.notify.services import Claim, Delivery, NotificationReport, claim_delivery, finish_delivery
+from incidents.notify.services import Delivery, NotificationReport, deliver_once
 from incidents.report.models import ReportRecipient
 from incidents.report.queries import Item, Ledger, RepeatFlag, Week, build_ledger, incidents_in, repeat_flags
 
@@ -268,28 +268,13 @@ def send_weekly_report(session: Session, config: Mapping, *, week: Week, team: T
     session.commit()  # no transaction stays open across SMTP
     lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
     for address in recipients:
-        name = f"email:{address}"
-        claim, log_id = claim_delivery(session, key, Delivery(Channel.EMAIL, address, address), None, lease)
-        if claim == Claim.DONE:
-            result.skipped.append(name)
-            continue
-        if claim == Claim.BUSY:
-            result.busy.append(name)
-            continue
-        message = build_message(address, rendered.subject, rendered.text, rendered.html,
-                                {"Auto-Submitted": "auto-generated", "X-Incidents-Report": key},
-                                sender=sender, message_id=message_id_for(f"{key}/{address}", sender))
-        try:
-            send_message(config, message)
-        except MailError as e:
-            finish_delivery(session, log_id, DeliveryStatus.FAILED if e.temporary else DeliveryStatus.REJECTED, str(e))
-            (result.failed if e.temporary else result.rejected).append(name)
-        except Exception as e:
-            finish_delivery(session, log_id, DeliveryStatus.FAILED, type(e).__name__)
-            raise
-        else:
-            finish_delivery(session, log_id, DeliveryStatus.SENT)
-            result.sent.append(name)
+        def send(address=address):
+            send_message(config, build_message(
+                address, rendered.subject, rendered.text, rendered.html,
+                {"Auto-Submitted": "auto-generated", "X-Incidents-Report": key},
+                sender=sender, message_id=message_id_for(f"{key}/{address}", sender)))
+
+        deliver_once(session, key, Delivery(Channel.EMAIL, address, address), None, lease, result, send)
     return result
 
 
