@@ -37,8 +37,7 @@ def register(app: Flask) -> None:
     from incidents.alert.views import bp as alert_bp
     from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
-    from incidents.auth.models import User
-    from incidents.auth.services import count_users
+    from incidents.auth.services import count_users, user_for_session
     from incidents.auth.views import bp as auth_bp
     from incidents.auth.views import users_cli
     from incidents.catalog.views import bp as catalog_bp
@@ -57,7 +56,7 @@ def register(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load_user(user_id: str):
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
                postmortem_bp, action_item_bp, report_bp, tracker_bp):
