@@ -23,6 +23,9 @@ LOGIN_THROTTLE_DELAY = 30
 MAX_CONTENT_LENGTH = 1024 * 1024
 # Session lifetime in seconds: how long "keep me signed in" (the remember cookie) lasts.
 PERMANENT_SESSION_LIFETIME = 14 * 24 * 3600
+# Hosts (JSON list, like ["grafana.example.com"]) that images in Markdown may load from over https, besides this
+# site; other images are dropped (no tracking pixels), and the Content-Security-Policy allows only these.
+MARKDOWN_IMAGE_HOSTS = []
 
 # --- outbound e-mail and Slack (incidents/mail.py, incidents/notify/) ---
 # SMTP server as a URL: smtp://user:pass@host:port, smtps://... for implicit TLS, smtp://...?starttls=true

@@ -8,15 +8,20 @@ from flask.sessions import SecureCookieSessionInterface
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
 from incidents.formatting import format_datetime, format_duration
-from incidents.markdown import render_markdown
+from incidents.markdown import image_hosts, render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SETUP_EXEMPT = {"auth.setup", "static", "health.healthz"}
 
 CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:{image_hosts}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def content_security_policy(image_hosts) -> str:
+    """The CSP header: images only from this site, data: URIs and the hosts Markdown may show images from."""
+    return CSP.format(image_hosts="".join(f" https://{host}" for host in image_hosts))
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
@@ -96,9 +101,11 @@ def register(app: Flask) -> None:
             return None
         return redirect(url_for("auth.setup"))
 
+    csp = content_security_policy(image_hosts(app.config))
+
     @app.after_request
     def _security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

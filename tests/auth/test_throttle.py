@@ -17,7 +17,6 @@ from tests.conftest import post_form
 from tests.factories import PASSWORD, make_user
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-LIMITS = services.LoginLimits(window=900, per_account_address=5, per_account=50, per_address=20, delay=30)
 
 
 def attempt(client, email: str, password: str, address: str):
@@ -32,8 +31,9 @@ def failures(session, email: str, address: str, ats) -> None:
 
 def wait_for(session, email: str, address: str, now) -> int | None:
     """Seconds the throttle asks to wait at `now`, or None when the attempt may go ahead."""
+    limits = services.LoginLimits(window=900, per_account_address=5, per_account=50, per_address=20, delay=30)
     try:
-        services.check_login_throttle(session, email, address, LIMITS, now)
+        services.check_login_throttle(session, email, address, limits, now)
     except services.LoginThrottled as e:
         return e.retry_after
     finally:
@@ -138,7 +138,8 @@ def run_together(app, jobs) -> list:
 
 
 def test_concurrent_failures_all_count(app, session, monkeypatch):
-    """Eight wrong passwords at once: exactly five are checked, three refused (count and insert are one step)."""
+    """Eight wrong passwords at once: exactly five are checked, three refused (count and insert are one step).
+    Meaningful on PostgreSQL; on SQLite the write lock serialises the requests anyway."""
     email = make_user(email="raced@example.com").email  # threads must not touch this thread's ORM session
     session.rollback()  # nor wait for its transaction (SQLite's write lock)
     real = services.get_user_by_email
@@ -157,6 +158,7 @@ def test_concurrent_failures_all_count(app, session, monkeypatch):
 
 
 def test_concurrent_first_run_setups_make_one_admin(app, session, monkeypatch):
+    """Four setups at once make one admin, the others are sent to sign in (meaningful on PostgreSQL)."""
     from incidents.auth.models import User
 
     real = services.hash_password
