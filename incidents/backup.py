@@ -214,7 +214,8 @@ def _run_pg(program: str, url: sa.URL, args: list[str]) -> None:
     env = dict(os.environ)
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
-    libpq = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    libpq = sa.URL.create("postgresql", username=url.username, host=url.host, port=url.port,
+                          database=url.database, query=url.query).render_as_string(hide_password=False)
     done = subprocess.run([exe, "--dbname", libpq, *args], env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().replace(libpq, "<database>")
