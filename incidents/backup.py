@@ -16,11 +16,13 @@ and `incidents db upgrade` (or `serve`) migrates it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,24 +93,33 @@ def restore(url: str | sa.URL, path: Path, *, force: bool = False) -> str:
 
 def holdings(url: str | sa.URL) -> dict[str, int]:
     """Rows in the guarded tables of the database at `url` (0 for a table that does not exist yet)."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            tables = set(sa.inspect(conn).get_table_names())
-            return {t: conn.scalar(sa.select(sa.func.count()).select_from(sa.table(t))) if t in tables else 0
-                    for t in GUARDED_TABLES}
-    finally:
-        engine.dispose()
+    url = sa.make_url(url)
+    if url.get_backend_name() == "sqlite" and not _sqlite_path(url).exists():
+        return dict.fromkeys(GUARDED_TABLES, 0)  # nothing to lose, and connecting would create the file
+    with _connect(url) as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        return {t: conn.scalar(sa.select(sa.func.count()).select_from(sa.table(t))) if t in tables else 0
+                for t in GUARDED_TABLES}
 
 
 def schema_revision(url: str | sa.URL) -> str:
     """The Alembic revision recorded in the database at `url` ("" when it has none)."""
+    with _connect(sa.make_url(url)) as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return ""
+        return conn.scalar(sa.text("SELECT version_num FROM alembic_version")) or ""
+
+
+@contextlib.contextmanager
+def _connect(url: sa.URL) -> Iterator[sa.Connection]:
+    """A short-lived connection of its own; a database that cannot be reached is a BackupError, not a traceback."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return ""
-            return conn.scalar(sa.text("SELECT version_num FROM alembic_version")) or ""
+            yield conn
+    except sa.exc.OperationalError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise BackupError(f"Cannot use the database {url.render_as_string(hide_password=True)}: {reason}") from None
     finally:
         engine.dispose()
 

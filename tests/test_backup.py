@@ -129,6 +129,14 @@ def test_restore_refuses_files_that_are_no_backup(tmp_path):
     assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was touched
 
 
+def test_restore_reports_an_unreachable_database_without_its_password(tmp_path):
+    dump = tmp_path / "pg.dump"
+    dump.write_bytes(backup_module.PGDUMP_MAGIC + b"\x01\x0e\x00" + b"\x00" * 64)
+    with pytest.raises(BackupError, match=r"Cannot use the database postgresql\+psycopg://someone:\*\*\*@") as refused:
+        restore("postgresql+psycopg://someone:s3cret@127.0.0.1:1/incidents", dump)
+    assert "s3cret" not in str(refused.value)
+
+
 def test_missing_pg_client_is_a_clear_error(tmp_path, monkeypatch, app):
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without pg_dump or pg_restore
     with pytest.raises(BackupError, match=r"pg_dump is not installed .*apt install postgresql-client"):
