@@ -195,6 +195,8 @@ def _check_format(path: Path, backend: str) -> None:
                           "restore it on the database it came from.")
     if kind == "sqlite":
         _check_sqlite_backup(path)
+    else:
+        _check_pg_archive(path)
 
 
 def _check_sqlite_backup(path: Path) -> None:
@@ -211,17 +213,32 @@ def _check_sqlite_backup(path: Path) -> None:
         raise BackupError(f"{path} is a SQLite database but not one of this app (it has no alembic_version table).")
 
 
+def _check_pg_archive(path: Path) -> None:
+    """pg_restore reads the archive's table of contents (no database needed): damage and foreign dumps show here."""
+    listing = subprocess.run([_pg_client("pg_restore"), "--list", str(path)],  # noqa: S603
+                             capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        raise BackupError(f"{path} is not a readable pg_dump archive: {listing.stderr.strip()[-500:]}")
+    if " TABLE public alembic_version " not in listing.stdout:
+        raise BackupError(f"{path} is a pg_dump archive but not one of this app (it has no alembic_version table).")
+
+
 def _fsync(path: Path) -> None:
     with path.open("rb") as f:
         os.fsync(f.fileno())
 
 
-def _run_pg(program: str, url: sa.URL, args: list[str]) -> None:
-    """Run pg_dump or pg_restore against `url`; the password travels in PGPASSWORD, never in argv or messages."""
+def _pg_client(program: str) -> str:
     exe = shutil.which(program)
     if exe is None:
         raise BackupError(f"{program} is not installed (or not on PATH). Install the PostgreSQL client tools, "
                           f"the server's major version or newer (Debian/Ubuntu: apt install postgresql-client).")
+    return exe
+
+
+def _run_pg(program: str, url: sa.URL, args: list[str]) -> None:
+    """Run pg_dump or pg_restore against `url`; the password travels in PGPASSWORD, never in argv or messages."""
+    exe = _pg_client(program)
     env = dict(os.environ)
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)

@@ -123,17 +123,27 @@ def test_restore_refuses_files_that_are_no_backup(tmp_path):
         restore("postgresql+psycopg://nobody@127.0.0.1:1/none", foreign)
 
     dump = tmp_path / "pg.dump"
-    dump.write_bytes(backup_module.PGDUMP_MAGIC + b"\x01\x0e\x00" + b"\x00" * 64)
+    dump.write_bytes(backup_module.PGDUMP_MAGIC + b"\x01\x0e\x00" + b"\x00" * 64)  # the magic, then garbage
     with pytest.raises(BackupError, match="is a PostgreSQL backup, but this app uses SQLite"):
         restore(f"sqlite:///{tmp_path / 'db.sqlite3'}", dump)
+    with pytest.raises(BackupError, match="is not a readable pg_dump archive"):
+        restore("postgresql+psycopg://nobody@127.0.0.1:1/none", dump)
     assert not (tmp_path / "db.sqlite3").exists()  # refused before anything was touched
 
 
-def test_restore_reports_an_unreachable_database_without_its_password(tmp_path):
-    dump = tmp_path / "pg.dump"
-    dump.write_bytes(backup_module.PGDUMP_MAGIC + b"\x01\x0e\x00" + b"\x00" * 64)
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="needs a PostgreSQL server to dump")
+def test_restore_refuses_a_dump_of_another_database(db_url, tmp_path):
+    foreign = tmp_path / "foreign.dump"
+    libpq = sa.make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    subprocess.run(["pg_dump", "--format=custom", "--exclude-table=alembic_version", "--file", str(foreign),
+                    "--dbname", libpq], check=True)
+    with pytest.raises(BackupError, match="is a pg_dump archive but not one of this app"):
+        restore(db_url, foreign)
+
+
+def test_an_unreachable_database_is_named_without_its_password():
     with pytest.raises(BackupError, match=r"Cannot use the database postgresql\+psycopg://someone:\*\*\*@") as refused:
-        restore("postgresql+psycopg://someone:s3cret@127.0.0.1:1/incidents", dump)
+        backup_module.holdings("postgresql+psycopg://someone:s3cret@127.0.0.1:1/incidents")
     assert "s3cret" not in str(refused.value)
 
 
@@ -142,6 +152,11 @@ def test_missing_pg_client_is_a_clear_error(tmp_path, monkeypatch, app):
     with pytest.raises(BackupError, match=r"pg_dump is not installed .*apt install postgresql-client"):
         backup("postgresql+psycopg://someone:s3cret@127.0.0.1/incidents", tmp_path / "x.dump")
     assert not list(tmp_path.iterdir())
+    dump = tmp_path / "x.dump"
+    dump.write_bytes(backup_module.PGDUMP_MAGIC + b"\x01\x0e\x00")
+    with pytest.raises(BackupError, match=r"pg_restore is not installed .*apt install postgresql-client"):
+        restore("postgresql+psycopg://someone:s3cret@127.0.0.1/incidents", dump)
+    dump.unlink()
 
     monkeypatch.setitem(app.config, "DATABASE_URL", "postgresql+psycopg://someone:s3cret@127.0.0.1/incidents")
     result = app.test_cli_runner().invoke(args=["backup", str(tmp_path / "x.dump")])
