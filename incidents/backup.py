@@ -55,6 +55,7 @@ def backup(url: str | sa.URL, path: Path, *, overwrite: bool = False) -> BackupR
         raise BackupError(f"{path} exists; choose a new name or pass --force to replace it.")
     if not path.parent.is_dir():
         raise BackupError(f"No directory {path.parent} to write the backup into.")
+    _not_the_database(url, path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     started = time.monotonic()
     try:
@@ -76,6 +77,7 @@ def restore(url: str | sa.URL, path: Path, *, force: bool = False) -> str:
     url = sa.make_url(url)
     path = Path(path)
     backend = url.get_backend_name()
+    _not_the_database(url, path)
     _check_format(path, backend)
     if not force:
         held = holdings(url)
@@ -131,6 +133,16 @@ def _sqlite_path(url: sa.URL) -> Path:
     if not database or database == ":memory:" or database.startswith("file:"):
         raise BackupError("Only a SQLite database file can be backed up or restored.")
     return Path(database)
+
+
+def _not_the_database(url: sa.URL, path: Path) -> None:
+    """Replacing a live SQLite file (or its -wal/-shm) by renaming over it would lose every later commit."""
+    if url.get_backend_name() != "sqlite":
+        return
+    database = _sqlite_path(url).resolve()
+    if path.resolve() in {database, database.with_name(database.name + "-wal"),
+                          database.with_name(database.name + "-shm")}:
+        raise BackupError(f"{path} is the database itself; give another file.")
 
 
 def _sqlite_backup(source_path: Path, target_path: Path) -> None:

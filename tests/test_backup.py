@@ -103,6 +103,10 @@ def test_backup_never_overwrites_unless_forced(tmp_path):
     backup(f"sqlite:///{source}", target, overwrite=True)
     assert target.read_bytes().startswith(backup_module.SQLITE_MAGIC)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temp file left behind
+    with pytest.raises(BackupError, match="is the database itself"):
+        backup(f"sqlite:///{source}", source, overwrite=True)
+    with pytest.raises(BackupError, match="is the database itself"):
+        restore(f"sqlite:///{source}", source, force=True)
     with pytest.raises(BackupError, match="No database at"):
         backup(f"sqlite:///{tmp_path / 'missing.sqlite3'}", tmp_path / "other.sqlite3")
 
