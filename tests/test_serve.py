@@ -27,8 +27,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, instance: Path):
+    """`incidents serve` as a user runs it; `env` adds INCIDENTS_* settings, `args` serve options."""
+
+    def __init__(self, instance: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.instance = instance
+        self.extra_env = env or {}
+        self.args = args
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -36,8 +40,9 @@ class Server:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
         env["INCIDENTS_INSTANCE_PATH"] = str(self.instance)
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1"],
+            [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1", *self.args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + 60
