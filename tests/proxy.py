@@ -85,5 +85,6 @@ class _FromAddress(HTTPAdapter):
 def client_at(address: str) -> requests.Session:
     """A browser whose connections come from `address` (any 127.x.y.z works on Linux loopback)."""
     http = requests.Session()
-    http.mount("http://", _FromAddress(address))
+    for scheme in ("http://", "https://"):
+        http.mount(scheme, _FromAddress(address))
     return http

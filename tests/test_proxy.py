@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from incidents.urls import public_base_url, serve_url
 from tests.conftest import login, post_form
 from tests.factories import PASSWORD, make_incident, make_token, make_user
 from tests.proxy import ReverseProxy, client_at
-from tests.test_serve import Server, _post
+from tests.test_serve import Server, _free_port, _post
 
 ROOT = Path(__file__).resolve().parent.parent
 serve_only = pytest.mark.skipif(bool(os.environ.get("INCIDENTS_TEST_DATABASE_URL")),
@@ -35,12 +37,13 @@ def _fail_login(client, n: int, forwarded_for: str):
                      headers={"X-Forwarded-For": forwarded_for}).status_code
 
 
-def test_behind_a_trusted_proxy_failures_count_per_client(app, behind):
+def test_behind_a_trusted_proxy_failures_count_per_client(app, behind, monkeypatch):
     make_user(email="ada@example.com")
+    monkeypatch.setitem(behind.config, "LOGIN_MAX_FAILURES_PER_ADDRESS", 3)  # 20 in the serve test below
     attacker = behind.test_client()
     # The attacker forges the first X-Forwarded-For entries; the proxy appends the address it saw, which wins.
-    statuses = [_fail_login(attacker, n, f"10.0.0.{n}, 203.0.113.7") for n in range(25)]
-    assert statuses == [401] * 20 + [429] * 5
+    statuses = [_fail_login(attacker, n, f"10.0.0.{n}, 203.0.113.7") for n in range(5)]
+    assert statuses == [401] * 3 + [429] * 2
 
     colleague = behind.test_client()  # same proxy (REMOTE_ADDR), another client behind it
     signed_in = post_form(colleague, "/login", {"email": "ada@example.com", "password": PASSWORD},
@@ -180,7 +183,7 @@ def test_serve_behind_a_proxy_throttles_and_logs_each_client(tmp_path):
 
 @serve_only
 def test_serve_links_name_the_port_it_serves_unless_base_url_is_set(tmp_path):
-    server = Server(tmp_path / "instance")  # no proxy, INCIDENTS_BASE_URL unset
+    server = Server(tmp_path / "instance", LOGIN_MAX_FAILURES_PER_ADDRESS="3")  # no proxy, BASE_URL unset
     server.start()
     try:
         http = requests.Session()
@@ -197,11 +200,11 @@ def test_serve_links_name_the_port_it_serves_unless_base_url_is_set(tmp_path):
         assert "evil.example" not in page.text and "Strict-Transport-Security" not in page.headers
         attacker = requests.Session()
         statuses = []
-        for n in range(21):
+        for n in range(4):
             attacker.headers["X-Forwarded-For"] = f"10.0.0.{n}"
             statuses.append(_post(attacker, server.url + "/login", server.url + "/login",
                                   {"email": f"nobody{n}@example.com", "password": "wrong"}).status_code)
-        assert statuses == [401] * 20 + [429]
+        assert statuses == [401] * 3 + [429]
     finally:
         log = server.stop()
     assert f"Warning: INCIDENTS_BASE_URL is not set, so links in e-mails and Shortcut cards use {server.url}" in log
@@ -214,3 +217,65 @@ def test_serve_links_name_the_port_it_serves_unless_base_url_is_set(tmp_path):
     finally:
         log = public.stop()
     assert "INCIDENTS_BASE_URL is not set" not in log
+
+
+def _nginx_site(tmp_path: Path, upstream_port: int) -> tuple[Path, str]:
+    """deploy/nginx.conf as shipped, moved to free loopback ports and a throwaway certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    http_port, https_port = _free_port(), _free_port()
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    for old, new in (("listen 80;", f"listen 127.0.0.1:{http_port};"), ("listen [::]:80;", ""),
+                     ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"), ("listen [::]:443 ssl;", ""),
+                     ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+                     ("/etc/letsencrypt/live/incidents.example.com/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/incidents.example.com/privkey.pem", str(key))):
+        assert old in site, old
+        site = site.replace(old, new)
+    site = re.sub(r"^\s*http2 on;.*$", "", site, flags=re.M)  # needs nginx 1.25.1; not what this test is about
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp_path}/body; proxy_temp_path {tmp_path}/proxy;\n"
+        f"       include {tmp_path}/site.conf; }}\n")
+    return cert, f"https://127.0.0.1:{https_port}"
+
+
+@serve_only
+@pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("openssl")), reason="needs nginx and openssl")
+def test_deploy_nginx_example_in_front_of_serve(tmp_path):
+    server = Server(tmp_path / "instance", TRUSTED_PROXIES="1", LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    cert, base = _nginx_site(tmp_path, server.port)
+    nginx = subprocess.Popen(["nginx", "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server.start()
+    try:
+        def browser(address: str) -> requests.Session:
+            http = client_at(address)
+            http.trust_env = False  # else REQUESTS_CA_BUNDLE would replace our certificate
+            http.verify, http.headers["Referer"] = str(cert), base + "/"  # browsers send it; Flask-WTF checks it
+            return http
+
+        admin = browser("127.0.0.4")
+        first = _post(admin, base + "/setup", base + "/setup", ADMIN)
+        assert "Sign out" in first.text and first.history[0].headers["Strict-Transport-Security"]
+        assert all(c.secure for c in admin.cookies)  # https at nginx: Secure without any BASE_URL
+        assert f"{base}/webhooks/opsgenie" in admin.get(base + "/admin/integrations").text
+
+        attacker = browser("127.0.0.2")
+        statuses = [_post(attacker, base + "/login", base + "/login",
+                          {"email": f"nobody{n}@example.com", "password": "wrong"}).status_code for n in range(4)]
+        assert statuses == [401] * 3 + [429]
+        signed_in = _post(browser("127.0.0.3"), base + "/login", base + "/login",
+                          {"email": ADMIN["email"], "password": ADMIN["password"]})
+        assert "Sign out" in signed_in.text
+
+        too_big = browser("127.0.0.5").post(base + "/webhooks/opsgenie", data=b"x" * (1024 * 1024 + 1), timeout=30)
+        assert too_big.status_code == 413 and "nginx" in too_big.text  # refused at the proxy already
+    finally:
+        nginx.terminate()
+        nginx.communicate(timeout=30)
+        log = server.stop()
+    assert re.search(r'^127\.0\.0\.3 .*"POST /login HTTP/1\.0" 302 ', log, re.M), log[-3000:]
