@@ -107,6 +107,15 @@ def test_public_base_url_order(app):
         assert public_base_url(served) == "http://10.1.2.3:8080/prefix"
 
 
+def test_cli_links_use_the_address_serve_listens_on(app, monkeypatch):
+    monkeypatch.setitem(app.config, "BASE_URL", "")
+    monkeypatch.setitem(app.config, "SERVE_URL", "http://ops-1:8000")  # as serve hands it to its workers
+    result = app.test_cli_runner().invoke(args=["integrations", "add", "opsgenie", "prod"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().startswith("http://ops-1:8000/webhooks/opsgenie?token=")
+    assert "INCIDENTS_BASE_URL is not set" in result.stderr
+
+
 def test_serve_url_names_a_wildcard_bind_by_the_host_name():
     assert serve_url("127.0.0.1", 5001) == "http://127.0.0.1:5001"
     assert serve_url("0.0.0.0", 8000) == f"http://{socket.gethostname()}:8000"  # noqa: S104

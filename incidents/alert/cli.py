@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from flask import current_app
 from flask.cli import AppGroup
 
 from incidents.alert import services
@@ -33,6 +34,8 @@ def integrations_add(source: str, name: str, token: str | None, service: str | N
         raise click.ClickException(e.message) from None
     url = services.webhook_url(public_base_url(), source, plain)
     click.echo(f"Created {row.source.label} integration {row.name!r} (id {row.id}).", err=True)
+    if not current_app.config.get("BASE_URL"):
+        click.echo("INCIDENTS_BASE_URL is not set: replace the address below with the public one.", err=True)
     if source == Source.OPSGENIE:
         click.echo("Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
                    "X-Incidents-Token and drop ?token=...). It is shown once:", err=True)
