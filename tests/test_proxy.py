@@ -157,7 +157,7 @@ ADMIN = {"name": "Ada", "email": "ada@example.com", "password": "a long password
 
 @serve_only
 def test_serve_behind_a_proxy_throttles_and_logs_each_client(tmp_path):
-    server = Server(tmp_path / "instance", TRUSTED_PROXIES="1")
+    server = Server(tmp_path / "instance", env={"INCIDENTS_TRUSTED_PROXIES": "1"})
     server.start()
     try:
         with ReverseProxy(server.url) as proxy, ReverseProxy(server.url, proto="https") as tls:
@@ -192,7 +192,8 @@ def test_serve_behind_a_proxy_throttles_and_logs_each_client(tmp_path):
 
 @serve_only
 def test_serve_links_name_the_port_it_serves_unless_base_url_is_set(tmp_path):
-    server = Server(tmp_path / "instance", LOGIN_MAX_FAILURES_PER_ADDRESS="3")  # no proxy, BASE_URL unset
+    # No proxy, no BASE_URL.
+    server = Server(tmp_path / "instance", env={"INCIDENTS_LOGIN_MAX_FAILURES_PER_ADDRESS": "3"})
     server.start()
     try:
         http = requests.Session()
@@ -218,7 +219,7 @@ def test_serve_links_name_the_port_it_serves_unless_base_url_is_set(tmp_path):
         log = server.stop()
     assert f"Warning: INCIDENTS_BASE_URL is not set, so links in e-mails and Shortcut cards use {server.url}" in log
 
-    public = Server(tmp_path / "instance", BASE_URL="https://incidents.example.org")
+    public = Server(tmp_path / "instance", env={"INCIDENTS_BASE_URL": "https://incidents.example.org"})
     public.start()
     try:
         page = http.get(public.url + "/admin/integrations")  # same instance: the session is still valid
@@ -255,7 +256,8 @@ def _nginx_site(tmp_path: Path, upstream_port: int) -> tuple[Path, str]:
 @serve_only
 @pytest.mark.skipif(not (shutil.which("nginx") and shutil.which("openssl")), reason="needs nginx and openssl")
 def test_deploy_nginx_example_in_front_of_serve(tmp_path):
-    server = Server(tmp_path / "instance", TRUSTED_PROXIES="1", LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    server = Server(tmp_path / "instance", env={"INCIDENTS_TRUSTED_PROXIES": "1",
+                                               "INCIDENTS_LOGIN_MAX_FAILURES_PER_ADDRESS": "3"})
     cert, base = _nginx_site(tmp_path, server.port)
     nginx = subprocess.Popen(["nginx", "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
