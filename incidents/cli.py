@@ -12,7 +12,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from incidents import create_app, serving
+from incidents import create_app, serving, urls
 
 
 class IncidentsGroup(FlaskGroup):
@@ -56,11 +56,18 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
     with current_app.app_context():  # its teardown releases the migration connection (and SQLite's lock)
         alembic.upgrade()
     click.echo(f"Database ready at {current_app.config['DATABASE_URL'].split('@')[-1]}")
-    url = f"http://{host}:{port}/"
+    url = urls.serve_url(host, port)
+    # Links made outside requests (jobs, e-mails) in the web and job workers point here unless BASE_URL is set.
+    os.environ["INCIDENTS_SERVE_URL"] = current_app.config["SERVE_URL"] = url
     if not count_users(db.session):
-        click.echo(f"No users yet: open {url} and create the first admin.")
+        click.echo(f"No users yet: open {url}/ and create the first admin.")
     else:
-        click.echo(f"Serving on {url}")
+        click.echo(f"Serving on {url}/")
+    if not current_app.config.get("BASE_URL"):
+        named = f" ({host or '*'} is every address: this host's name stands in)" if host in urls.ANY_ADDRESS else ""
+        click.echo(f"Warning: INCIDENTS_BASE_URL is not set, so links in e-mails and Shortcut cards use {url}"
+                   f"{named} and pages the address each request came to. Production should set it to the public "
+                   "URL.", err=True)
     db.session.close()
     for engine in db.engines.values():
         engine.dispose()  # workers open their own connections after fork

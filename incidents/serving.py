@@ -32,6 +32,8 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_worker_init": post_worker_init,
         "timeout": 60,
+        # X-Forwarded-Proto is believed per TRUSTED_PROXIES (web.trust_proxies), not from any loopback peer.
+        "forwarded_allow_ips": "",
         # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
         "control_socket_disable": True,
     }

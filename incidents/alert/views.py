@@ -20,6 +20,7 @@ from incidents.errors import DomainError, Invalid, error_body
 from incidents.extensions import csrf, db
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
+from incidents.urls import public_base_url
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +229,14 @@ def replay(delivery_id: int):
 def _integrations_page(errors: dict | None = None, form=None, created=None, status: int = 200):
     return render_template("alert/integrations.html", integrations=services.list_integrations(db.session),
                            services=catalog.list_services(db.session), sources=list(Source),
-                           errors=errors or {}, form=form or {}, created=created), status
+                           errors=errors or {}, form=form or {}, created=created,
+                           webhook_base=public_base_url()), status
 
 
 def _shown_once(row, token: str) -> dict:
     """Rendered in the response itself, never flashed: the session cookie is signed, not encrypted."""
     return {"integration": row, "token": token,
-            "url": services.webhook_url(current_app.config["BASE_URL"], row.source.value, token)}
+            "url": services.webhook_url(public_base_url(), row.source.value, token)}
 
 
 @bp.get("/admin/integrations")

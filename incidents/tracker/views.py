@@ -23,6 +23,7 @@ from incidents.tracker.jobs import queue_export, queue_postmortem_export
 from incidents.tracker.models import DeliveryOutcome, ShortcutDelivery
 from incidents.tracker.shortcut import ShortcutError, circuit_state, client_from_config
 from incidents.tracker.webhook import parse_event, signature_from_headers, verify_signature
+from incidents.urls import public_base_url
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def settings():
     return render_template(
         "tracker/settings.html", configured=services.configured(cfg), api_url=cfg.get("SHORTCUT_API_URL"),
         has_secret=bool(cfg.get("SHORTCUT_WEBHOOK_SECRET")),
-        webhook_url=str(cfg.get("BASE_URL") or "").rstrip("/") + "/webhooks/shortcut",
+        webhook_url=public_base_url() + "/webhooks/shortcut",
         circuit=circuit_state(cfg), workflows=workflows, workflows_error=error, state_names=state_names,
         env_state=int(default_state) if default_state not in (None, "") else None,
         teams=catalog.list_teams(db.session), rows=services.all_settings(db.session),

@@ -140,5 +140,6 @@ def test_quickstart_serve_alone_creates_the_card(tmp_path, fake_shortcut, monkey
     assert "Starting a background-job worker" in output
     assert shown["export"]["story_id"] == story["id"] and shown["export"]["story_url"] == story["app_url"]
     assert story["name"] == "Add a circuit breaker to the payments client"
+    assert f"]({url}/incidents/" in story["description"]  # serve handed its worker the address it listens on
     assert story["workflow_state_id"] == fake_shortcut.state_id("unstarted")
     assert len(fake_shortcut.calls("createStory")) == 1
