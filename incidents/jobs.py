@@ -270,4 +270,8 @@ def run_consumer(queue: JobQueue, workers: int = 2) -> None:
     queue.bind_all()
     consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=True,
                                           check_worker_health=True)
+    # huey sets its SIGINT/SIGTERM handlers only after its worker threads start, so a stop signal sent in between
+    # (jobs already running) killed the process with KeyboardInterrupt ("Aborted!", exit 1) instead of a graceful
+    # stop. Set them first: the consumer's loop then sees the signal and stops gracefully.
+    consumer._set_signal_handlers()
     consumer.run()
