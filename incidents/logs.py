@@ -80,6 +80,13 @@ def configure(fmt: str, level: int = logging.INFO) -> logging.Handler:
         root.addHandler(handler)
     handler.setFormatter(formatter(fmt))
     root.setLevel(level)
+    if fmt == "json":
+        # Flask-Alembic gives the alembic and sqlalchemy loggers a text console handler of their own: without
+        # it their lines reach the root handler as JSON, instead of twice.
+        for name in ("alembic", "sqlalchemy"):
+            own = logging.getLogger(name)
+            for extra in [h for h in own.handlers if type(h) is logging.StreamHandler]:
+                own.removeHandler(extra)
     return handler
 
 
