@@ -241,7 +241,7 @@ def process_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def serve_standalone(app: Flask, host: str, port: int) -> None:
+def serve_standalone(app: Flask, host: str, port: int):
     """Serve this process's metrics on host:port from a daemon thread (`incidents worker --metrics-port`),
     under the same rule as `GET /metrics`: loopback, or the bearer token."""
     from socketserver import ThreadingMixIn
@@ -271,3 +271,4 @@ def serve_standalone(app: Flask, host: str, port: int) -> None:
     server = make_server(host, port, wsgi, Server, Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics on http://%s:%s/metrics", host, port)
+    return server

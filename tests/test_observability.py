@@ -138,6 +138,27 @@ def test_outbound_calls_are_counted_by_outcome(client, session, smtp_server):
         before, "incidents_outbound_calls_total", service="smtp", outcome="error") == 1
 
 
+def test_a_workers_own_metrics_port(app):
+    import requests
+
+    from tests.smtp import free_port
+
+    get_queue().enqueue(explode, "standalone")  # counted in this process
+    port = free_port()
+    server = metrics.serve_standalone(app, "127.0.0.1", port)
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert answer.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        assert any(s.labels == {"job": "tests.test_observability.explode", "outcome": "failed"} and s.value >= 1
+                   for s in families["incidents_jobs_executed"].samples)
+        assert "incidents_open_incidents" not in families  # the web app's /metrics reports the shared gauges
+        assert requests.get(f"http://127.0.0.1:{port}/other", timeout=10).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- request ids and JSON logs ---------------------------------------------------------------------------------
 
 def test_request_id_is_taken_when_well_formed_else_generated(client):
