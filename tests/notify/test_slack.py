@@ -64,7 +64,8 @@ def test_outcomes_are_counted_for_metrics(slack_server):
     from prometheus_client import REGISTRY
 
     def count(outcome: str) -> float:
-        return REGISTRY.get_sample_value("incidents_outbound_calls_total", {"service": "slack", "outcome": outcome}) or 0
+        labels = {"service": "slack", "outcome": outcome}
+        return REGISTRY.get_sample_value("incidents_outbound_calls_total", labels) or 0
 
     before = {o: count(o) for o in ("ok", "rate_limited", "error", "rejected")}
     post_message(slack_server.url(), {"text": "x"}, timeout=5)
