@@ -18,7 +18,6 @@ import hmac
 import ipaddress
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -67,6 +66,16 @@ class _Metrics:
 
 _metrics: _Metrics | None = None
 _create = threading.Lock()
+_children: dict = {}
+
+
+def _child(metric, *values: str):
+    """`metric.labels(*values)`, remembered: the library validates and locks on every call (a few µs each)."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def _m() -> _Metrics:
@@ -84,30 +93,30 @@ def request_finished(endpoint: str | None, method: str, status: int, seconds: fl
     m = _m()
     endpoint = endpoint or "unmatched"  # 404s: the path is the client's choice, never a label
     method = method if method in _METHODS else "other"
-    m.http_requests.labels(endpoint, method, str(status)).inc()
-    m.http_seconds.labels(endpoint, method).observe(seconds)
+    _child(m.http_requests, endpoint, method, str(status)).inc()
+    _child(m.http_seconds, endpoint, method).observe(seconds)
 
 
 def delivery_processed(source: str, outcome: str, seconds: float, deduplicated: bool = False) -> None:
     """One webhook delivery answered (count it after its commit)."""
     m = _m()
-    m.deliveries.labels(source, outcome).inc()
-    m.delivery_seconds.labels(source).observe(seconds)
+    _child(m.deliveries, source, outcome).inc()
+    _child(m.delivery_seconds, source).observe(seconds)
     if deduplicated:
-        m.deduplicated.labels(source).inc()
+        _child(m.deduplicated, source).inc()
 
 
 def job_enqueued(job: str) -> None:
-    _m().jobs_enqueued.labels(job).inc()
+    _child(_m().jobs_enqueued, job).inc()
 
 
 def job_executed(job: str, outcome: str) -> None:
-    _m().jobs_executed.labels(job, outcome).inc()
+    _child(_m().jobs_executed, job, outcome).inc()
 
 
 def outbound_call(service: str, outcome: str) -> None:
     """One call to an outside service (shortcut, slack, smtp); outcome ok, rate_limited, error or rejected."""
-    _m().outbound.labels(service, outcome).inc()
+    _child(_m().outbound, service, outcome).inc()
 
 
 # --- gauges computed at scrape time --------------------------------------------------------------------------
@@ -220,9 +229,9 @@ def use_multiprocess_dir(path: str | Path) -> str:
 
     Call before any worker process starts: the files of a previous run would add to this one's counts."""
     folder = Path(os.environ.get(MULTIPROC_ENV) or path)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # only the library's files: the folder may be the operator's choice
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(folder)
     import sys
 

@@ -159,6 +159,20 @@ def test_a_workers_own_metrics_port(app):
         server.server_close()
 
 
+def test_serve_starts_from_an_empty_multiprocess_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")  # restored (unset) after the test
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
+    mine = tmp_path / "instance" / "metrics"
+    assert metrics.use_multiprocess_dir(mine) == str(mine) and mine.is_dir()
+    theirs = tmp_path / "operator"
+    theirs.mkdir()
+    (theirs / "counter_123.db").write_bytes(b"old run")
+    (theirs / "README").write_text("not ours")
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(theirs))
+    assert metrics.use_multiprocess_dir(mine) == str(theirs)
+    assert [p.name for p in theirs.iterdir()] == ["README"]
+
+
 # --- request ids and JSON logs ---------------------------------------------------------------------------------
 
 def test_request_id_is_taken_when_well_formed_else_generated(client):
