@@ -138,6 +138,7 @@ def worker(workers: int | None, burst: bool, niceness: int, metrics_port: int | 
     logs.configure(current_app.config.get("LOG_FORMAT", "text"), logging.INFO)
     if metrics_port:
         metrics.serve_standalone(current_app._get_current_object(), metrics_host, metrics_port)
+    metrics.warm()
     serving.freeze_heap()  # long-lived start-up objects out of the collector's way (see serving.py)
     run_consumer(queue, workers or current_app.config["WORKER_THREADS"])
 

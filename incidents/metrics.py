@@ -87,6 +87,11 @@ def _m() -> _Metrics:
     return _metrics
 
 
+def warm() -> None:
+    """Import prometheus_client and create the metrics now (a server process, before its first request)."""
+    _m()
+
+
 # --- what domains call ---------------------------------------------------------------------------------------
 
 def request_finished(endpoint: str | None, method: str, status: int, seconds: float) -> None:

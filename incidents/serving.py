@@ -69,6 +69,7 @@ GC_YOUNG_THRESHOLD = 10_000
 
 def post_worker_init(_worker) -> None:
     """gunicorn hook: runs in each worker once it has loaded the app, before it takes requests."""
+    metrics.warm()  # prometheus_client's import (~40 ms) is not the first request's to pay
     freeze_heap()
 
 
