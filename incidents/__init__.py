@@ -8,17 +8,25 @@ from pathlib import Path
 
 from flask import Flask
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_path(name: str) -> Path:
+    """A top-level folder of the layout (templates, migrations, config): the wheel carries it inside the package
+    (setup.py maps it there at build time); a source checkout, editable install included, has it beside."""
+    inside = PACKAGE / name
+    return inside if inside.is_dir() else PACKAGE.parent / name
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults, then INCIDENTS_* environment, then `test_config`."""
     app = Flask(
         __name__,
-        instance_path=os.environ.get("INCIDENTS_INSTANCE_PATH") or str(ROOT / "instance"),
-        template_folder=str(ROOT / "templates"),
+        # Under the working directory, as the README says, never inside site-packages.
+        instance_path=str(Path(os.environ.get("INCIDENTS_INSTANCE_PATH") or "instance").resolve()),
+        template_folder=str(resource_path("templates")),
     )
-    app.config.from_pyfile(str(ROOT / "config" / "default.py"))
+    app.config.from_pyfile(str(resource_path("config") / "default.py"))
     app.config.from_prefixed_env("INCIDENTS")
     if test_config:
         app.config.update(test_config)
@@ -75,7 +83,7 @@ def _finish_config(app: Flask) -> None:
     if not url.startswith("sqlite"):
         engine.update(pool_size=cfg.get("DATABASE_POOL_SIZE", 5), max_overflow=10)
     cfg.setdefault("SQLALCHEMY_ENGINES", {"default": engine})
-    cfg.setdefault("ALEMBIC", {"script_location": str(ROOT / "migrations")})
+    cfg.setdefault("ALEMBIC", {"script_location": str(resource_path("migrations"))})
     from incidents.database import include_in_migrations, render_migration_item
 
     cfg.setdefault("ALEMBIC_CONTEXT", {"render_item": render_migration_item, "compare_type": True,

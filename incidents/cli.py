@@ -16,7 +16,23 @@ from flask.cli import FlaskGroup, with_appcontext
 from incidents import create_app, logs, metrics, serving
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False, set_debug_flag=False)
+class IncidentsGroup(FlaskGroup):
+    """The app's CLI; a command run against a database that was never migrated says what to do, not a traceback."""
+
+    def invoke(self, ctx):
+        import sqlalchemy as sa
+
+        try:
+            return super().invoke(ctx)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
+            if "no such table" not in str(e) and "does not exist" not in str(e):
+                raise
+            raise click.ClickException(
+                f"The database has no such table ({str(e.orig).splitlines()[0]}): it is not set up yet. "
+                "Run `incidents db upgrade` (or `incidents serve`, which migrates first).") from None
+
+
+@click.group(cls=IncidentsGroup, create_app=create_app, add_version_option=False, set_debug_flag=False)
 def main():
     """Incident and blameless post-mortem management."""
 

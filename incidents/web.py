@@ -41,6 +41,7 @@ def register(app: Flask) -> None:
     from incidents.auth.services import count_users
     from incidents.auth.views import bp as auth_bp
     from incidents.auth.views import users_cli
+    from incidents.backup import backup_command, restore_command
     from incidents.catalog.views import bp as catalog_bp
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
@@ -66,6 +67,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(integrations_cli)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(report_cli)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
 
     # Flask-SQLAlchemy-Lite registers an async teardown even when no async engine exists, and Flask runs it
     # through asgiref on every request (a thread and an event loop each time, ~1 ms): drop it when unused.

@@ -27,10 +27,12 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, instance: Path, env: dict | None = None, workers: int = 1):
+    """`incidents serve` as a user runs it; `env` adds INCIDENTS_* settings, `args` serve options."""
+
+    def __init__(self, instance: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.instance = instance
         self.extra_env = env or {}
-        self.workers = workers
+        self.args = args
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -40,7 +42,7 @@ class Server:
         env["INCIDENTS_INSTANCE_PATH"] = str(self.instance)
         env.update(self.extra_env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1", *self.args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + 60
@@ -116,7 +118,7 @@ def test_serve_metrics_and_json_logs_follow_a_webhook_to_its_job(tmp_path):
 
     instance = tmp_path / "instance"
     env = {"INCIDENTS_LOG_FORMAT": "json"}
-    server = Server(instance, env=env, workers=2)
+    server = Server(instance, env=env, args=("--workers", "2"))  # the last --workers wins
     server.start()
     try:
         cli_env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
