@@ -105,3 +105,9 @@ REPORT_TIME = "09:00"
 REPORT_TIMEZONE = "UTC"
 # Weeks shown by the dashboard and the API when none are asked for.
 DEBT_WEEKS = 12
+
+# --- observability (incidents/metrics.py, incidents/logs.py) ---
+# "json": one JSON object per log line (web, gunicorn's error and access logs, worker); "text": human lines.
+LOG_FORMAT = "text"
+# Bearer token that lets non-loopback clients read GET /metrics (a secret: set INCIDENTS_METRICS_TOKEN). Empty: none.
+METRICS_TOKEN = ""

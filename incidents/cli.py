@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from incidents import create_app, serving, urls
+from incidents import create_app, logs, metrics, serving, urls
 
 
 class IncidentsGroup(FlaskGroup):
@@ -71,12 +72,16 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
     db.session.close()
     for engine in db.engines.values():
         engine.dispose()  # workers open their own connections after fork
+    # Every process (web workers, the job worker) writes its counters here; a scrape merges them.
+    metrics.use_multiprocess_dir(Path(current_app.instance_path) / "metrics")
+    log_format = current_app.config.get("LOG_FORMAT", "text")
     job_worker = None if no_worker else _job_worker_command(current_app)
     from gunicorn.app.base import BaseApplication
 
     class Gunicorn(BaseApplication):
         def load_config(self):
-            for name, value in serving.gunicorn_settings(host, port, workers, threads, keep_alive).items():
+            for name, value in serving.gunicorn_settings(host, port, workers, threads, keep_alive,
+                                                         log_format).items():
                 self.cfg.set(name, value)
             if job_worker:
                 # The job consumer runs as a child of gunicorn's master: started before the web workers,
@@ -90,6 +95,7 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
                 def stop_worker(_server):
                     for child in children:
                         _stop(child)
+                        metrics.process_exited(child.pid)
 
                 self.cfg.set("on_starting", start_worker)
                 self.cfg.set("on_exit", stop_worker)
@@ -133,8 +139,13 @@ def _stop(child: subprocess.Popen, grace: float = 30) -> None:
               "jobs of this minute, then exit (for cron and tests).")
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=0, show_default=True,
               help="Lower this process's CPU priority by N (serve starts its worker with WORKER_NICE).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this worker's metrics on http://HOST:N/metrics (a worker that `serve` did not start; "
+                   "loopback clients, or a bearer METRICS_TOKEN).")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True,  # noqa: S104 - guarded like GET /metrics
+              help="Address the metrics port listens on.")
 @with_appcontext
-def worker(workers: int | None, burst: bool, niceness: int):
+def worker(workers: int | None, burst: bool, niceness: int, metrics_port: int | None, metrics_host: str):
     """Run the background-job consumer with its periodic jobs."""
     if niceness:
         os.nice(niceness)  # jobs yield the CPU to web requests when both want it; idle CPU is still theirs
@@ -147,7 +158,10 @@ def worker(workers: int | None, burst: bool, niceness: int):
         ran = run_burst(queue, periodic=True)
         click.echo(f"Ran {ran} job(s).")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    logs.configure(current_app.config.get("LOG_FORMAT", "text"), logging.INFO)
+    if metrics_port:
+        metrics.serve_standalone(current_app._get_current_object(), metrics_host, metrics_port)
+    metrics.warm()
     serving.freeze_heap()  # long-lived start-up objects out of the collector's way (see serving.py)
     run_consumer(queue, workers or current_app.config["WORKER_THREADS"])
 

@@ -12,7 +12,7 @@ from incidents.formatting import format_datetime, format_duration
 from incidents.markdown import render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz"}
+_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics"}
 
 CSP = (
     "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
@@ -143,6 +143,12 @@ def register(app: Flask) -> None:
         if app.config["SESSION_COOKIE_SECURE"] or request.is_secure:  # https BASE_URL, or came over https
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+    from incidents import metrics
+    from incidents.incident.services import count_open_by_severity
+
+    metrics.add_scrape_gauge(app, "incidents_open_incidents", "Open incidents by severity.", "severity",
+                             lambda: count_open_by_severity(db.session))
 
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["dt"] = format_datetime

@@ -120,7 +120,7 @@ def test_quickstart_serve_alone_creates_the_card(tmp_path, fake_shortcut, monkey
         def up():
             try:
                 return requests.get(url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or accepted while the worker still boots (a busy host)
                 assert server.poll() is None, "incidents serve exited"
                 return False
 
