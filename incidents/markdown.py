@@ -9,6 +9,8 @@ import nh3
 from flask import current_app, has_app_context
 from markupsafe import Markup
 
+from incidents.urls import public_base_url
+
 _EXTENSIONS = ["extra", "sane_lists", "nl2br"]
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3",
@@ -46,9 +48,8 @@ def _allowed_origins() -> frozenset[str]:
     """Origins of absolute image URLs that may load: the configured hosts over https, and this site itself."""
     if not has_app_context():
         return frozenset()
-    cfg = current_app.config
-    origins = {f"https://{host}" for host in image_hosts(cfg)}
-    base = urlsplit(str(cfg.get("BASE_URL", "")))
+    origins = {f"https://{host}" for host in image_hosts(current_app.config)}
+    base = urlsplit(public_base_url())
     if base.scheme and base.netloc:
         origins.add(f"{base.scheme}://{base.netloc}".lower())
     return frozenset(origins)

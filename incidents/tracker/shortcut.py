@@ -30,6 +30,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
+from incidents import metrics
+
 DEFAULT_API_URL = "https://api.app.shortcut.com/api/v3"
 
 
@@ -305,6 +307,7 @@ class ShortcutClient:
             try:
                 response = self.session.request(method, url, json=json, timeout=self.timeout)
             except requests.RequestException as exc:
+                metrics.outbound_call("shortcut", "error")
                 self.breaker.failure(f"{type(exc).__name__}: {exc}")
                 if not idempotent and not _never_sent(exc):
                     raise UnknownOutcome(f"{method} {path}: no answer ({type(exc).__name__})",
@@ -316,6 +319,7 @@ class ShortcutClient:
                 continue
 
             status = response.status_code
+            metrics.outbound_call("shortcut", _outcome(status))
             if status == 429:
                 # Shortcut is up but did not process it, so even a create may be sent again. The limiter
                 # does the waiting, for this thread and every other one using the same token.
@@ -343,6 +347,15 @@ class ShortcutClient:
             if status < 300:
                 return _body(response) if response.content else None
             raise _error_for(method, path, response)
+
+
+def _outcome(status: int) -> str:
+    """One HTTP answer as an outbound-call outcome: every attempt counts, retries included."""
+    if status < 300:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    return "error" if status >= 500 else "rejected"
 
 
 def _body(response: requests.Response) -> Any:
