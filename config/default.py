@@ -100,3 +100,8 @@ REPORT_TIME = "09:00"
 REPORT_TIMEZONE = "UTC"
 # Weeks shown by the dashboard and the API when none are asked for.
 DEBT_WEEKS = 12
+
+# --- the blameless coach (POST /api/v1/blameless-check, the section editor) ---
+# The longest text it checks, in characters (longer is a 422), and the most findings one answer lists.
+BLAMELESS_MAX_TEXT = 100_000
+BLAMELESS_MAX_FINDINGS = 500
