@@ -104,4 +104,4 @@ DEBT_WEEKS = 12
 # --- the blameless coach (POST /api/v1/blameless-check, the section editor) ---
 # The longest text it checks, in characters (longer is a 422), and the most findings one answer lists.
 BLAMELESS_MAX_TEXT = 100_000
-BLAMELESS_MAX_FINDINGS = 500
+BLAMELESS_MAX_FINDINGS = 100

@@ -22,7 +22,7 @@ from incidents.postmortem.models import BlamelessPhrase
 from incidents.postmortem.services import reject_nul
 
 MAX_TEXT = 100_000  # characters: the default of the BLAMELESS_MAX_TEXT setting
-MAX_FINDINGS = 500  # the default of BLAMELESS_MAX_FINDINGS
+MAX_FINDINGS = 100  # the default of BLAMELESS_MAX_FINDINGS
 CATEGORIES = ("hindsight", "blame")
 
 # Verbs that make a person the subject of a failure: "Alice forgot to ...", "Bob didn't check ...".

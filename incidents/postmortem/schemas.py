@@ -227,7 +227,7 @@ class BlamelessFindingSchema(Schema):
 
 class BlamelessCheckResultSchema(Schema):
     findings = fields.List(fields.Nested(BlamelessFindingSchema), metadata={
-        "description": "In text order; at most BLAMELESS_MAX_FINDINGS (500 by default)."})
+        "description": "In text order; at most BLAMELESS_MAX_FINDINGS (100 by default)."})
     truncated = fields.Boolean(metadata={"description": "True when the text has more findings than were listed."})
 
 
