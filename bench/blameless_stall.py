@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import secrets
 import sys
 import threading
@@ -110,25 +111,41 @@ def send_webhooks(urls: dict[str, str], bodies: list[tuple[str, bytes]], rate: f
     return stats_ms(latencies) | {"codes": dict(sorted(codes.items())), "seconds": latencies}
 
 
-def viewers_checking(base: str, api_token: str, viewers: int, interval: float, stop: threading.Event,
-                     out: list) -> list[threading.Thread]:
-    """`viewers` threads posting the 100 kB text until `stop`, each waiting `interval` s between checks."""
+def _viewer(base: str, api_token: str, interval: float, stop, results) -> None:
+    """One viewer: post the 100 kB text until `stop`, waiting `interval` s between checks; report (s, status,
+    findings) for each check on `results` at the end."""
     text = json.dumps({"text": viewer_text()})
+    http = requests.Session()
+    headers = {"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"}
+    mine = []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        r = http.post(f"{base}/api/v1/blameless-check", data=text, headers=headers, timeout=60)
+        found = len(r.json().get("findings", [])) if r.headers.get("Content-Type", "").startswith(
+            "application/json") else -1
+        mine.append((time.perf_counter() - t0, r.status_code, found))
+        stop.wait(interval)
+    results.put(mine)
 
-    def viewer() -> None:
-        http = requests.Session()
-        headers = {"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"}
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            r = http.post(f"{base}/api/v1/blameless-check", data=text, headers=headers, timeout=60)
-            out.append((time.perf_counter() - t0, r.status_code, len(r.json().get("findings", []))
-                        if r.headers.get("Content-Type", "").startswith("application/json") else -1))
-            stop.wait(interval)
 
-    threads = [threading.Thread(target=viewer, daemon=True) for _ in range(viewers)]
-    for t in threads:
-        t.start()
-    return threads
+def viewers_checking(base: str, api_token: str, viewers: int, interval: float):
+    """Start `viewers` processes (not threads: their JSON work must not hold this process's GIL while it times the
+    webhooks); returns a function that stops them and returns every check's (seconds, status, findings)."""
+    ctx = multiprocessing.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_viewer, args=(base, api_token, interval, stop, results), daemon=True)
+             for _ in range(viewers)]
+    for proc in procs:
+        proc.start()
+
+    def finish() -> list:
+        stop.set()
+        checks = [c for _ in procs for c in results.get(timeout=90)]
+        for proc in procs:
+            proc.join(timeout=30)
+        return checks
+
+    return finish
 
 
 def run(url: str, rate: float, seconds: float, viewers: int, interval: float, rounds: int, seed: int) -> dict:
@@ -144,14 +161,10 @@ def run(url: str, rate: float, seconds: float, viewers: int, interval: float, ro
         for n in range(rounds):
             batch = bodies[2 * n * per_phase:2 * (n + 1) * per_phase]
             alone.append(send_webhooks(urls, batch[:per_phase], rate, seconds))
-            stop, mine = threading.Event(), []
-            threads = viewers_checking(base, api_token, viewers, interval, stop, mine)
-            time.sleep(0.5)  # the first check is under way
+            finish = viewers_checking(base, api_token, viewers, interval)
+            time.sleep(2)  # the viewers have started (spawned interpreters) and are checking
             beside.append(send_webhooks(urls, batch[per_phase:], rate, seconds))
-            stop.set()
-            for t in threads:
-                t.join(timeout=60)
-            checks += mine
+            checks += finish()
     pooled = {name: stats_ms([x for r in runs for x in r.pop("seconds")]) | {
         "codes": {c: sum(r["codes"].get(c, 0) for r in runs) for c in sorted({c for r in runs for c in r["codes"]})},
         "rounds_p99": [r["p99"] for r in runs]} for name, runs in (("alone", alone), ("beside", beside))}
