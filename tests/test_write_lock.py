@@ -190,6 +190,11 @@ def test_sign_in_verifies_the_password_with_no_transaction_open(client, during_v
     assert [tuple(a) for a in attempts] == [(user.email, False), (user.email, True)]
 
 
+def test_sign_in_with_a_nul_character_is_a_422_on_every_database(client, admin):
+    r = client.post("/login", data={"csrf_token": csrf_token(client), "email": "a\x00b@example.com", "password": "x"})
+    assert r.status_code == 422
+
+
 def test_sign_in_refuses_an_account_changed_while_verifying(session):
     user = make_user(email="changing@example.com")
     limits = {"window": 900, "max_per_account": 5, "max_per_address": 20}

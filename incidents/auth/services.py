@@ -113,6 +113,8 @@ def begin_sign_in(session: Session, email: str, address: str, *, window: int, ma
     """Refuse with 429 after too many recent failures for the account or address; else record the attempt as a
     failure (so attempts checked in parallel count against the limits too) and read the account's hash.
     A short write: the caller commits it before check_password runs."""
+    if "\x00" in email:  # PostgreSQL cannot even compare it: a 422, not a 500 from the first query
+        raise Invalid("The e-mail address must not contain NUL characters.", {"email": ["Contains a NUL character."]})
     email = email.strip().lower()
     now = utcnow()
     since = now - timedelta(seconds=window)
