@@ -51,14 +51,17 @@ def login():
     headers = {}
     if request.method == "POST":
         try:
-            user = services.authenticate(
-                db.session, request.form.get("email", ""), request.form.get("password", ""),
-                request.remote_addr or "unknown", services.LoginLimits.from_config(current_app.config),
+            sign_in = services.begin_sign_in(
+                db.session, request.form.get("email", ""), request.remote_addr or "unknown",
+                services.LoginLimits.from_config(current_app.config),
             )
         except services.LoginThrottled as e:
             db.session.rollback()
             errors, status, headers = {"_": [e.message]}, 429, {"Retry-After": str(e.retry_after)}
         else:
+            db.session.commit()  # the attempt is recorded; no transaction is open while Argon2 runs
+            new_hash = services.check_password(sign_in, request.form.get("password", ""))
+            user = services.finish_sign_in(db.session, sign_in, new_hash)
             db.session.commit()
             if user is not None:
                 _start_session(user, remember=bool(request.form.get("remember")))

@@ -2,8 +2,8 @@
 
 Existing users start at 0. Sessions signed before this revision carry no version and are refused once (sign in again).
 
-Revision ID: 0008_session_version
-Revises: 1795705211
+Revision ID: 0009_session_version
+Revises: 1795987206
 Create Date: 2026-11-29 21:30:00.000000
 
 """
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = '0008_session_version'
-down_revision: str | Sequence[str] | None = '1795705211'
+revision: str = '0009_session_version'
+down_revision: str | Sequence[str] | None = '1795987206'
 branch_labels: str | Sequence[str] | None = ()
 depends_on: str | Sequence[str] | None = None
 
