@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, g, has_request_context, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 
+from incidents.bounds import IdConverter
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
 from incidents.formatting import format_datetime, format_duration
@@ -32,6 +33,7 @@ class CookieSessionInterface(SecureCookieSessionInterface):
 
 def register(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
+    app.url_map.converters["int"] = IdConverter  # before any route: ids beyond the columns are a 404
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp

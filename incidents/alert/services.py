@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
+from incidents import jsonbody
 from incidents.alert.models import (
     OPEN_ALERT_PREDICATE,
     Alert,
@@ -38,6 +39,7 @@ from incidents.alert.models import (
 from incidents.alert.sources import Kind, ParsedEvent, ParseError, text
 from incidents.alert.sources import parse as parse_payload
 from incidents.auth.models import User
+from incidents.bounds import as_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
@@ -181,8 +183,10 @@ def list_integrations(session: Session) -> list[Integration]:
 
 
 def get_integration(session: Session, key: int | str) -> Integration:
-    row = session.get(Integration, int(key)) if str(key).isdigit() else session.scalar(
-        sa.select(Integration).where(Integration.name == str(key)))
+    if str(key).isdigit():
+        row = session.get(Integration, as_id(key)) if as_id(key) else None
+    else:
+        row = session.scalar(sa.select(Integration).where(Integration.name == str(key)))
     if row is None:
         raise NotFound(f"No integration {key!r}.")
     return row
@@ -531,9 +535,9 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
                        f"{', '.join(o.value for o in REPLAYABLE)} deliveries can be replayed.")
     info = integration_info(delivery.integration)
     try:
-        parsed = parse_payload(info.source, json.loads(delivery.body))
-    except (ValueError, RecursionError) as e:
-        message = str(e) if isinstance(e, ParseError) else "The body is not valid JSON."
+        parsed = parse_payload(info.source, jsonbody.loads(delivery.body))
+    except ValueError as e:
+        message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.REJECTED, message, utcnow()
         session.flush()
         return Result(delivery.id, Outcome.REJECTED, message=message)
@@ -614,7 +618,7 @@ def list_alerts(session: Session, f: AlertFilter, page: int = 1, per_page: int =
 
 
 def get_alert(session: Session, alert_id: int | str) -> Alert:
-    alert = session.get(Alert, int(alert_id)) if str(alert_id).isdigit() else None
+    alert = session.get(Alert, as_id(alert_id)) if as_id(alert_id) else None
     if alert is None:
         raise NotFound(f"No alert {alert_id}.")
     return alert
@@ -636,7 +640,7 @@ def list_deliveries(session: Session, *, integration: int | None = None, outcome
 
 
 def get_delivery(session: Session, delivery_id: int | str) -> Delivery:
-    delivery = session.get(Delivery, int(delivery_id)) if str(delivery_id).isdigit() else None
+    delivery = session.get(Delivery, as_id(delivery_id)) if as_id(delivery_id) else None
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id}.")
     return delivery

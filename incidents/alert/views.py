@@ -9,11 +9,13 @@ import re
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
+from incidents import jsonbody
 from incidents.alert import batching, services
 from incidents.alert.models import AlertStatus, Outcome, Source
 from incidents.alert.sources import SOURCES, ParseError, parse
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
+from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, error_body
@@ -61,10 +63,10 @@ def receive(source: str):
     headers = services.safe_headers(request.headers, request.remote_addr)
 
     try:
-        payload = json.loads(raw)
+        payload = jsonbody.loads(raw)
         parsed = parse(source, payload)
-    except (ValueError, RecursionError) as e:  # ParseError and JSONDecodeError are ValueErrors
-        message = str(e) if isinstance(e, ParseError) else "The body is not valid JSON."
+    except ValueError as e:  # ParseError, TooDeep and JSONDecodeError are ValueErrors
+        message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         session.rollback()
         delivery_id = services.store_delivery(
             session, info.id, source, outcome=Outcome.REJECTED, body=services.stored_body(raw),
@@ -133,19 +135,14 @@ def _form_errors(e: DomainError) -> dict[str, list[str]]:
     return e.fields if e.fields else {"_": [e.message]}
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 @bp.get("/alerts")
 @require(Role.VIEWER)
 def alerts():
     args = {k: v for k, v in request.args.items() if k in ("status", "source", "integration", "q") and v}
     args.setdefault("status", "open")
     f = services.AlertFilter(status=None if args["status"] == "all" else args["status"], source=args.get("source"),
-                             integration=_int_arg("integration"), q=args.get("q"))
-    page = services.list_alerts(db.session, f, _int_arg("page") or 1, current_app.config["PER_PAGE"])
+                             integration=int_arg("integration"), q=args.get("q"))
+    page = services.list_alerts(db.session, f, int_arg("page") or 1, current_app.config["PER_PAGE"])
     return render_template("alert/list.html", page=page, args=args, statuses=list(AlertStatus),
                            sources=list(Source), integrations=services.list_integrations(db.session))
 
@@ -192,9 +189,9 @@ def attach(alert_id: int):
 @require(Role.RESPONDER)
 def deliveries():
     """The delivery log (bodies hold the senders' data, so responders and up)."""
-    integration, outcome = _int_arg("integration"), request.args.get("outcome") or None
+    integration, outcome = int_arg("integration"), request.args.get("outcome") or None
     page = services.list_deliveries(db.session, integration=integration, outcome=outcome,
-                                    page=_int_arg("page") or 1, per_page=current_app.config["PER_PAGE"])
+                                    page=int_arg("page") or 1, per_page=current_app.config["PER_PAGE"])
     args = {k: v for k, v in (("integration", integration), ("outcome", outcome)) if v}
     return render_template("alert/deliveries.html", page=page, args=args, outcomes=list(Outcome),
                            integrations=services.list_integrations(db.session))
@@ -264,7 +261,7 @@ def _rules_from_form(text: str):
     if not text.strip():
         return None
     try:
-        return json.loads(text)
+        return jsonbody.loads(text)
     except ValueError:
         raise Invalid("Rules must be valid JSON (a list of rules), or empty for the defaults.",
                       {"rules": ["Not valid JSON."]}) from None

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from incidents.bounds import as_id
 from incidents.catalog.models import Service, Team
 from incidents.errors import Conflict, Invalid, NotFound
 
@@ -56,7 +57,7 @@ def get_service(session: Session, key: str | int) -> Service:
 
 def _by_key(session: Session, model, key: str | int):
     if isinstance(key, int) or str(key).isdigit():
-        return session.get(model, int(key))
+        return session.get(model, as_id(key)) if as_id(key) else None
     return session.scalar(sa.select(model).where(model.slug == str(key)))
 
 

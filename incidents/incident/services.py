@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from incidents.auth.models import Role, User
+from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Invalid, InvalidTransition, NotFound
@@ -26,12 +27,11 @@ from incidents.incident.models import (
 
 _REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
 _TAG = re.compile(r"^[\w.:/-]{1,50}$")
-_MAX_ID = 2**31 - 1  # PostgreSQL integer ids: a larger number can match nothing and must not reach the query
 
 
 def _ref_id(text: str) -> int | None:
     match = _REF.match(text.strip())
-    return int(match.group(1)) if match and int(match.group(1)) <= _MAX_ID else None
+    return int(match.group(1)) if match and int(match.group(1)) <= MAX_INT else None
 
 
 def _choice(enum_cls, value, field: str):
