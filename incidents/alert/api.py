@@ -1,4 +1,5 @@
-"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: viewers and up)."""
+"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: alerts for viewers and up,
+deliveries for responders and up, as on the web pages: they carry the senders' data)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def get_alert(alert_id: int):
 
 
 @bp.get("/deliveries")
-@require(Role.VIEWER)
+@require(Role.RESPONDER)
 def list_deliveries():
     """List received webhook deliveries, newest first.
     ---
@@ -93,6 +94,7 @@ def list_deliveries():
           content:
             application/json:
               schema: DeliveryListSchema
+        403: Forbidden
         422: ValidationError
     """
     args = schemas.DeliveryQuerySchema().load(request.args)
@@ -102,7 +104,7 @@ def list_deliveries():
 
 
 @bp.get("/deliveries/<int:delivery_id>")
-@require(Role.VIEWER)
+@require(Role.RESPONDER)
 def get_delivery(delivery_id: int):
     """One delivery with its stored body (secrets redacted).
     ---
@@ -120,6 +122,7 @@ def get_delivery(delivery_id: int):
           content:
             application/json:
               schema: DeliveryDetailSchema
+        403: Forbidden
         404: NotFound
     """
     return jsonify(schemas.DeliveryDetailSchema().dump(services.get_delivery(db.session, delivery_id)))

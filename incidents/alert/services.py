@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ from incidents.alert.models import (
     Outcome,
     Source,
 )
-from incidents.alert.sources import Kind, ParsedEvent, ParseError, text
+from incidents.alert.sources import SOURCES, Kind, ParsedEvent, ParseError, redact_keys, redact_text, text
 from incidents.alert.sources import parse as parse_payload
 from incidents.auth.models import User
 from incidents.bounds import as_id
@@ -571,15 +572,28 @@ def safe_headers(headers, remote_addr: str | None) -> dict:
     return kept
 
 
-def stored_body(raw: bytes, payload: Any = None, redacted: bool = False) -> str:
-    """The text kept for inspection: the raw body, or the re-serialised payload once secrets were redacted."""
-    if redacted:
-        return json.dumps(payload, ensure_ascii=True)
+def stored_body(raw: bytes, payload: Any = None, redact: Callable[[dict], bool] = redact_keys) -> str:
+    """The text kept for inspection, secrets redacted whatever the outcome (processed, rejected, failed): a JSON
+    payload goes through `redact` (a source's own, for objects) and is re-serialised when that found anything;
+    a body that is not readable JSON keeps its text with the values of secret-looking keys blanked.
+
+    `payload` is redacted in place: parse it first."""
+    if isinstance(payload, dict | list):
+        found = redact(payload) if isinstance(payload, dict) else redact_keys(payload)
+        if found:
+            return json.dumps(payload, ensure_ascii=True)
     try:
         body = raw.decode("utf-8")
     except UnicodeDecodeError:
         body = json.dumps(payload, ensure_ascii=True) if payload is not None else raw.decode("utf-8", "replace")
+    if not isinstance(payload, dict | list):
+        body = redact_text(body)
     return body.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+
+
+def delivery_body(source: str, raw: bytes, payload: Any = None) -> str:
+    """What a webhook delivery of `source` stores, on every path: stored_body with the source's redaction."""
+    return stored_body(raw, payload, SOURCES[source].redact)
 
 
 # --- lists ------------------------------------------------------------------------------------------

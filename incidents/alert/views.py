@@ -62,6 +62,7 @@ def receive(source: str):
     received_at = utcnow()
     headers = services.safe_headers(request.headers, request.remote_addr)
 
+    payload = None
     try:
         payload = jsonbody.loads(raw)
         parsed = parse(source, payload)
@@ -69,14 +70,13 @@ def receive(source: str):
         message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         session.rollback()
         delivery_id = services.store_delivery(
-            session, info.id, source, outcome=Outcome.REJECTED, body=services.stored_body(raw),
+            session, info.id, source, outcome=Outcome.REJECTED, body=services.delivery_body(source, raw, payload),
             headers=headers, received_at=received_at, error=message)
         session.commit()
         return jsonify({"error": {"code": "rejected", "message": message, "fields": {}},
                         "delivery": delivery_id, "outcome": Outcome.REJECTED.value}), 400
 
-    redacted = SOURCES[source].redact(payload)
-    body = services.stored_body(raw, payload, redacted)
+    body = services.delivery_body(source, raw, payload)
     key = services.dedup_key(parsed, raw)
     writer = batching.batcher(current_app)
     if writer is not None:  # group commit (batching.py); a delivery handed back runs alone below

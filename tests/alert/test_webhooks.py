@@ -109,6 +109,33 @@ def test_not_json_is_rejected_with_400_and_kept(client, rollbar):
     assert delivery.body == "<xml>not json</xml>" and delivery.error == "The body is not valid JSON."
 
 
+SECRET = "rollbar-post-server-item-token-9999"
+
+
+@pytest.mark.parametrize("body", [
+    # JSON, but not a shape Rollbar sends (ParseError): redacted like an accepted one
+    json.dumps({"event_name": "occurrence", "data": {"item": "nope", "occurrence": {
+        "metadata": {"access_token": SECRET}, "request": {"headers": {"Cookie": f"session={SECRET}"}}}}}),
+    json.dumps([{"access_token": SECRET}]),  # an array
+    '{"event_name": "new_item", "data": {"access_token": "%s", "item": {' % SECRET,  # truncated: not JSON
+    "[" * 200 + '{"access_token": "%s"}' % SECRET + "]" * 200,  # too deep to parse
+    f"access_token={SECRET}&event_name=new_item",  # form-encoded
+], ids=["bad-shape", "array", "truncated", "too-deep", "form"])
+def test_rejected_deliveries_are_stored_redacted(client, rollbar, body):
+    response = post(client, "rollbar", body.encode(), rollbar[1])
+    assert response.status_code == 400 and response.get_json()["outcome"] == "rejected"
+    [delivery] = rows(Delivery)
+    assert delivery.outcome == Outcome.REJECTED
+    assert SECRET not in delivery.body and "[redacted]" in delivery.body
+
+
+def test_rejected_opsgenie_delivery_blanks_echoed_headers(client, opsgenie):
+    response = post(client, "opsgenie", {"action": "Escalate", "alert": "nope", "headers": {"X-Incidents-Token": "abc"}},
+                    opsgenie[1])
+    assert response.status_code == 400
+    assert json.loads(rows(Delivery)[0].body)["headers"] == {"X-Incidents-Token": "[redacted]"}
+
+
 def test_unreadable_shape_is_rejected_with_a_clear_message(client, opsgenie):
     response = post(client, "opsgenie", {"action": "Create", "alert": "nope"}, opsgenie[1])
     assert response.status_code == 400
