@@ -117,8 +117,8 @@ SECRET = "rollbar-post-server-item-token-9999"
     json.dumps({"event_name": "occurrence", "data": {"item": "nope", "occurrence": {
         "metadata": {"access_token": SECRET}, "request": {"headers": {"Cookie": f"session={SECRET}"}}}}}),
     json.dumps([{"access_token": SECRET}]),  # an array
-    '{"event_name": "new_item", "data": {"access_token": "%s", "item": {' % SECRET,  # truncated: not JSON
-    "[" * 200 + '{"access_token": "%s"}' % SECRET + "]" * 200,  # too deep to parse
+    '{"event_name": "new_item", "data": {"access_token": "' + SECRET + '", "item": {',  # truncated: not JSON
+    "[" * 200 + '{"access_token": "' + SECRET + '"}' + "]" * 200,  # too deep to parse
     f"access_token={SECRET}&event_name=new_item",  # form-encoded
 ], ids=["bad-shape", "array", "truncated", "too-deep", "form"])
 def test_rejected_deliveries_are_stored_redacted(client, rollbar, body):
@@ -130,8 +130,8 @@ def test_rejected_deliveries_are_stored_redacted(client, rollbar, body):
 
 
 def test_rejected_opsgenie_delivery_blanks_echoed_headers(client, opsgenie):
-    response = post(client, "opsgenie", {"action": "Escalate", "alert": "nope", "headers": {"X-Incidents-Token": "abc"}},
-                    opsgenie[1])
+    payload = {"action": "Escalate", "alert": "nope", "headers": {"X-Incidents-Token": "abc"}}
+    response = post(client, "opsgenie", payload, opsgenie[1])
     assert response.status_code == 400
     assert json.loads(rows(Delivery)[0].body)["headers"] == {"X-Incidents-Token": "[redacted]"}
 
