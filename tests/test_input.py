@@ -108,3 +108,61 @@ def test_deeply_nested_webhook_is_rejected_and_kept(client, app, body):
     assert response.get_json()["outcome"] == "rejected"
     [row] = db.session.scalars(sa.select(Delivery)).all()
     assert row.outcome == Outcome.REJECTED and "nested deeper" in row.error
+
+
+# --- single-line fields (finding 10) -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "body", "field"), [
+    ("/api/v1/incidents", {"title": "DB down\r\nBcc: everyone@example.com", "severity": "SEV2"}, "title"),
+    ("/api/v1/incidents", {"title": "DB\tdown", "severity": "SEV2"}, "title"),
+    ("/api/v1/incidents", {"title": "DB down", "severity": "SEV2", "tags": ["db\nx"]}, "tags"),
+    ("/api/v1/teams", {"name": "Pay\nments"}, "name"),
+    ("/api/v1/teams", {"name": "Payments", "slug": "payments\n"}, "slug"),
+])
+def test_api_single_line_fields_refuse_control_characters(client, admin, url, body, field):
+    from tests.factories import ApiClient
+
+    response = ApiClient(client, make_token(admin)).post(url, json=body)
+    assert response.status_code == 422
+    assert field in response.get_json()["error"]["fields"]
+
+
+def test_api_title_update_refuses_control_characters(api):
+    incident = make_incident()
+    response = api.patch(f"/api/v1/incidents/{incident.ref}", json={"title": "x\u2028y"})
+    assert response.status_code == 422 and "title" in response.get_json()["error"]["fields"]
+
+
+def test_web_incident_form_refuses_a_title_with_a_line_break(responder_client):
+    from incidents.incident.models import Incident
+    from tests.conftest import post_form
+
+    response = post_form(responder_client, "/incidents/new", {"title": "DB down\r\nBcc: x@example.com",
+                                                               "severity": "SEV2"})
+    assert response.status_code == 422
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
+
+
+def test_services_refuse_control_characters_whatever_the_caller(session):
+    from incidents.catalog import services as catalog
+    from incidents.errors import Invalid
+    from incidents.incident import services as incidents
+
+    with pytest.raises(Invalid) as err:
+        incidents.declare_incident(session, title="a\nb", severity="SEV3")
+    assert set(err.value.fields) == {"title"}
+    with pytest.raises(Invalid) as err:
+        catalog.create_team(session, name="Pay\nments", slug="payments")
+    assert set(err.value.fields) == {"name"}
+
+
+def test_alert_titles_with_line_breaks_are_folded_not_refused(client, app):
+    from incidents.incident.models import Incident
+    from tests.alert.conftest import fixture
+
+    _, token = make_integration("rollbar", "lines")
+    payload = fixture("rollbar_new_item_production")
+    payload["data"]["item"]["title"] = "KeyError: 'user'\r\nin checkout"
+    assert post(client, "rollbar", payload, token).status_code == 200
+    [incident] = db.session.scalars(sa.select(Incident)).all()
+    assert incident.title == "KeyError: 'user' in checkout"

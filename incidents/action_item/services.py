@@ -17,6 +17,7 @@ from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident.models import Incident
 from incidents.postmortem import services as pm_services
 from incidents.postmortem.models import Postmortem
+from incidents.singleline import check_single_line
 
 FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status", "wont_do_reason")
 # Once the post-mortem is published, the plan is fixed but the work is still tracked.
@@ -39,6 +40,7 @@ def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | Non
         title = (changes["title"] or "").strip()
         if not title or len(title) > 200:
             raise Invalid("A title of up to 200 characters is required.", {"title": ["Required, at most 200."]})
+        check_single_line(title=title)
         item.title = title
     if "description" in changes:
         item.description = (changes["description"] or "").strip()

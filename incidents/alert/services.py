@@ -46,6 +46,7 @@ from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident import services as incidents
 from incidents.incident.models import EntryKind, Incident, Severity, Status
+from incidents.singleline import check_single_line
 
 # --- rules ------------------------------------------------------------------------------------------
 
@@ -204,6 +205,7 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     name = (name or "").strip()
     if not name or len(name) > 120:
         raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+    check_single_line(name=name)
     if session.scalar(sa.select(Integration.id).where(Integration.source == source, Integration.name == name)):
         raise Conflict(f"A {source.label} integration named {name!r} exists.", {"name": ["Already in use."]})
     plain = _check_token(token) if token else TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -223,6 +225,7 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
         name = (changes["name"] or "").strip()
         if not name or len(name) > 120:
             raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+        check_single_line(name=name)
         row.name = name
     if "service" in changes:
         row.service = catalog.get_service(session, changes["service"]) if changes["service"] else None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from incidents.bounds import as_id
 from incidents.catalog.models import Service, Team
 from incidents.errors import Conflict, Invalid, NotFound
+from incidents.singleline import check_single_line
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -22,7 +23,8 @@ def slugify(text: str) -> str:
 def _check(session: Session, model, *, slug: str, name: str, current_id: int | None = None) -> None:
     if not name.strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
-    if not _SLUG.match(slug):
+    check_single_line(name=name.strip())
+    if not _SLUG.fullmatch(slug):  # match() with $ let "slug\n" through
         raise Invalid("Slug must be lowercase letters, digits and dashes.", {"slug": ["Invalid slug."]})
     clash = session.scalar(sa.select(model.id).where(model.slug == slug))
     if clash is not None and clash != current_id:
