@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from incidents.bounds import as_id
 from incidents.catalog.models import Service, Team
 from incidents.errors import Conflict, Invalid, NotFound
+from incidents.outbound import check_user_url
 from incidents.singleline import check_single_line
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -86,14 +86,8 @@ def update_team(session: Session, team: Team, **changes) -> Team:
 
 
 def _webhook_url(raw: str | None) -> str | None:
-    """A Slack incoming-webhook URL, or None to clear it."""
-    url = (raw or "").strip()
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 500:
-        raise Invalid("The Slack webhook must be an https:// URL.", {"slack_webhook_url": ["Not a webhook URL."]})
-    return url
+    """A Slack incoming-webhook URL (a user-stored URL: see incidents/outbound.py), or None to clear it."""
+    return check_user_url(raw, "slack_webhook_url")
 
 
 def create_service(session: Session, *, name: str, team_id: int, slug: str | None = None,
