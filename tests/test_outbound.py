@@ -4,7 +4,6 @@ finding 7): refused when saved, and refused again at send time before any connec
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -15,36 +14,7 @@ from incidents.notify.models import DeliveryStatus, NotificationLog
 from incidents.notify.services import Event, send_incident_notification
 from tests.conftest import post_form
 from tests.factories import make_incident, make_service, make_team
-
-
-class Listener:
-    """A TCP listener on loopback that only counts the connections it accepts and the bytes they send."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.received = b""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.settimeout(1)
-            try:
-                while chunk := conn.recv(4096):
-                    self.received += chunk
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self):
-        self.sock.close()
+from tests.webhook_server import Listener
 
 
 @pytest.fixture
