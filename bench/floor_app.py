@@ -26,11 +26,11 @@ floor_delivery = sa.Table(
 
 def floor_engine(url: str) -> sa.Engine:
     """An engine built exactly as the real app builds its own (same URL rewriting, pool options and pragmas)."""
-    from incidents import ROOT, _finish_config
+    from incidents import _finish_config, resource_path
     from incidents.database import tune_engine
 
     app = Flask(__name__, instance_path=os.environ.get("INCIDENTS_INSTANCE_PATH", "/tmp/incidents-bench"))
-    app.config.from_pyfile(str(ROOT / "config" / "default.py"))
+    app.config.from_pyfile(str(resource_path("config") / "default.py"))
     app.config.update(DATABASE_URL=url, SECRET_KEY="floor")
     _finish_config(app)
     options = dict(app.config["SQLALCHEMY_ENGINES"]["default"])

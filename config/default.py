@@ -2,8 +2,13 @@
 
 # SQLAlchemy URL; empty means an SQLite file `incidents.sqlite3` in the instance folder.
 DATABASE_URL = ""
-# Public URL of this installation, used in links and e-mails; https also makes cookies Secure.
-BASE_URL = "http://127.0.0.1:5000"
+# Public URL of this installation, used in links and e-mails; https also makes cookies Secure. Production should
+# set it. Empty: inside a request the address it came to; elsewhere (jobs, e-mails) the one `serve` listens on and
+# hands to its workers, else http://127.0.0.1:5000 (incidents/urls.py).
+BASE_URL = ""
+# Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed (client address for sign-in
+# throttling and logs, https for Secure cookies). 0: none; the headers are ignored, as any client can forge them.
+TRUSTED_PROXIES = 0
 # Seconds SQLite waits for a lock before giving up.
 SQLITE_BUSY_TIMEOUT = 30
 # Default and maximum page sizes of lists (web and API).
@@ -104,3 +109,9 @@ REPORT_TIME = "09:00"
 REPORT_TIMEZONE = "UTC"
 # Weeks shown by the dashboard and the API when none are asked for.
 DEBT_WEEKS = 12
+
+# --- observability (incidents/metrics.py, incidents/logs.py) ---
+# "json": one JSON object per log line (web, gunicorn's error and access logs, worker); "text": human lines.
+LOG_FORMAT = "text"
+# Bearer token that lets non-loopback clients read GET /metrics (a secret: set INCIDENTS_METRICS_TOKEN). Empty: none.
+METRICS_TOKEN = ""

@@ -59,8 +59,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     batching.init_app(app)
 
-    from incidents import web
+    from incidents import logs, metrics, web
     from incidents.errors import register_error_handlers
+
+    logs.init_app(app)  # first: every later hook and log line of a request knows its id
+    metrics.init_app(app)
 
     register_error_handlers(app)
     web.register(app)

@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from incidents import create_app, serving
+from incidents import create_app, logs, metrics, serving, urls
 
 
 class IncidentsGroup(FlaskGroup):
@@ -56,20 +57,31 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
     with current_app.app_context():  # its teardown releases the migration connection (and SQLite's lock)
         alembic.upgrade()
     click.echo(f"Database ready at {current_app.config['DATABASE_URL'].split('@')[-1]}")
-    url = f"http://{host}:{port}/"
+    url = urls.serve_url(host, port)
+    # Links made outside requests (jobs, e-mails) in the web and job workers point here unless BASE_URL is set.
+    os.environ["INCIDENTS_SERVE_URL"] = current_app.config["SERVE_URL"] = url
     if not count_users(db.session):
-        click.echo(f"No users yet: open {url} and create the first admin.")
+        click.echo(f"No users yet: open {url}/ and create the first admin.")
     else:
-        click.echo(f"Serving on {url}")
+        click.echo(f"Serving on {url}/")
+    if not current_app.config.get("BASE_URL"):
+        named = f" ({host or '*'} is every address: this host's name stands in)" if host in urls.ANY_ADDRESS else ""
+        click.echo(f"Warning: INCIDENTS_BASE_URL is not set, so links in e-mails and Shortcut cards use {url}"
+                   f"{named} and pages the address each request came to. Production should set it to the public "
+                   "URL.", err=True)
     db.session.close()
     for engine in db.engines.values():
         engine.dispose()  # workers open their own connections after fork
+    # Every process (web workers, the job worker) writes its counters here; a scrape merges them.
+    metrics.use_multiprocess_dir(Path(current_app.instance_path) / "metrics")
+    log_format = current_app.config.get("LOG_FORMAT", "text")
     job_worker = None if no_worker else _job_worker_command(current_app)
     from gunicorn.app.base import BaseApplication
 
     class Gunicorn(BaseApplication):
         def load_config(self):
-            for name, value in serving.gunicorn_settings(host, port, workers, threads, keep_alive).items():
+            for name, value in serving.gunicorn_settings(host, port, workers, threads, keep_alive,
+                                                         log_format).items():
                 self.cfg.set(name, value)
             if job_worker:
                 # The job consumer runs as a child of gunicorn's master: started before the web workers,
@@ -83,6 +95,7 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
                 def stop_worker(_server):
                     for child in children:
                         _stop(child)
+                        metrics.process_exited(child.pid)
 
                 self.cfg.set("on_starting", start_worker)
                 self.cfg.set("on_exit", stop_worker)
@@ -126,8 +139,13 @@ def _stop(child: subprocess.Popen, grace: float = 30) -> None:
               "jobs of this minute, then exit (for cron and tests).")
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=0, show_default=True,
               help="Lower this process's CPU priority by N (serve starts its worker with WORKER_NICE).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this worker's metrics on http://HOST:N/metrics (a worker that `serve` did not start; "
+                   "loopback clients, or a bearer METRICS_TOKEN).")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True,  # noqa: S104 - guarded like GET /metrics
+              help="Address the metrics port listens on.")
 @with_appcontext
-def worker(workers: int | None, burst: bool, niceness: int):
+def worker(workers: int | None, burst: bool, niceness: int, metrics_port: int | None, metrics_host: str):
     """Run the background-job consumer with its periodic jobs."""
     if niceness:
         os.nice(niceness)  # jobs yield the CPU to web requests when both want it; idle CPU is still theirs
@@ -140,7 +158,10 @@ def worker(workers: int | None, burst: bool, niceness: int):
         ran = run_burst(queue, periodic=True)
         click.echo(f"Ran {ran} job(s).")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    logs.configure(current_app.config.get("LOG_FORMAT", "text"), logging.INFO)
+    if metrics_port:
+        metrics.serve_standalone(current_app._get_current_object(), metrics_host, metrics_port)
+    metrics.warm()
     serving.freeze_heap()  # long-lived start-up objects out of the collector's way (see serving.py)
     run_consumer(queue, workers or current_app.config["WORKER_THREADS"])
 

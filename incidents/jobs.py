@@ -14,6 +14,8 @@ How to write a job (the rules every task author relies on):
 - `enqueue_after_commit(job, *ids)` hands the job to the queue right after the session commits and drops it
   on rollback. A crash between the commit and the hand-over loses the job, so work that must happen keeps its
   state in a table (an outbox row) and a periodic job re-enqueues what is still pending.
+- A job runs with the id of the request that enqueued it as its logging context (`incidents.logs.request_id`);
+  the id travels as huey task metadata, beside the ids, never as one of the job's arguments.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from typing import Any
 
 from flask import Flask, current_app
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import signals as S
 from huey.exceptions import TaskException
 from huey.storage import SqliteStorage
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from incidents import logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs"
 _EXTENSION = "incidents.jobs"
 _PENDING = "incidents.jobs.pending"
 _DECLARED: dict[str, Job] = {}
+_REQUEST_ID = "request_id"  # huey task kwarg carrying the enqueuing request's id (see `_Traced`)
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ class JobQueue:
             return task
         app = self.app
 
-        def run(*ids):
+        def run(*ids, request_id=None):  # request_id: set by `_Traced.execute` around the whole run
             with app.app_context():
                 return declared.func(*ids)
 
@@ -126,11 +132,14 @@ class JobQueue:
         for declared in list(_DECLARED.values()):
             self.bind(declared)
 
-    def enqueue(self, declared: Job | str, *ids: int | str):
+    def enqueue(self, declared: Job | str, *ids: int | str, request_id: str | None = None):
         """Queue now, whatever the transaction state (prefer `enqueue_after_commit`)."""
         if isinstance(declared, str):
             declared = _DECLARED[declared]
-        return self.bind(declared)(*ids)
+        task = self.bind(declared)
+        metrics.job_enqueued(declared.name)
+        request_id = request_id or logs.request_id.get()
+        return task(*ids, **{_REQUEST_ID: request_id}) if request_id else task(*ids)
 
 
 def init_app(app: Flask) -> JobQueue:
@@ -141,7 +150,38 @@ def init_app(app: Flask) -> JobQueue:
     queue.bind_all()
     app.extensions[_EXTENSION] = queue
     _listen_once()
+    queue.huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_RETRYING, S.SIGNAL_ERROR, S.SIGNAL_CANCELED,
+                      S.SIGNAL_TIMEOUT)(_count_run)
+    huey = queue.huey
+    metrics.add_scrape_gauge(app, "incidents_job_queue_depth", "Jobs waiting: queued (due now) and scheduled "
+                             "(delayed retries, future runs).", "state",
+                             lambda: {"queued": huey.pending_count(), "scheduled": huey.scheduled_count()})
     return queue
+
+
+def _count_run(signal: str, task, *_args) -> None:
+    """huey signal: one run's outcome. An error is `failed` only once no retry is left; else `retried` follows."""
+    if signal == S.SIGNAL_COMPLETE:
+        outcome = "succeeded"
+    elif signal == S.SIGNAL_RETRYING:
+        outcome = "retried"
+    elif not task.retries:
+        outcome = "failed"
+    else:
+        return
+    metrics.job_executed(f"{type(task).__module__}.{task.name}", outcome)
+
+
+class _Traced:
+    """huey's execute inside the logging context of the request that enqueued the task, so that every line the
+    run logs (huey's own "Executing ..." and "Unhandled exception ..." included) carries its request id."""
+
+    def execute(self, task, timestamp=None):
+        token = logs.request_id.set(task.kwargs.get(_REQUEST_ID) if task.kwargs else None)
+        try:
+            return super().execute(task, timestamp)
+        finally:
+            logs.request_id.reset(token)
 
 
 class QueueStorage(SqliteStorage):
@@ -162,8 +202,16 @@ class QueueStorage(SqliteStorage):
         return conn
 
 
-class QueueHuey(SqliteHuey):
+class QueueHuey(_Traced, SqliteHuey):
     storage_class = QueueStorage
+
+
+class QueueRedisHuey(_Traced, RedisHuey):
+    pass
+
+
+class QueueMemoryHuey(_Traced, MemoryHuey):
+    pass
 
 
 def make_huey(app: Flask) -> Huey:
@@ -174,11 +222,11 @@ def make_huey(app: Flask) -> Huey:
     immediate = app.testing if immediate is None else bool(immediate)
     url = cfg.get("QUEUE_URL") or f"sqlite:///{Path(app.instance_path) / 'queue.sqlite3'}"
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisHuey(name, url=url, immediate=immediate)
+        return QueueRedisHuey(name, url=url, immediate=immediate)
     if url.startswith("sqlite:///"):
         return QueueHuey(name, filename=url[len("sqlite:///"):], journal_mode="wal", immediate=immediate)
     if url.startswith("memory://"):
-        return MemoryHuey(name, immediate=immediate)
+        return QueueMemoryHuey(name, immediate=immediate)
     raise ValueError(f"QUEUE_URL must be sqlite:///..., redis://... or memory://, not {url!r}")
 
 
@@ -195,20 +243,20 @@ def enqueue_after_commit(declared: Job, *ids: int | str, session: Session | None
         from incidents.extensions import db
 
         session = db.session
-    session.info.setdefault(_PENDING, []).append((get_queue(), declared, ids))
+    session.info.setdefault(_PENDING, []).append((get_queue(), declared, ids, logs.request_id.get()))
 
 
 def pending_jobs(session: Session) -> list[tuple[str, tuple]]:
     """Jobs waiting for this session's commit, as (name, ids)."""
-    return [(declared.name, ids) for _, declared, ids in session.info.get(_PENDING, ())]
+    return [(declared.name, ids) for _, declared, ids, _rid in session.info.get(_PENDING, ())]
 
 
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a released savepoint: SQLAlchemy reports it as a commit, but nothing is durable yet
-    for queue, declared, ids in session.info.pop(_PENDING, ()):
+    for queue, declared, ids, request_id in session.info.pop(_PENDING, ()):
         try:
-            result = queue.enqueue(declared, *ids)
+            result = queue.enqueue(declared, *ids, request_id=request_id)
             if queue.huey.immediate and result is not None:
                 # The job has just run inline (tests). Raising here would wreck the committed session, so
                 # the failure is kept where a test can assert on it: get_queue().failures.
@@ -270,4 +318,8 @@ def run_consumer(queue: JobQueue, workers: int = 2) -> None:
     queue.bind_all()
     consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=True,
                                           check_worker_health=True)
+    # huey sets its SIGINT/SIGTERM handlers only after its worker threads start, so a stop signal sent in between
+    # (jobs already running) killed the process with KeyboardInterrupt ("Aborted!", exit 1) instead of a graceful
+    # stop. Set them first: the consumer's loop then sees the signal and stops gracefully.
+    consumer._set_signal_handlers()
     consumer.run()

@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from incidents import metrics
 from incidents.singleline import one_line
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def _deliver(settings: SMTPSettings, message: EmailMessage) -> dict[str, tuple[i
             smtp.login(settings.username, settings.password or "")
         refused = smtp.send_message(message)
     log.info("mail %s sent via %s", message["Message-ID"], settings.address)
+    metrics.outbound_call("smtp", "ok")
     return refused
 
 
@@ -162,6 +164,7 @@ def _reply_text(e: smtplib.SMTPResponseException) -> str:
 
 def _failed(settings: SMTPSettings, reason: str, code: int | None, temporary: bool) -> MailError:
     message = f"SMTP delivery via {settings.address} failed: {reason}"
+    metrics.outbound_call("smtp", "error" if temporary else "rejected")
     log.warning("%s (%s)", message, "temporary" if temporary else "permanent")
     return MailError(message, temporary=temporary, code=code)
 

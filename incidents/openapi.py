@@ -125,7 +125,8 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
         plugins=[MarshmallowPlugin()],
         info={"description": "JSON API of Incidents. Authenticate with `Authorization: Bearer <token>` "
                              "(create tokens under Account → API tokens)."},
-        servers=[{"url": str(app.config.get("BASE_URL", "")).rstrip("/") or "/"}],
+        # Built once per app, so never from a request's host: without BASE_URL, "/" (wherever the spec was read).
+        servers=[{"url": str(app.config.get("BASE_URL") or "").rstrip("/") or "/"}],
         security=[{"bearerAuth": []}],
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})

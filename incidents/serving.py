@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import gc
 
+from gunicorn.glogging import Logger
+
+from incidents import logs, metrics
+
 # gunicorn's default access-log line plus the time the request took in the worker, in milliseconds.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 access_log_format = ACCESS_LOG_FORMAT  # read by gunicorn when this module is its config file
 
 
-def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_alive: int = 0) -> dict:
+def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_alive: int = 0,
+                      log_format: str = "text") -> dict:
     """What `incidents serve` sets on gunicorn (the benchmark floor passes the same on its command line).
 
     By default each worker takes only as many connections as it has threads, and closes each after its response
@@ -20,8 +25,10 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
     waiting connections stay in the kernel's listen queue, and whichever worker frees a thread first takes the
     next one: one queue for all workers. Webhook senders open a connection per delivery anyway, and a reverse
     proxy in front keeps its own keep-alive with browsers. `--keep-alive N` (seconds) lifts the cap and turns
-    keep-alive back on, for browsers talking to gunicorn directly over a slow network."""
-    return {
+    keep-alive back on, for browsers talking to gunicorn directly over a slow network.
+
+    `log_format="json"` (LOG_FORMAT) makes gunicorn's error and access logs JSON lines too (`JsonLogger`)."""
+    settings = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
@@ -31,10 +38,16 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
         "timeout": 60,
+        # X-Forwarded-Proto is believed per TRUSTED_PROXIES (web.trust_proxies), not from any loopback peer.
+        "forwarded_allow_ips": "",
         # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
         "control_socket_disable": True,
     }
+    if log_format == "json":
+        settings["logger_class"] = JsonLogger
+    return settings
 
 
 def freeze_heap() -> None:
@@ -58,4 +71,35 @@ GC_YOUNG_THRESHOLD = 10_000
 
 def post_worker_init(_worker) -> None:
     """gunicorn hook: runs in each worker once it has loaded the app, before it takes requests."""
+    metrics.warm()  # prometheus_client's import (~40 ms) is not the first request's to pay
     freeze_heap()
+
+
+def child_exit(_server, worker) -> None:
+    """gunicorn hook, in the master: a worker is gone; its metrics files stay merged, its live gauges go."""
+    metrics.process_exited(worker.pid)
+
+
+class JsonLogger(Logger):
+    """gunicorn's logger writing JSON lines (incidents.logs.JsonFormatter); an access line carries the request's
+    method, path (never the query string, where webhook tokens may be), status, duration in ms, request id and
+    user, read from the WSGI environ the app filled in."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(logs.JsonFormatter())
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+        try:
+            self.access_log.info("%s %s %s", method, path, status, extra={
+                "request_id": environ.get(logs.ENVIRON_ID), "user": environ.get(logs.ENVIRON_USER),
+                "method": method, "path": path, "status": int(status),
+                "duration": round(request_time.total_seconds() * 1000, 3),
+                "remote_addr": environ.get("REMOTE_ADDR")})
+        except Exception:  # noqa: BLE001 - as gunicorn's own: a log line must never fail a request
+            self.error("Failed to log the access line as JSON")

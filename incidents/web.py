@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, g, has_request_context, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from incidents.bounds import IdConverter
 from incidents.database import sqlite_begin_mode
@@ -12,7 +13,7 @@ from incidents.formatting import format_datetime, format_duration
 from incidents.markdown import render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz"}
+_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics"}
 
 CSP = (
     "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
@@ -31,9 +32,42 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def secure_cookies_over_https(wsgi_app):
+    """Mark every cookie of an https response Secure: Flask's and Flask-Login's flags follow BASE_URL alone, and a
+    TLS-terminating proxy (X-Forwarded-Proto, when trusted) may serve https before BASE_URL says so."""
+
+    def app(environ, start_response):
+        if environ.get("wsgi.url_scheme") != "https":
+            return wsgi_app(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            return start_response(status, [_secure_cookie(h) for h in headers], exc_info)
+
+        return wsgi_app(environ, start)
+
+    return app
+
+
+def _secure_cookie(header: tuple[str, str]) -> tuple[str, str]:
+    name, value = header
+    if name.lower() != "set-cookie" or any(a.strip().lower() == "secure" for a in value.split(";")[1:]):
+        return header
+    return name, value + "; Secure"
+
+
+def trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For/-Proto/-Host from the last TRUSTED_PROXIES hops only (werkzeug's ProxyFix), so that
+    `request.remote_addr` (sign-in throttle, stored deliveries, gunicorn's access log), `request.is_secure` and the
+    request's host (links, urls.public_base_url) are the client's; with 0, a client could forge them all."""
+    app.wsgi_app = secure_cookies_over_https(app.wsgi_app)
+    if (hops := int(app.config.get("TRUSTED_PROXIES") or 0)) > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
 def register(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
     app.url_map.converters["int"] = IdConverter  # before any route: ids beyond the columns are a 404
+    trust_proxies(app)
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
@@ -108,9 +142,15 @@ def register(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if app.config["SESSION_COOKIE_SECURE"]:
+        if app.config["SESSION_COOKIE_SECURE"] or request.is_secure:  # https BASE_URL, or came over https
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+    from incidents import metrics
+    from incidents.incident.services import count_open_by_severity
+
+    metrics.add_scrape_gauge(app, "incidents_open_incidents", "Open incidents by severity.", "severity",
+                             lambda: count_open_by_severity(db.session))
 
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["dt"] = format_datetime

@@ -118,3 +118,32 @@ def test_first_run_to_closed_incident(live_server, page, tmp_path):
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
     assert not page.console_errors  # e.g. a CSP violation from an inline style or script
+
+
+def test_copy_buttons_copy_the_webhook_url_and_token(live_server, page):
+    from playwright.sync_api import expect
+
+    page.goto(live_server + "/setup")
+    page.get_by_label("Your name").fill("Grace Admin")
+    page.get_by_label("E-mail").fill("grace@example.com")
+    page.get_by_label("Password", exact=False).first.fill("a long enough password")
+    page.get_by_label("Password again").fill("a long enough password")
+    page.get_by_role("button", name="Create admin and sign in").click()
+    page.goto(live_server + "/admin/integrations")
+    page.get_by_label("Name", exact=True).fill("Prod OpsGenie")
+    page.get_by_role("button", name="Add integration").click()
+
+    url = page.locator("#created-url").inner_text()
+    assert url.startswith(live_server + "/webhooks/opsgenie?token=")  # the port actually served
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+    page.get_by_role("button", name="Copy the webhook URL").click()
+    expect(page.get_by_text("Copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == url
+    page.get_by_role("button", name="Copy the token").click()
+    assert page.evaluate("navigator.clipboard.readText()") == url.split("token=", 1)[1]
+
+    # Without the asynchronous clipboard API (plain http on another host), the text is selected at least.
+    page.evaluate("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
+    page.get_by_role("button", name="Copy the webhook URL").click()
+    assert page.evaluate("window.getSelection().toString()") == url
+    assert not page.console_errors

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from flask import current_app
-from huey import MemoryHuey, SqliteHuey, crontab
+from huey import MemoryHuey, RedisHuey, SqliteHuey, crontab
 
 from incidents import create_app
 from incidents.extensions import db
@@ -327,7 +327,7 @@ def test_redis_queue(app, session, tmp_path, monkeypatch):
     queue.huey.name = f"test-{uuid.uuid4().hex}"  # never share keys with another run
     queue.huey.storage = type(queue.huey.storage)(queue.huey.name, url=url)
     try:
-        assert type(queue.huey).__name__ == "RedisHuey"
+        assert isinstance(queue.huey, RedisHuey)
         queue.enqueue(record, "redis")
         assert len(queue.huey) == 1
         assert run_burst(queue) == 1

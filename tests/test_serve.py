@@ -104,3 +104,63 @@ def test_quickstart_setup_incident_lifecycle_and_restart(tmp_path):
         assert "resolved -&gt; closed" in text or "resolved -> closed" in text
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(bool(os.environ.get("INCIDENTS_TEST_DATABASE_URL")),
+                    reason="runs on the embedded SQLite default, like the quickstart")
+def test_serve_metrics_and_json_logs_follow_a_webhook_to_its_job(tmp_path):
+    """Two gunicorn workers and the job worker share one multiprocess metrics folder: any worker's /metrics
+    counts the webhook another worker took, and the job run in the job worker. With LOG_FORMAT=json the
+    access line of the request and the worker's lines about its job carry the proxy's request id."""
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    instance = tmp_path / "instance"
+    env = {"INCIDENTS_LOG_FORMAT": "json"}
+    server = Server(instance, env=env, args=("--workers", "2"))  # the last --workers wins
+    server.start()
+    try:
+        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
+        cli_env |= env | {"INCIDENTS_INSTANCE_PATH": str(instance)}
+        subprocess.run([sys.executable, "-m", "incidents", "integrations", "add", "opsgenie", "shop", "--token",
+                        "serve-test-token"], cwd=ROOT, env=cli_env, check=True, capture_output=True, timeout=60)
+        payload = json.loads((ROOT / "tests" / "alert" / "fixtures" / "opsgenie_create_p1.json").read_text())
+        r = requests.post(server.url + "/webhooks/opsgenie", json=payload, timeout=30,
+                          headers={"X-Incidents-Token": "serve-test-token", "X-Request-ID": "serve-obs-1"})
+        assert r.status_code == 200 and r.json()["incident"], r.text
+        assert r.headers["X-Request-ID"] == "serve-obs-1"
+
+        def scrape() -> dict:
+            text = requests.get(server.url + "/metrics", timeout=10).text  # from loopback: no token needed
+            return {(s.name, frozenset(s.labels.items())): s.value
+                    for family in text_string_to_metric_families(text) for s in family.samples}
+
+        announced = ("incidents_jobs_executed_total",
+                     frozenset({("job", "incidents.notify.jobs.send_notification"), ("outcome", "succeeded")}))
+        deadline = time.monotonic() + 60
+        while scrape().get(announced, 0) < 1:  # counted by the job worker, another process
+            assert time.monotonic() < deadline, "the job worker's run never showed in /metrics"
+            time.sleep(0.3)
+        processed = ("incidents_webhook_deliveries_total",
+                     frozenset({("source", "opsgenie"), ("outcome", "processed")}))
+        for _ in range(8):  # whichever gunicorn worker answers, it merges every process's counts
+            samples = scrape()
+            assert samples[processed] == 1
+            assert samples[("incidents_open_incidents", frozenset({("severity", "SEV1")}))] == 1
+        pids = {p.stem.rsplit("_", 1)[-1] for p in (instance / "metrics").glob("counter_*.db")}
+        assert len(pids) >= 2, pids  # a web worker and the job worker wrote their own files
+        ready = requests.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    finally:
+        out = server.stop()
+    lines = []
+    for line in out.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    access = [x for x in lines if x["logger"] == "gunicorn.access" and x.get("path") == "/webhooks/opsgenie"]
+    assert len(access) == 1, out[-3000:]
+    assert access[0]["request_id"] == "serve-obs-1" and access[0]["status"] == 200 and access[0]["method"] == "POST"
+    assert isinstance(access[0]["duration"], float) and "serve-test-token" not in out
+    job_lines = [x for x in lines if x.get("request_id") == "serve-obs-1" and x["logger"].startswith("huey")]
+    assert any("send_notification" in x["message"] for x in job_lines), out[-3000:]

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from incidents import logs
 from incidents.alert import services
 from incidents.alert.sources import ParsedEvent
 from incidents.extensions import db
@@ -53,6 +54,8 @@ class Work:
     result: services.Result | None = None
     alone: BaseException | None = None  # why it left its batch: its request thread runs it by itself
     done: threading.Event = field(default_factory=threading.Event)
+    # The request's id, so that the jobs this delivery enqueues (and the writer's log lines) carry it.
+    request_id: str | None = field(default_factory=logs.request_id.get)
 
 
 class Batcher:
@@ -103,6 +106,7 @@ class Batcher:
                             work.result, work.alone = None, work.alone or e
                     self._close_session()  # start the next batch clean
                 finally:
+                    logs.request_id.set(None)
                     for work in batch:
                         work.done.set()
 
@@ -114,8 +118,11 @@ class Batcher:
             try:
                 for work in pending:
                     current = work
+                    logs.request_id.set(work.request_id)
                     work.result = services.ingest(session, work.info, work.parsed, body=work.body,
                                                   headers=work.headers, received_at=work.received_at, key=work.key)
+                    if session.new:  # announced (jobs queued) now, under this delivery's request id
+                        session.flush()
                 current = None
                 session.commit()
             except Exception as e:  # noqa: BLE001 - handed back whole: the one-by-one path decides what it is

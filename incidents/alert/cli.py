@@ -11,6 +11,7 @@ from incidents.alert import services
 from incidents.alert.models import Delivery, Outcome, Source
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.urls import public_base_url
 
 integrations_cli = AppGroup("integrations", help="Manage OpsGenie and Rollbar webhook integrations.")
 deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhook deliveries.")
@@ -31,8 +32,10 @@ def integrations_add(source: str, name: str, token: str | None, service: str | N
     except DomainError as e:
         db.session.rollback()
         raise click.ClickException(e.message) from None
-    url = services.webhook_url(current_app.config["BASE_URL"], source, plain)
+    url = services.webhook_url(public_base_url(), source, plain)
     click.echo(f"Created {row.source.label} integration {row.name!r} (id {row.id}).", err=True)
+    if not current_app.config.get("BASE_URL"):
+        click.echo("INCIDENTS_BASE_URL is not set: replace the address below with the public one.", err=True)
     if source == Source.OPSGENIE:
         click.echo("Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
                    "X-Incidents-Token and drop ?token=...). It is shown once:", err=True)

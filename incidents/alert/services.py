@@ -261,6 +261,7 @@ class Result:
     alert_id: int | None = None
     incident_id: int | None = None
     message: str = ""
+    deduplicated: bool = False  # an occurrence folded into an alert that was already open (for metrics)
 
     def as_json(self) -> dict:
         return {"delivery": self.delivery_id, "outcome": self.outcome, "alert": self.alert_id,
@@ -322,7 +323,9 @@ def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body
         return Result(delivery_id, Outcome.PROCESSED, message=f"{parsed.reason}; noted on {count} open incident(s).")
     if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
         row = _upsert_alert(session, info, parsed, at, received_at)
+        deduplicated = bool(parsed.bump) and row.occurrence_count > 1
     else:
+        deduplicated = False
         row = _touch_open_alert(session, info, parsed, at, received_at)
         if row is None:
             what = f"alertId {parsed.external_id}" if kind == Kind.ESCALATE else f"fingerprint {parsed.fingerprint}"
@@ -330,7 +333,7 @@ def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body
             return Result(record(Outcome.IGNORED, error=message), Outcome.IGNORED, message=message)
     delivery_id = record(Outcome.PROCESSED, alert_id=row.id)
     incident_id = _apply(session, info, parsed, row, at, delivery_id)
-    return Result(delivery_id, Outcome.PROCESSED, row.id, incident_id)
+    return Result(delivery_id, Outcome.PROCESSED, row.id, incident_id, deduplicated=deduplicated)
 
 
 @functools.cache

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from incidents import jsonbody
+from incidents import jsonbody, metrics
 from incidents.alert import batching, services
 from incidents.alert.models import AlertStatus, Outcome, Source
 from incidents.alert.sources import SOURCES, ParseError, parse
@@ -22,6 +23,7 @@ from incidents.errors import DomainError, Invalid, error_body
 from incidents.extensions import csrf, db
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
+from incidents.urls import public_base_url
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +52,22 @@ def receive(source: str):
     the body is safely stored, and Rollbar would otherwise retry the same bug ten times over 16 days."""
     if source not in SOURCES:
         abort(404)
+    started = time.perf_counter()
+    outcome, response, deduplicated = _receive(source)
+    metrics.delivery_processed(source, outcome, time.perf_counter() - started, deduplicated)  # committed by now
+    return response
+
+
+def _receive(source: str):
+    """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
     session = db.session
     token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
     _hide_query_token(request.environ)  # request.args is parsed already
     info = services.integration_for_token(session, source, token, current_app.config.get("INTEGRATION_CACHE_TTL", 10.0))
     if info is None:
-        return error_body(401, "unauthorized",
-                          f"A valid {source} integration token is required in the {TOKEN_HEADER} header "
-                          "or the token query parameter.")
+        return "unauthorized", error_body(
+            401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header "
+            "or the token query parameter."), False
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     received_at = utcnow()
     headers = services.safe_headers(request.headers, request.remote_addr)
@@ -73,8 +83,9 @@ def receive(source: str):
             session, info.id, source, outcome=Outcome.REJECTED, body=services.delivery_body(source, raw, payload),
             headers=headers, received_at=received_at, error=message)
         session.commit()
-        return jsonify({"error": {"code": "rejected", "message": message, "fields": {}},
-                        "delivery": delivery_id, "outcome": Outcome.REJECTED.value}), 400
+        answer = {"error": {"code": "rejected", "message": message, "fields": {}}, "delivery": delivery_id,
+                  "outcome": Outcome.REJECTED.value}
+        return Outcome.REJECTED.value, (jsonify(answer), 400), False
 
     body = services.delivery_body(source, raw, payload)
     key = services.dedup_key(parsed, raw)
@@ -84,18 +95,17 @@ def receive(source: str):
             session.rollback()  # the integration lookup's read: this thread must hold no write turn now
         work = writer.submit(batching.Work(info, parsed, body, headers, received_at, key))
         if work.result is not None:
-            return jsonify(work.result.as_json()), 200
+            return _answer(work.result)
     error: BaseException | None = None
     for _attempt in range(_TRANSIENT_ATTEMPTS):
         try:
             result = services.ingest(session, info, parsed, body=body, headers=headers, received_at=received_at,
                                      key=key)
             session.commit()
-            return jsonify(result.as_json()), 200
+            return _answer(result)
         except services.Duplicate:
             session.rollback()
-            return jsonify({"delivery": None, "outcome": "duplicate",
-                            "message": "Already received: this retry changed nothing."}), 200
+            return _DUPLICATE, (jsonify(_DUPLICATE_BODY), 200), False
         except sa.exc.OperationalError as e:  # lock timeout, deadlock, serialisation: worth another try
             session.rollback()
             error = e
@@ -111,14 +121,22 @@ def receive(source: str):
         session.commit()
     except services.Duplicate:
         session.rollback()
-        return jsonify({"delivery": None, "outcome": "duplicate",
-                        "message": "Already received: this retry changed nothing."}), 200
+        return _DUPLICATE, (jsonify(_DUPLICATE_BODY), 200), False
     except Exception:  # noqa: BLE001 - the database itself is failing: let the sender retry later
         session.rollback()
         log.exception("could not store failed delivery")
-        return error_body(503, "unavailable", "Could not store the delivery; please retry.")
-    return jsonify({"delivery": delivery_id, "outcome": Outcome.FAILED.value,
-                    "message": "Stored, but processing failed; it will be replayed."}), 202
+        return "unavailable", error_body(503, "unavailable", "Could not store the delivery; please retry."), False
+    body = {"delivery": delivery_id, "outcome": Outcome.FAILED.value,
+            "message": "Stored, but processing failed; it will be replayed."}
+    return Outcome.FAILED.value, (jsonify(body), 202), False
+
+
+_DUPLICATE = "duplicate"
+_DUPLICATE_BODY = {"delivery": None, "outcome": _DUPLICATE, "message": "Already received: this retry changed nothing."}
+
+
+def _answer(result: services.Result):
+    return str(result.outcome), (jsonify(result.as_json()), 200), result.deduplicated
 
 
 # --- pages --------------------------------------------------------------------------------------------
@@ -225,13 +243,14 @@ def replay(delivery_id: int):
 def _integrations_page(errors: dict | None = None, form=None, created=None, status: int = 200):
     return render_template("alert/integrations.html", integrations=services.list_integrations(db.session),
                            services=catalog.list_services(db.session), sources=list(Source),
-                           errors=errors or {}, form=form or {}, created=created), status
+                           errors=errors or {}, form=form or {}, created=created,
+                           webhook_base=public_base_url()), status
 
 
 def _shown_once(row, token: str) -> dict:
     """Rendered in the response itself, never flashed: the session cookie is signed, not encrypted."""
     return {"integration": row, "token": token,
-            "url": services.webhook_url(current_app.config["BASE_URL"], row.source.value, token)}
+            "url": services.webhook_url(public_base_url(), row.source.value, token)}
 
 
 @bp.get("/admin/integrations")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from flask import current_app
 from marshmallow import Schema, fields, validate
 
 from incidents.catalog.schemas import SlugOrId, TeamRefSchema
@@ -12,6 +11,7 @@ from incidents.incident.models import EntryKind, Severity, Status
 from incidents.markdown import render_markdown
 from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
 from incidents.singleline import SingleLine
+from incidents.urls import public_base_url
 
 _KEY = {"type": ["string", "integer"], "description": "Slug or id; null for none."}
 
@@ -64,7 +64,7 @@ class IncidentSchema(Schema):
     closed_at = fields.DateTime(allow_none=True, required=True)
 
     def _url(self, incident) -> str:
-        return f"{str(current_app.config['BASE_URL']).rstrip('/')}/incidents/{incident.ref}"
+        return f"{public_base_url()}/incidents/{incident.ref}"
 
     def _summary_html(self, incident) -> str:
         return str(render_markdown(incident.summary))

@@ -400,6 +400,13 @@ class IncidentFilter:
     open_only: bool = False
 
 
+def count_open_by_severity(session: Session) -> dict[str, int]:
+    """Open incidents per severity, every severity present (the metrics gauge reads it at each scrape)."""
+    rows = session.execute(sa.select(Incident.severity, sa.func.count()).where(Incident.status.in_(_OPEN))
+                           .group_by(Incident.severity))
+    return {s.value: 0 for s in Severity} | {Severity(sev).value: n for sev, n in rows}
+
+
 def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25) -> Page:
     """Newest first, filtered; every filter is backed by an index on (column, created_at)."""
     # Service and team come in two IN queries per page (tags are selectin already): no N+1 in lists.

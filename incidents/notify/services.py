@@ -27,6 +27,7 @@ from incidents.mail import MailError, build_message, message_id_for, send_messag
 from incidents.notify import slack
 from incidents.notify.models import Channel, DeliveryStatus, NotificationLog, Subscription
 from incidents.outbound import private_allowed
+from incidents.urls import public_base_url
 
 # --- events -----------------------------------------------------------------------------------------
 
@@ -183,10 +184,6 @@ class Rendered:
     headers: dict[str, str]
 
 
-def _base_url(config: Mapping) -> str:
-    return str(config.get("BASE_URL", "")).rstrip("/")
-
-
 def _headline(incident: Incident, event: Event, item: ActionItem | None = None) -> tuple[str, str]:
     """(headline, one sentence of detail) for an event."""
     ref = incident.ref
@@ -222,10 +219,10 @@ def render_notification(incident: Incident, event: Event, config: Mapping,
                         session: Session | None = None) -> Rendered:
     """The e-mail (text + HTML) and the Slack message of one event, from the same facts."""
     headline, detail = _headline(incident, event, _overdue_item(session or db.session, event))
-    url = f"{_base_url(config)}/incidents/{incident.ref}"
+    url = f"{public_base_url(config)}/incidents/{incident.ref}"
     facts = _facts(incident)
     context = {"incident": incident, "event": event, "headline": headline, "detail": detail, "url": url,
-               "facts": facts, "manage_url": f"{_base_url(config)}/account/notifications"}
+               "facts": facts, "manage_url": f"{public_base_url(config)}/account/notifications"}
     return Rendered(
         subject=f"[{incident.severity.value}] {headline}",
         text=render_template("email/incident_event.txt", **context),

@@ -6,7 +6,7 @@ import logging
 
 import requests
 
-from incidents import outbound
+from incidents import metrics, outbound
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def post_message(webhook_url: str, payload: dict, *, timeout: float = 10.0,
     except requests.RequestException as e:  # str(e) names the URL, so only the class goes out
         raise _failed(f"Slack webhook unreachable: {type(e).__name__}", None, True) from None
     if response.status_code == 200:
+        metrics.outbound_call("slack", "ok")
         return
     body = response.text[:200].strip()
     if response.status_code == 429:
@@ -68,5 +69,6 @@ def _seconds(value: str | None) -> float | None:
 
 
 def _failed(message: str, status: int | None, temporary: bool, retry_after: float | None = None) -> SlackError:
+    metrics.outbound_call("slack", "rate_limited" if status == 429 else "error" if temporary else "rejected")
     log.warning("%s (%s)", message, "temporary" if temporary else "permanent")
     return SlackError(message, temporary=temporary, status=status, retry_after=retry_after)

@@ -25,6 +25,7 @@ from incidents.notify.models import Channel, DeliveryStatus, NotificationLog
 from incidents.notify.services import Delivery, NotificationReport, deliver_once
 from incidents.report.models import ReportRecipient
 from incidents.report.queries import Item, Ledger, RepeatFlag, Week, build_ledger, incidents_in, repeat_flags
+from incidents.urls import public_base_url
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHART_WEEKS = 8
@@ -230,7 +231,7 @@ def build_weekly_report(session: Session, config: Mapping, *, week: Week, team: 
               "repaid_px": round(160 * len(w.repaid) / top)} for w in ledger.weeks]
     return WeeklyReport(week=week, team=team, ledger=ledger, comparisons=comparisons, overdue=ledger.overdue,
                         due_next_week=due_next, repaid=this.repaid, written_off=this.written_off, incidents=lines,
-                        base_url=str(config.get("BASE_URL", "")).rstrip("/"), chart=chart)
+                        base_url=public_base_url(config), chart=chart)
 
 
 @dataclass(frozen=True)

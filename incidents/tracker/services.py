@@ -32,6 +32,7 @@ from incidents.tracker.models import (
 )
 from incidents.tracker.webhook import STARTED, ShortcutEvent, StoryChange
 from incidents.tracker.webhook import _timestamp as parse_timestamp
+from incidents.urls import public_base_url
 
 DESCRIPTION_LIMIT = 100_000  # CreateStoryParams.description maxLength
 LABEL_LIMIT = 128
@@ -237,7 +238,7 @@ def story_type(item: ActionItem, config: Mapping[str, Any]) -> str:
 
 
 def links(item: ActionItem, config: Mapping[str, Any]) -> dict[str, str]:
-    base = str(config.get("BASE_URL") or "").rstrip("/")
+    base = public_base_url(config)
     pm = item.postmortem
     return {"postmortem": f"{base}/postmortems/{pm.id}", "incident": f"{base}/incidents/{pm.incident.ref}",
             "item": f"{base}/postmortems/{pm.id}#action-items"}

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 
+from incidents import metrics
+
 DEFAULT_API_URL = "https://api.app.shortcut.com/api/v3"
 
 
@@ -312,6 +314,7 @@ class ShortcutClient:
             try:
                 response = self.session.request(method, url, json=json, timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
+                metrics.outbound_call("shortcut", "error")
                 self.breaker.failure(f"{type(exc).__name__}: {exc}")
                 if not idempotent and not _never_sent(exc):
                     raise UnknownOutcome(f"{method} {path}: no answer ({type(exc).__name__})",
@@ -323,6 +326,7 @@ class ShortcutClient:
                 continue
 
             status = response.status_code
+            metrics.outbound_call("shortcut", _outcome(status))
             if status == 429:
                 # Shortcut is up but did not process it, so even a create may be sent again. The limiter
                 # does the waiting, for this thread and every other one using the same token.
@@ -354,6 +358,15 @@ class ShortcutClient:
                 raise Redirected(f"{method} {path}: HTTP {status} redirect to {target}, not followed "
                                  "(check SHORTCUT_API_URL)", status=status)
             raise _error_for(method, path, response)
+
+
+def _outcome(status: int) -> str:
+    """One HTTP answer as an outbound-call outcome: every attempt counts, retries included."""
+    if status < 300:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    return "error" if status >= 500 else "rejected"
 
 
 def _body(response: requests.Response) -> Any:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from incidents import jsonbody
+from incidents import jsonbody, metrics
 from incidents.action_item import services as items
 from incidents.alert.services import describe_error, safe_headers, stored_body
 from incidents.alert.views import hooks
@@ -24,6 +25,7 @@ from incidents.tracker.jobs import queue_export, queue_postmortem_export
 from incidents.tracker.models import DeliveryOutcome, ShortcutDelivery
 from incidents.tracker.shortcut import ShortcutError, circuit_state, client_from_config
 from incidents.tracker.webhook import parse_event, signature_from_headers, verify_signature
+from incidents.urls import public_base_url
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,16 @@ def shortcut_webhook():
     401 unsigned or wrongly signed (not stored); 400 not a Shortcut event (kept as rejected); 200 processed,
     ignored (no story of ours) or duplicate (a replayed event id changes nothing); 202 stored but our
     processing failed (the reconcile job repairs the item's state)."""
+    started = time.perf_counter()
+    response = current_app.make_response(_shortcut_webhook())
+    # Every answer but 401 and 503 names its outcome; Shortcut sends a few events a minute, reading it back is free.
+    outcome = {401: "unauthorized", 503: "unavailable"}.get(response.status_code) or (
+        (response.get_json(silent=True) or {}).get("outcome", "unknown"))
+    metrics.delivery_processed("shortcut", outcome, time.perf_counter() - started)
+    return response
+
+
+def _shortcut_webhook():
     session = db.session
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     secret = current_app.config.get("SHORTCUT_WEBHOOK_SECRET") or ""
@@ -161,7 +173,7 @@ def settings():
     return render_template(
         "tracker/settings.html", configured=services.configured(cfg), api_url=cfg.get("SHORTCUT_API_URL"),
         has_secret=bool(cfg.get("SHORTCUT_WEBHOOK_SECRET")),
-        webhook_url=str(cfg.get("BASE_URL") or "").rstrip("/") + "/webhooks/shortcut",
+        webhook_url=public_base_url() + "/webhooks/shortcut",
         circuit=circuit_state(cfg), workflows=workflows, workflows_error=error, state_names=state_names,
         env_state=int(default_state) if default_state not in (None, "") else None,
         teams=catalog.list_teams(db.session), rows=services.all_settings(db.session),

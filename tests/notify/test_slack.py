@@ -58,3 +58,19 @@ def test_http_error_message_never_reveals_the_url(slack_server):
 def test_mrkdwn_escaping():
     assert escape("a < b & c > d") == "a &lt; b &amp; c &gt; d"
     assert link("https://x.example/i/1", "DB <down> | now") == "<https://x.example/i/1|DB &lt;down&gt; ¦ now>"
+
+
+def test_outcomes_are_counted_for_metrics(slack_server):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        labels = {"service": "slack", "outcome": outcome}
+        return REGISTRY.get_sample_value("incidents_outbound_calls_total", labels) or 0
+
+    before = {o: count(o) for o in ("ok", "rate_limited", "error", "rejected")}
+    post_message(slack_server.url(), {"text": "x"}, timeout=5)
+    for status in (429, 503, 404):
+        slack_server.fail_next(1, status, "nope")
+        with pytest.raises(SlackError):
+            post_message(slack_server.url(), {"text": "x"}, timeout=5)
+    assert {o: count(o) - before[o] for o in before} == {"ok": 1, "rate_limited": 1, "error": 1, "rejected": 1}

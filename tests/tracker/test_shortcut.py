@@ -399,6 +399,22 @@ def test_default_url_is_shortcut(app):
     client.close()
 
 
+def test_every_attempt_is_counted_by_outcome_for_metrics(fake_shortcut, shortcut, clock):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("incidents_outbound_calls_total",
+                                         {"service": "shortcut", "outcome": outcome}) or 0
+
+    before = {o: count(o) for o in ("ok", "rate_limited", "error", "rejected")}
+    fake_shortcut.inject("getStory", Fault.status_code(503), Fault.rate_limited(1))
+    story = shortcut.create_story(card(fake_shortcut))
+    assert shortcut.get_story(story["id"])["id"] == story["id"]  # a 503, a 429, then ok
+    with pytest.raises(NotFound):
+        shortcut.get_story(987654321)
+    assert {o: count(o) - before[o] for o in before} == {"ok": 2, "rate_limited": 1, "error": 1, "rejected": 1}
+
+
 # --- redirects: the token never follows one ------------------------------------------------------------------
 
 

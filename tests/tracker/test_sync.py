@@ -259,3 +259,20 @@ def test_a_processing_bug_keeps_the_event_as_failed_and_answers_202(shortcut_app
     assert stored.outcome == DeliveryOutcome.FAILED and "bug in our mapping" in stored.error
     assert stored.event_id == body["id"] and stored.story_ids == [82]
     assert post_event(client, body).get_json()["outcome"] == "duplicate"  # the reconcile job repairs state
+
+
+def test_deliveries_are_counted_by_outcome_for_metrics(shortcut_app, client):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("incidents_webhook_deliveries_total",
+                                         {"source": "shortcut", "outcome": outcome}) or 0
+
+    before = {o: count(o) for o in ("ignored", "duplicate", "unauthorized", "rejected")}
+    body = event(4242)  # no story of ours
+    assert post_event(client, body).get_json()["outcome"] == "ignored"
+    assert post_event(client, body).get_json()["outcome"] == "duplicate"
+    assert post_event(client, body, secret="wrong").status_code == 401
+    assert post_event(client, b"not json").status_code == 400
+    assert {o: count(o) - before[o] for o in before} == {"ignored": 1, "duplicate": 1, "unauthorized": 1,
+                                                         "rejected": 1}
