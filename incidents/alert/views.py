@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 
 import sqlalchemy as sa
@@ -31,15 +30,6 @@ hooks = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(hooks)  # senders authenticate with the integration token, never a session cookie
 
 TOKEN_HEADER = "X-Incidents-Token"  # noqa: S105 - a header name
-_QUERY_TOKEN = re.compile(r"((?:^|[?&])token=)[^&]*")
-
-
-def _hide_query_token(environ: dict) -> None:
-    """gunicorn writes its access log from the WSGI environ after the response: blank the token there."""
-    for key in ("RAW_URI", "REQUEST_URI", "QUERY_STRING"):
-        value = environ.get(key)
-        if isinstance(value, str) and "token=" in value:
-            environ[key] = _QUERY_TOKEN.sub(r"\1[redacted]", value)
 _TRANSIENT_ATTEMPTS = 3
 
 
@@ -62,7 +52,6 @@ def _receive(source: str):
     """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
     session = db.session
     token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
-    _hide_query_token(request.environ)  # request.args is parsed already
     info = services.integration_for_token(session, source, token, current_app.config.get("INTEGRATION_CACHE_TTL", 10.0))
     if info is None:
         return "unauthorized", error_body(
