@@ -4,8 +4,6 @@ floor runs under exactly the same ones (`gunicorn -c python:incidents.serving ..
 from __future__ import annotations
 
 import gc
-import re
-from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
 
@@ -13,7 +11,7 @@ from incidents import logs, metrics
 
 # gunicorn's default access-log line plus the time the request took in the worker, in milliseconds.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
-access_log_format = ACCESS_LOG_FORMAT  # read by gunicorn when this module is its config file (with logger_class)
+access_log_format = ACCESS_LOG_FORMAT  # read by gunicorn when this module is its config file
 
 
 def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_alive: int = 0,
@@ -47,7 +45,8 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
         # gunicorn 27's control socket lives at one path per user: two servers on a host would clash.
         "control_socket_disable": True,
     }
-    settings["logger_class"] = JsonLogger if log_format == "json" else AccessLogger
+    if log_format == "json":
+        settings["logger_class"] = JsonLogger
     return settings
 
 
@@ -81,48 +80,7 @@ def child_exit(_server, worker) -> None:
     metrics.process_exited(worker.pid)
 
 
-# A query parameter (or Referer parameter) whose name looks secret: its value never reaches a log line.
-_PARAM = re.compile(r"(^|[?&;])([^=&;#\s]*)=([^&;#\s]*)")
-_SECRET_NAME = re.compile(r"token|secret|passw|api[-_]?key|auth|signature", re.I)
-REDACTED = "[redacted]"
-
-
-def redact_query(text: str | None) -> str | None:
-    """`text` (a request line, a URL, a query string) with the values of secret-looking parameters blanked.
-
-    Names are compared percent-decoded, as the app reads them: werkzeug takes `?tok%65n=` for `token`, so the
-    log must too. Every request goes through here (404s, 405s, any route), not only the webhook endpoints."""
-    if not text or "=" not in text:
-        return text
-
-    def hide(m: re.Match) -> str:
-        name = m.group(2)
-        for _ in range(3):  # "%2565" is "%65" once decoded: decode until stable (a few rounds are enough)
-            decoded = unquote_plus(name)
-            if decoded == name:
-                break
-            name = decoded
-        if not m.group(3) or not _SECRET_NAME.search(name):
-            return m.group(0)
-        return f"{m.group(1)}{m.group(2)}={REDACTED}"
-
-    return _PARAM.sub(hide, text)
-
-
-class AccessLogger(Logger):
-    """gunicorn's logger, with secrets redacted from the request line, query string and Referer of every access
-    line (webhook senders put their token in the query string; a browser's Referer may repeat it)."""
-
-    def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "q", "f", "{referer}i", "{raw_uri}e", "{query_string}e", "{request_uri}e",
-                    "{http_referer}e"):
-            if isinstance(atoms.get(key), str):
-                atoms[key] = redact_query(atoms[key])
-        return atoms
-
-
-class JsonLogger(AccessLogger):
+class JsonLogger(Logger):
     """gunicorn's logger writing JSON lines (incidents.logs.JsonFormatter); an access line carries the request's
     method, path (never the query string, where webhook tokens may be), status, duration in ms, request id and
     user, read from the WSGI environ the app filled in."""
@@ -145,6 +103,3 @@ class JsonLogger(AccessLogger):
                 "remote_addr": environ.get("REMOTE_ADDR")})
         except Exception:  # noqa: BLE001 - as gunicorn's own: a log line must never fail a request
             self.error("Failed to log the access line as JSON")
-
-
-logger_class = AccessLogger  # read by gunicorn when this module is its config file: the floor redacts likewise

@@ -50,18 +50,26 @@ def test_gunicorn_accepts_every_setting_serve_gives_it():
 # --- the access log never shows a secret query parameter (issue 11, finding 6) --------------------------------
 
 
-def _access_line(environ_overrides: dict, status: str = "404 NOT FOUND") -> str:
-    """One access line, written by the logger class `incidents serve` gives gunicorn, through gunicorn itself."""
+def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
+    """Run a request through the app as gunicorn does (one environ dict), then let gunicorn's own logger, with
+    the format `incidents serve` gives it, write the access line from that environ after the response."""
     import datetime
     import logging
     from types import SimpleNamespace
 
     from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from werkzeug.test import EnvironBuilder
 
+    path, _, query = raw_uri.partition("?")
+    environ = EnvironBuilder(path=path, method=method, query_string=query, headers=headers,
+                             environ_overrides={"RAW_URI": raw_uri, "REQUEST_URI": raw_uri}).get_environ()
+    started: list[str] = []
+    body = b"".join(app(environ, lambda status, _headers, _exc=None: started.append(status)))
     config = Config()
-    for name, value in serving.gunicorn_settings("127.0.0.1", 5000, 1, 1).items():
-        config.set(name, value)
-    logger = config.logger_class(config)
+    config.set("access_log_format", serving.ACCESS_LOG_FORMAT)
+    config.set("accesslog", "-")
+    logger = Logger(config)
     records: list[str] = []
 
     class Keep(logging.Handler):
@@ -69,41 +77,39 @@ def _access_line(environ_overrides: dict, status: str = "404 NOT FOUND") -> str:
             records.append(record.getMessage())
 
     logger.access_log.addHandler(Keep())
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/",
-               "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "test"} | environ_overrides
-    response = SimpleNamespace(status=status, sent=10, headers=[])
-    request = SimpleNamespace(headers=[("REFERER", environ.get("HTTP_REFERER", "-"))])
-    logger.access(response, request, environ, datetime.timedelta(milliseconds=3))
+    answer = SimpleNamespace(status=started[0], sent=len(body), headers=[])
+    logger.access(answer, SimpleNamespace(headers=list(headers.items())), environ, datetime.timedelta(milliseconds=3))
     [line] = records
-    return line
+    return int(started[0].split()[0]), line
 
 
-@pytest.mark.parametrize(("raw_uri", "method", "status"), [
-    ("/webhooks/OpsGenie?token=whk_s3cret", "POST", "404 NOT FOUND"),  # no such route
-    ("/webhooks/opsgenie?token=whk_s3cret", "GET", "405 METHOD NOT ALLOWED"),
-    ("/webhooks/opsgenie/?token=whk_s3cret", "POST", "404 NOT FOUND"),  # trailing slash
-    ("/webhooks/opsgenie?tok%65n=whk_s3cret", "POST", "200 OK"),  # werkzeug reads it as `token`
-    ("/webhooks/opsgenie?x=1&TOKEN=whk_s3cret&y=2", "POST", "401 UNAUTHORIZED"),
-    ("/webhooks/opsgenie?%74oken=whk_s3cret", "POST", "401 UNAUTHORIZED"),
-    ("/webhooks/opsgenie?tok%2565n=whk_s3cret", "POST", "401 UNAUTHORIZED"),
-    ("/?access_token=whk_s3cret", "GET", "200 OK"),
-    ("/login?api_key=whk_s3cret&next=/", "GET", "200 OK"),
+@pytest.mark.parametrize(("method", "raw_uri", "status"), [
+    ("POST", "/webhooks/OpsGenie?token=whk_s3cret", 404),  # no such route
+    ("GET", "/webhooks/opsgenie?token=whk_s3cret", 405),
+    ("POST", "/webhooks/opsgenie/?token=whk_s3cret", 404),  # trailing slash
+    ("POST", "/webhooks/opsgenie?tok%65n=whk_s3cret", 401),  # werkzeug reads it as `token`
+    ("POST", "/webhooks/opsgenie?x=1&TOKEN=whk_s3cret&y=2", 401),
+    ("POST", "/webhooks/opsgenie?%74oken=whk_s3cret", 401),
+    ("POST", "/webhooks/opsgenie?tok%2565n=whk_s3cret", 401),
+    ("GET", "/healthz?access_token=whk_s3cret", 200),
+    ("GET", "/login?api_key=whk_s3cret&next=/", 200),
 ])
-def test_every_access_line_redacts_secret_query_parameters(raw_uri, method, status):
-    query = raw_uri.partition("?")[2]
-    line = _access_line({"RAW_URI": raw_uri, "REQUEST_METHOD": method, "QUERY_STRING": query,
-                         "PATH_INFO": raw_uri.partition("?")[0]}, status)
+def test_every_access_line_redacts_secret_query_parameters(app, admin, method, raw_uri, status):
+    code, line = _access_line(app, method, raw_uri)
+    assert code == status
     assert "whk_s3cret" not in line and "[redacted]" in line
-    assert f'"{method} ' in line and status.split()[0] in line
+    assert f'"{method} ' in line and f" {status} " in line
 
 
-def test_the_referer_is_redacted_too():
-    line = _access_line({"HTTP_REFERER": "https://incidents.example.org/webhooks/rollbar?token=whk_s3cret"})
+def test_the_referer_is_redacted_too(app):
+    _, line = _access_line(app, "GET", "/healthz", Referer="https://incidents.example.org/x?token=whk_s3cret")
     assert "whk_s3cret" not in line and "token=[redacted]" in line
 
 
 def test_redaction_keeps_everything_else():
-    assert serving.redact_query("GET /alerts?status=open&page=2 HTTP/1.1") == "GET /alerts?status=open&page=2 HTTP/1.1"
-    assert serving.redact_query("token=&x=1") == "token=&x=1"
-    assert serving.redact_query(None) is None
-    assert serving.redact_query("a=1&secret=x#frag") == "a=1&secret=[redacted]#frag"
+    from incidents.logs import redact_query
+
+    assert redact_query("GET /alerts?status=open&page=2 HTTP/1.1") == "GET /alerts?status=open&page=2 HTTP/1.1"
+    assert redact_query("token=&x=1") == "token=&x=1"
+    assert redact_query(None) is None
+    assert redact_query("a=1&secret=x#frag") == "a=1&secret=[redacted]#frag"

@@ -8,7 +8,7 @@ from flask import current_app, jsonify, request
 from incidents.alert import schemas, services
 from incidents.api import bp
 from incidents.auth.models import Role
-from incidents.auth.permissions import require
+from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 
 
@@ -72,7 +72,9 @@ def get_alert(alert_id: int):
     alert = services.get_alert(db.session, alert_id)
     body = schemas.AlertSchema().dump(alert)
     deliveries = services.list_deliveries(db.session, alert=alert.id, per_page=50).items
-    body["deliveries"] = schemas.DeliverySchema().dump(deliveries, many=True)
+    # As on the alert page: viewers see that deliveries came, responders also their headers and errors.
+    shown = None if actor().can(Role.RESPONDER) else ("id", "received_at", "event", "outcome")
+    body["deliveries"] = schemas.DeliverySchema(only=shown).dump(deliveries, many=True)
     return jsonify(body)
 
 

@@ -59,6 +59,9 @@ def test_deliveries_need_a_responder_as_on_the_web(client, fed, viewer, responde
         response = as_viewer.get(url)
         assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
     assert as_viewer.get("/api/v1/alerts").status_code == 200  # alerts stay readable by viewers
+    alert_id = as_viewer.get("/api/v1/alerts").get_json()["items"][0]["id"]
+    [first, *_] = as_viewer.get(f"/api/v1/alerts/{alert_id}").get_json()["deliveries"]
+    assert set(first) == {"id", "received_at", "event", "outcome"}  # as on the alert page: no headers
 
 
 def test_api_needs_a_token(client, fed):
