@@ -154,6 +154,12 @@ def test_services_refuse_control_characters_whatever_the_caller(session):
     with pytest.raises(Invalid) as err:
         catalog.create_team(session, name="Pay\nments", slug="payments")
     assert set(err.value.fields) == {"name"}
+    from incidents.auth import services as auth
+
+    with pytest.raises(Invalid) as err:  # a user's name goes into the To header of every e-mail to them
+        auth.create_user(session, email="ada@example.com", name="Ada\r\nBcc: x@example.com", role="viewer",
+                         password="a long password")
+    assert set(err.value.fields) == {"name"}
 
 
 def test_alert_titles_with_line_breaks_are_folded_not_refused(client, app):
