@@ -115,3 +115,8 @@ DEBT_WEEKS = 12
 LOG_FORMAT = "text"
 # Bearer token that lets non-loopback clients read GET /metrics (a secret: set INCIDENTS_METRICS_TOKEN). Empty: none.
 METRICS_TOKEN = ""
+
+# --- the blameless coach (POST /api/v1/blameless-check, the section editor) ---
+# The longest text it checks, in characters (longer is a 422), and the most findings one answer lists.
+BLAMELESS_MAX_TEXT = 100_000
+BLAMELESS_MAX_FINDINGS = 100

@@ -14,7 +14,7 @@ from incidents import jsonbody
 from incidents.auth import services as auth_services
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
-from incidents.database import Page
+from incidents.database import Page, writing
 from incidents.errors import DomainError, Invalid, NotFound
 from incidents.extensions import csrf, db
 from incidents.openapi import MAX_INT, PageArgsSchema, build_spec
@@ -28,14 +28,24 @@ def _authenticate():
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        user = auth_services.user_for_token(db.session, token.strip())
-        if user is not None:
-            g.api_user = user
-            if db.session.dirty:  # last_used_at moved: best effort, never fail a request for it
-                try:
-                    db.session.commit()
-                except sa.exc.OperationalError:
-                    db.session.rollback()
+        found = auth_services.find_token(db.session, token.strip())
+        if found is not None:
+            g.api_user = found.user
+            if auth_services.stamp_due(found):
+                _stamp(found.id)
+
+
+def _stamp(token_id: int) -> None:
+    """last_used_at in a short write transaction of its own, never the request's: a read stays a read, and a slow
+    request never holds SQLite's write lock (or the token's row) for it. Best effort: a busy database skips it and a
+    later request stamps."""
+    db.session.commit()  # ends what the request has read so far, so the stamp never waits behind this request
+    try:
+        with writing():
+            auth_services.stamp_token(db.session, token_id)
+            db.session.commit()
+    except sa.exc.OperationalError:
+        db.session.rollback()
 
 
 @bp.after_request

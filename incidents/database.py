@@ -92,6 +92,25 @@ def read_only():
         sqlite_begin_mode.reset(token)
 
 
+@contextlib.contextmanager
+def writing():
+    """Transactions begun inside take SQLite's write lock at BEGIN (IMMEDIATE), even in a read-only request:
+    for a short write on the side, committed at once (a DEFERRED transaction that writes later can fail with
+    SQLITE_BUSY when it upgrades)."""
+    token = sqlite_begin_mode.set("IMMEDIATE")
+    try:
+        yield
+    finally:
+        sqlite_begin_mode.reset(token)
+
+
+def reads_only(view):
+    """Marks a POST view that writes nothing (web.py then begins its transactions DEFERRED, as for GET): a slow
+    read must not hold SQLite's one write lock, which every webhook delivery waits for."""
+    view.reads_only = True
+    return view
+
+
 def tune_engine(engine: sa.Engine, busy_timeout: float) -> None:
     """Apply WAL, busy timeout, foreign keys and explicit BEGIN to SQLite engines."""
     if engine.dialect.name != "sqlite":

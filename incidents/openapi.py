@@ -37,7 +37,8 @@ How a domain adds documented JSON routes (nothing in this file needs editing):
    (the apispec FlaskPlugin convention; every response needs a ``description``). Refer to marshmallow schemas
    by class name (``AlertSchema``; names must be unique across the app, and the class must have been imported,
    which the domain's api.py importing its schemas does) and to the shared error responses by name:
-   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``.
+   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``,
+   ``PayloadTooLarge``.
    Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``. Lists answer
    ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
    ``items = fields.List(fields.Nested(XSchema), required=True)``.
@@ -113,6 +114,7 @@ ERROR_RESPONSES = {
     "NotFound": "No such resource.",
     "Conflict": "The request conflicts with the current state (taken slug, invalid status transition).",
     "ValidationError": "Invalid fields; `error.fields` maps each to its messages.",
+    "PayloadTooLarge": "The body is larger than the MAX_CONTENT_LENGTH setting (1 MiB by default).",
 }
 
 

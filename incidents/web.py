@@ -114,8 +114,11 @@ def register(app: Flask) -> None:
 
     @app.before_request
     def _begin_mode():
-        # Read-only requests never take SQLite's write lock; writes take it up front (see database.py).
-        g._begin_token = sqlite_begin_mode.set("DEFERRED" if request.method in _SAFE_METHODS else "IMMEDIATE")
+        # Read-only requests (GET, and POST views marked @reads_only) never take SQLite's write lock; writes take
+        # it up front (see database.py).
+        reads = request.method in _SAFE_METHODS or getattr(app.view_functions.get(request.endpoint), "reads_only",
+                                                           False)
+        g._begin_token = sqlite_begin_mode.set("DEFERRED" if reads else "IMMEDIATE")
 
     @app.teardown_request
     def _reset_begin_mode(_exc):

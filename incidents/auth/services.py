@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ _hasher = PasswordHasher()  # Argon2id with the library's current recommended pa
 _DUMMY_HASH = _hasher.hash("timing equaliser")
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "inc_"  # noqa: S105 - a public prefix, not a secret
+TOKEN_STAMP_INTERVAL = timedelta(minutes=1)  # how stale an API token's last_used_at may get
 
 
 class LoginThrottled(DomainError):
@@ -100,9 +102,22 @@ def _recent_failures(session: Session, column, value: str, since) -> int:
     ) or 0
 
 
-def authenticate(session: Session, email: str, password: str, address: str, *, window: int,
-                 max_per_account: int, max_per_address: int) -> User | None:
-    """Check a password, refusing with 429 after too many recent failures for the account or address."""
+@dataclass(frozen=True)
+class SignIn:
+    """An attempt recorded as failed until the password proves otherwise, and what checking it needs."""
+
+    attempt_id: int
+    user_id: int | None
+    password_hash: str
+
+
+def begin_sign_in(session: Session, email: str, address: str, *, window: int, max_per_account: int,
+                  max_per_address: int) -> SignIn:
+    """Refuse with 429 after too many recent failures for the account or address; else record the attempt as a
+    failure (so attempts checked in parallel count against the limits too) and read the account's hash.
+    A short write: the caller commits it before check_password runs."""
+    if "\x00" in email:  # PostgreSQL cannot even compare it: a 422, not a 500 from the first query
+        raise Invalid("The e-mail address must not contain NUL characters.", {"email": ["Contains a NUL character."]})
     email = email.strip().lower()
     now = utcnow()
     since = now - timedelta(seconds=window)
@@ -111,17 +126,47 @@ def authenticate(session: Session, email: str, password: str, address: str, *, w
         minutes = max(1, window // 60)
         raise LoginThrottled(f"Too many failed sign-in attempts. Wait {minutes} minutes and try again.")
     user = get_user_by_email(session, email)
-    ok = False
-    try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
-    except (VerificationError, InvalidHashError):
-        ok = False
-    ok = ok and user.active
-    session.add(LoginAttempt(email=email[:254], address=address[:64], succeeded=ok, at=now))
-    if ok and _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    attempt = LoginAttempt(email=email[:254], address=address[:64], succeeded=False, at=now)
+    session.add(attempt)
     session.flush()
-    return user if ok else None
+    usable = user is not None and user.active
+    return SignIn(attempt.id, user.id if usable else None, user.password_hash if usable else _DUMMY_HASH)
+
+
+def check_password(sign_in: SignIn, password: str) -> str | None:
+    """Argon2, 0.3-0.7 s on purpose, so it touches no database: run it with no transaction open (SQLite's write
+    lock held meanwhile stalled every webhook). The hash to keep (a fresh one if the parameters changed) when the
+    password is right, else None."""
+    try:
+        ok = _hasher.verify(sign_in.password_hash, password) and sign_in.user_id is not None
+    except (VerificationError, InvalidHashError):
+        return None
+    if not ok:
+        return None
+    return hash_password(password) if _hasher.check_needs_rehash(sign_in.password_hash) else sign_in.password_hash
+
+
+def finish_sign_in(session: Session, sign_in: SignIn, new_hash: str | None) -> User | None:
+    """The signed-in user when check_password accepted the password (the attempt then counts as a success), else
+    None. A short write; an account changed meanwhile (password, deactivated) refuses the attempt."""
+    if new_hash is None:
+        return None
+    user = session.get(User, sign_in.user_id)
+    if user is None or not user.active or user.password_hash != sign_in.password_hash:
+        return None
+    session.get(LoginAttempt, sign_in.attempt_id).succeeded = True
+    user.password_hash = new_hash
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str, address: str, *, window: int,
+                 max_per_account: int, max_per_address: int) -> User | None:
+    """The three steps of a sign-in in one transaction, for commands and tests; the sign-in page commits between
+    them so that no transaction is open while Argon2 runs."""
+    sign_in = begin_sign_in(session, email, address, window=window, max_per_account=max_per_account,
+                            max_per_address=max_per_address)
+    return finish_sign_in(session, sign_in, check_password(sign_in, password))
 
 
 def _hash_token(token: str) -> str:
@@ -137,17 +182,33 @@ def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken
     return token, plain
 
 
-def user_for_token(session: Session, plain: str) -> User | None:
-    """The active user owning an unrevoked token, or None (lookup by hash: no timing signal on the secret)."""
+def find_token(session: Session, plain: str) -> ApiToken | None:
+    """The unrevoked token of an active user, or None (lookup by hash: no timing signal on the secret)."""
     token = session.scalar(
         sa.select(ApiToken).where(ApiToken.token_hash == _hash_token(plain), ApiToken.revoked_at.is_(None))
     )
     if token is None or not token.user.active:
         return None
+    return token
+
+
+def stamp_due(token: ApiToken) -> bool:
+    """Whether a use of `token` should be recorded: at most once per TOKEN_STAMP_INTERVAL, so API reads rarely write."""
+    return token.last_used_at is None or utcnow() - token.last_used_at >= TOKEN_STAMP_INTERVAL
+
+
+def stamp_token(session: Session, token_id: int) -> bool:
+    """Record a use of the token unless one was recorded within TOKEN_STAMP_INTERVAL: one conditional UPDATE, so
+    requests racing each other stamp once. Meant for a short transaction of its own, never a request's."""
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):
-        token.last_used_at = now  # throttled so API reads rarely write
-    return token.user
+    stamped = session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.id == token_id, sa.or_(ApiToken.last_used_at.is_(None),
+                                               ApiToken.last_used_at <= now - TOKEN_STAMP_INTERVAL))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return stamped.rowcount == 1
 
 
 def revoke_token(session: Session, token_id: int, *, by: User) -> ApiToken:

@@ -39,16 +39,18 @@ def login():
     if request.method == "POST":
         cfg = current_app.config
         try:
-            user = services.authenticate(
-                db.session, request.form.get("email", ""), request.form.get("password", ""),
-                request.remote_addr or "unknown", window=cfg["LOGIN_THROTTLE_WINDOW"],
-                max_per_account=cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
+            sign_in = services.begin_sign_in(
+                db.session, request.form.get("email", ""), request.remote_addr or "unknown",
+                window=cfg["LOGIN_THROTTLE_WINDOW"], max_per_account=cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
                 max_per_address=cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"],
             )
         except services.LoginThrottled as e:
             db.session.rollback()
             errors, status = {"_": [e.message]}, 429
         else:
+            db.session.commit()  # the attempt is recorded; no transaction is open while Argon2 runs
+            new_hash = services.check_password(sign_in, request.form.get("password", ""))
+            user = services.finish_sign_in(db.session, sign_in, new_hash)
             db.session.commit()
             if user is not None:
                 login_user(user, remember=bool(request.form.get("remember")))

@@ -7,6 +7,7 @@ from flask import jsonify, request
 from incidents.api import PageArgsSchema, bp, load_json, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
+from incidents.database import reads_only
 from incidents.errors import error_body
 from incidents.extensions import db
 from incidents.incident import services as incident_services
@@ -240,6 +241,7 @@ def reopen(postmortem_id: int):
 
 
 @bp.post("/blameless-check")
+@reads_only
 @require(Role.VIEWER)
 def blameless_check():
     """Flag hindsight and blame wording in a text, with a learning-oriented rewrite for each (advice only).
@@ -249,6 +251,7 @@ def blameless_check():
       requestBody: {required: true, content: {application/json: {schema: BlamelessCheckSchema}}}
       responses:
         200: {description: Findings (maybe none), content: {application/json: {schema: BlamelessCheckResultSchema}}}
+        413: PayloadTooLarge
         422: ValidationError
     """
     return jsonify(s.blameless_findings())

@@ -1,14 +1,16 @@
 """Built-in templates, the default contributing-factor taxonomy and the default blameless word list.
 
 Written in our own words after the public models (Google SRE workbook, PagerDuty, Atlassian, Etsy).
-They are seeded on first use, per table and only into an empty table, so admins' edits always win."""
+Templates and the taxonomy are seeded on first use, per table and only into an empty table, so admins' edits
+always win. The word list is seeded by migration 0008 (also only into an empty table): the coach answers reads,
+and a read must not write."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from incidents.postmortem.models import BlamelessPhrase, FactorCategory, PostmortemTemplate
+from incidents.postmortem.models import FactorCategory, PostmortemTemplate
 
 
 def _s(key: str, title: str, kind: str, required: bool, guidance: str) -> dict:
@@ -155,8 +157,6 @@ def ensure_defaults(session: Session) -> None:
         (FactorCategory, lambda: [
             FactorCategory(slug=slug, name=name, description=desc, position=i)
             for i, (slug, name, desc) in enumerate(FACTOR_CATEGORIES)]),
-        (BlamelessPhrase, lambda: [
-            BlamelessPhrase(phrase=p, category=c, suggestion=s) for p, c, s in BLAMELESS_PHRASES]),
     ]
     for model, rows in seeds:
         if session.scalar(sa.select(sa.exists().where(model.id.isnot(None)))):
@@ -166,3 +166,16 @@ def ensure_defaults(session: Session) -> None:
                 session.add_all(rows())
         except sa.exc.IntegrityError:
             pass
+
+
+def seed_blameless_phrases(connection: sa.Connection) -> int:
+    """Put the default word list into an empty `blameless_phrase` table (migration 0008, and tests after emptying
+    it); a list someone has edited is left alone. Core SQL on the columns 0008 knows, so later model changes
+    cannot break the migration. Returns the rows added."""
+    table = sa.table("blameless_phrase", sa.column("phrase"), sa.column("category"), sa.column("suggestion"),
+                     sa.column("active"))
+    if connection.scalar(sa.select(sa.func.count()).select_from(table)):
+        return 0
+    rows = [{"phrase": p, "category": c, "suggestion": s, "active": True} for p, c, s in BLAMELESS_PHRASES]
+    connection.execute(table.insert(), rows)
+    return len(rows)

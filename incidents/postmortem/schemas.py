@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask import current_app, has_app_context
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.schemas import ActionItemSchema
@@ -200,8 +201,20 @@ class ReopenSchema(Schema):
     reason = fields.String(load_default="", validate=validate.Length(max=400))
 
 
+def coach_limits() -> tuple[int, int]:
+    """(longest text, most findings) of the blameless coach: the settings BLAMELESS_MAX_TEXT and _MAX_FINDINGS."""
+    cfg = current_app.config if has_app_context() else {}
+    return cfg.get("BLAMELESS_MAX_TEXT", blameless.MAX_TEXT), cfg.get("BLAMELESS_MAX_FINDINGS", blameless.MAX_FINDINGS)
+
+
 class BlamelessCheckSchema(Schema):
-    text = fields.String(required=True, validate=validate.Length(max=100_000))
+    text = fields.String(required=True, metadata={
+        "description": "Characters up to the BLAMELESS_MAX_TEXT setting (100,000 by default); longer is a 422."})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The bound is a setting, so validation and the OpenAPI document's maxLength both read it from the app.
+        self.fields["text"].validators = [validate.Length(max=coach_limits()[0])]
 
 
 class BlamelessFindingSchema(Schema):
@@ -213,7 +226,9 @@ class BlamelessFindingSchema(Schema):
 
 
 class BlamelessCheckResultSchema(Schema):
-    findings = fields.List(fields.Nested(BlamelessFindingSchema))
+    findings = fields.List(fields.Nested(BlamelessFindingSchema), metadata={
+        "description": "In text order; at most BLAMELESS_MAX_FINDINGS (100 by default)."})
+    truncated = fields.Boolean(metadata={"description": "True when the text has more findings than were listed."})
 
 
 def json_body(schema: Schema) -> dict:
@@ -226,4 +241,7 @@ def json_body(schema: Schema) -> dict:
 def blameless_findings() -> dict:
     """The coach's answer to this request's {"text"}: the API route and the page's endpoint share it."""
     text = json_body(BlamelessCheckSchema())["text"]
-    return BlamelessCheckResultSchema().dump({"findings": blameless.check_text(db.session, text)})
+    max_length, max_findings = coach_limits()
+    findings = blameless.check_text(db.session, text, max_length=max_length, max_findings=max_findings + 1)
+    return BlamelessCheckResultSchema().dump({"findings": findings[:max_findings],
+                                              "truncated": len(findings) > max_findings})

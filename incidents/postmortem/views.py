@@ -10,12 +10,13 @@ from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
+from incidents.database import read_only, reads_only
 from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.postmortem import blameless, services
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.schemas import blameless_findings, filter_from_args
+from incidents.postmortem.schemas import blameless_findings, coach_limits, filter_from_args
 
 bp = Blueprint("postmortem", __name__)
 
@@ -152,7 +153,8 @@ def save_section(postmortem_id: int, key: str):
         db.session.rollback()
         return render_section(services.get_postmortem(db.session, postmortem_id), key, form_errors(e),
                                e.status, body)
-    findings = blameless.check_text(db.session, body)
+    with read_only():  # saved and committed: the coach's advice must not hold the write lock meanwhile
+        findings = blameless.check_text(db.session, body[:coach_limits()[0]])
     flash("Saved." + (f" The blameless coach has {len(findings)} suggestion(s) for this text; it is saved "
                       "either way." if findings else ""), "success")
     target = request.form.get("next") if request.form.get("go") == "next" else key
@@ -285,6 +287,7 @@ def reopen(postmortem_id: int):
 
 
 @bp.post("/postmortems/blameless-check")
+@reads_only
 @require(Role.VIEWER)
 def blameless_check():
     """The coach's endpoint for the page (session cookie + CSRF header); the API's twin takes a token."""
