@@ -158,6 +158,7 @@ def test_failed_processing_keeps_the_delivery_answers_202_and_replays(client, ro
     assert response.status_code == 202 and response.get_json()["outcome"] == "failed"
     [delivery] = rows(Delivery)
     assert delivery.outcome == Outcome.FAILED and "RuntimeError: bug in the rules" in delivery.error
+    assert "rollbar-post-server-item-token-0000" not in delivery.body  # redacted on this path too
     assert rows(Alert) == [] and rows(Incident) == []  # the half-done work was rolled back
     # A sender retry of the same delivery does not pile up: it is the same delivery.
     retry = post(client, "rollbar", fixture("rollbar_new_item_production"), rollbar[1])
