@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from incidents.auth.models import ApiToken, LoginAttempt, Role, User
 from incidents.database import utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
+from incidents.singleline import check_single_line
 
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
 _DUMMY_HASH = _hasher.hash("timing equaliser")
@@ -55,6 +56,7 @@ def create_user(session: Session, *, email: str, name: str, role: Role | str, pa
         raise Invalid("A valid e-mail address is required.", {"email": ["Not a valid e-mail address."]})
     if not name.strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
+    check_single_line(name=name.strip())
     try:
         role = Role(role)
     except ValueError:
@@ -73,6 +75,7 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
     if name is not None:
         if not name.strip():
             raise Invalid("A name is required.", {"name": ["Required."]})
+        check_single_line(name=name.strip())
         user.name = name.strip()
     if role is not None:
         user.role = Role(role)
