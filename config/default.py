@@ -44,6 +44,10 @@ MAIL_FROM = "Incidents <incidents@localhost>"
 SLACK_WEBHOOK_URL = ""
 # Seconds to wait for Slack.
 SLACK_TIMEOUT = 10
+# URLs that users store (a team's Slack webhook) must be https and lead to public addresses, checked when saved
+# and when used (incidents/outbound.py). True also allows private, loopback and link-local targets and plain
+# http: on-premise chat servers, tests with local receivers. Settings like SLACK_WEBHOOK_URL are never restricted.
+OUTBOUND_ALLOW_PRIVATE = False
 # Severities announced to the Slack channels, and the default filter of a new e-mail subscription.
 NOTIFY_SEVERITIES = "SEV1,SEV2"
 # Announce every declaration and status change (Slack, e-mail subscribers) through a job after its commit.

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import Schema, fields
 
+from incidents import jsonbody
 from incidents.auth import services as auth_services
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
@@ -61,13 +62,18 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def load_json(schema: Schema) -> dict:
-    """The request body, parsed as a JSON object and loaded by `schema` (400 when not JSON, 422 when invalid)."""
+def load_json(schema: Schema, *, optional: bool = False) -> dict:
+    """The request body, parsed as a JSON object and loaded by `schema` (400 when not JSON, 422 when invalid);
+    `optional`: an empty body loads as {}."""
     raw = request.get_data(cache=True)
+    if optional and not raw.strip():
+        return schema.load({})
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = jsonbody.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise DomainError("The request body must be UTF-8 encoded JSON.") from None
+    except jsonbody.TooDeep as e:
+        raise DomainError(f"The request body is not accepted: {e}") from None
     except ValueError as e:
         detail = f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
         raise DomainError(f"The request body is not valid JSON ({detail}); "

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 from flask import Flask, g, has_request_context, request
 
@@ -91,6 +92,43 @@ def configure(fmt: str, level: int = logging.INFO) -> logging.Handler:
     return handler
 
 
+# A query parameter whose name looks secret: its value never reaches a log line (webhook senders put their token
+# in the query string; a browser's Referer may repeat it).
+_PARAM = re.compile(r"(^|[?&;])([^=&;#\s]*)=([^&;#\s]*)")
+_SECRET_NAME = re.compile(r"token|secret|passw|api[-_]?key|auth|signature", re.I)
+_URL_KEYS = ("RAW_URI", "REQUEST_URI", "QUERY_STRING", "HTTP_REFERER")
+REDACTED = "[redacted]"
+
+
+def redact_query(text: str | None) -> str | None:
+    """`text` (a request line, a URL, a query string) with the values of secret-looking parameters blanked.
+
+    Names are compared percent-decoded, as the app reads them: werkzeug takes `?tok%65n=` for `token`."""
+    if not text or "=" not in text:
+        return text
+
+    def hide(m: re.Match) -> str:
+        name = m.group(2)
+        for _ in range(3):  # "%2565" is "%65" once decoded: decode until stable (a few rounds are enough)
+            decoded = unquote_plus(name)
+            if decoded == name:
+                break
+            name = decoded
+        if not m.group(3) or not _SECRET_NAME.search(name):
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}={REDACTED}"
+
+    return _PARAM.sub(hide, text)
+
+
+def redact_environ(environ: dict) -> None:
+    """gunicorn writes its access line from the WSGI environ, after the response: blank secrets there."""
+    for key in _URL_KEYS:
+        value = environ.get(key)
+        if isinstance(value, str) and "=" in value:
+            environ[key] = redact_query(value)
+
+
 def init_app(app: Flask) -> None:
     """Give each request its id (response header, environ, context) and, with LOG_FORMAT=json, JSON logs."""
     if app.config.get("LOG_FORMAT") == "json":
@@ -111,6 +149,12 @@ def init_app(app: Flask) -> None:
         if user is not None:
             request.environ[ENVIRON_USER] = user
         return response
+
+    @app.teardown_request
+    def _hide_secrets_from_the_access_log(_exc):
+        # Every request, whatever its route or status (404, 405, trailing slash): the app has read its
+        # arguments by now, and gunicorn (configured by `incidents serve` or not) logs from this environ.
+        redact_environ(request.environ)
 
     @app.teardown_request
     def _forget_id(_exc):

@@ -13,6 +13,7 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from incidents import metrics
+from incidents.singleline import one_line
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,20 @@ def message_id_for(key: str, sender: str) -> str:
 def build_message(to: str | list[str], subject: str, text: str, html: str | None = None,
                   headers: Mapping[str, str] | None = None, *, sender: str | None = None,
                   message_id: str | None = None) -> EmailMessage:
-    """A plain-text message, multipart/alternative when `html` is given; From and Message-ID default at send time."""
+    """A plain-text message, multipart/alternative when `html` is given; From and Message-ID default at send time.
+
+    Header values are folded onto one line (`one_line`): they carry stored data (titles, names), and a CR or LF
+    there would make the message impossible to build, so the notification would never go out."""
     msg = EmailMessage()
-    msg["To"] = ", ".join(to) if isinstance(to, list) else to
-    msg["Subject"] = subject
+    msg["To"] = one_line(", ".join(to) if isinstance(to, list) else to)
+    msg["Subject"] = one_line(subject)
     if sender:
-        msg["From"] = sender
+        msg["From"] = one_line(sender)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     if message_id:
-        msg["Message-ID"] = message_id
+        msg["Message-ID"] = one_line(message_id)
     for name, value in (headers or {}).items():
-        msg[name] = value
+        msg[name] = one_line(value)
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")

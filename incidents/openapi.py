@@ -65,13 +65,14 @@ from apispec.yaml_utils import load_operations_from_docstring, load_yaml_from_do
 from flask import Flask
 from marshmallow import Schema, fields, validate
 
+from incidents.bounds import MAX_INT
+
 log = logging.getLogger(__name__)
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 BLUEPRINT = "api"
 _METHODS = ("get", "post", "put", "patch", "delete")
-MAX_INT = 2**31 - 1  # ids and page numbers above this are refused, never passed to the database
 _RULE_ARG = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
                     "uuid": {"type": "string", "format": "uuid"}}

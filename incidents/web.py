@@ -6,6 +6,7 @@ from flask import Flask, g, has_request_context, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from incidents.bounds import IdConverter
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
 from incidents.formatting import format_datetime, format_duration
@@ -70,6 +71,7 @@ def trust_proxies(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
+    app.url_map.converters["int"] = IdConverter  # before any route: ids beyond the columns are a 404
     trust_proxies(app)
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli

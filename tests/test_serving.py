@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from incidents import serving
 
 
@@ -43,3 +45,71 @@ def test_gunicorn_accepts_every_setting_serve_gives_it():
     for name, value in serving.gunicorn_settings("127.0.0.1", 5000, 2, 8).items():
         config.set(name, value)  # an unknown name or a bad value raises here
     assert config.keepalive == 0 and config.worker_connections == config.threads == 8
+
+
+# --- the access log never shows a secret query parameter (issue 11, finding 6) --------------------------------
+
+
+def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
+    """Run a request through the app as gunicorn does (one environ dict), then let gunicorn's own logger, with
+    the format `incidents serve` gives it, write the access line from that environ after the response."""
+    import datetime
+    import logging
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from werkzeug.test import EnvironBuilder
+
+    path, _, query = raw_uri.partition("?")
+    environ = EnvironBuilder(path=path, method=method, query_string=query, headers=headers,
+                             environ_overrides={"RAW_URI": raw_uri, "REQUEST_URI": raw_uri}).get_environ()
+    started: list[str] = []
+    body = b"".join(app(environ, lambda status, _headers, _exc=None: started.append(status)))
+    config = Config()
+    config.set("access_log_format", serving.ACCESS_LOG_FORMAT)
+    config.set("accesslog", "-")
+    logger = Logger(config)
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger.access_log.addHandler(Keep())
+    answer = SimpleNamespace(status=started[0], sent=len(body), headers=[])
+    logger.access(answer, SimpleNamespace(headers=list(headers.items())), environ, datetime.timedelta(milliseconds=3))
+    [line] = records
+    return int(started[0].split()[0]), line
+
+
+@pytest.mark.parametrize(("method", "raw_uri", "status"), [
+    ("POST", "/webhooks/OpsGenie?token=whk_s3cret", 404),  # no such route
+    ("GET", "/webhooks/opsgenie?token=whk_s3cret", 405),
+    ("POST", "/webhooks/opsgenie/?token=whk_s3cret", 404),  # trailing slash
+    ("POST", "/webhooks/opsgenie?tok%65n=whk_s3cret", 401),  # werkzeug reads it as `token`
+    ("POST", "/webhooks/opsgenie?x=1&TOKEN=whk_s3cret&y=2", 401),
+    ("POST", "/webhooks/opsgenie?%74oken=whk_s3cret", 401),
+    ("POST", "/webhooks/opsgenie?tok%2565n=whk_s3cret", 401),
+    ("GET", "/healthz?access_token=whk_s3cret", 200),
+    ("GET", "/login?api_key=whk_s3cret&next=/", 200),
+])
+def test_every_access_line_redacts_secret_query_parameters(app, admin, method, raw_uri, status):
+    code, line = _access_line(app, method, raw_uri)
+    assert code == status
+    assert "whk_s3cret" not in line and "[redacted]" in line
+    assert f'"{method} ' in line and f" {status} " in line
+
+
+def test_the_referer_is_redacted_too(app):
+    _, line = _access_line(app, "GET", "/healthz", Referer="https://incidents.example.org/x?token=whk_s3cret")
+    assert "whk_s3cret" not in line and "token=[redacted]" in line
+
+
+def test_redaction_keeps_everything_else():
+    from incidents.logs import redact_query
+
+    assert redact_query("GET /alerts?status=open&page=2 HTTP/1.1") == "GET /alerts?status=open&page=2 HTTP/1.1"
+    assert redact_query("token=&x=1") == "token=&x=1"
+    assert redact_query(None) is None
+    assert redact_query("a=1&secret=x#frag") == "a=1&secret=[redacted]#frag"

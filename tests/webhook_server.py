@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -86,3 +87,33 @@ class WebhookServer:
         if hold is not None:
             hold.wait(120)
         return Response("ok", 200, content_type="text/plain")
+
+
+class Listener:
+    """A TCP listener on loopback that only counts the connections it accepts and the bytes they send."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.received = b""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.settimeout(1)
+            try:
+                while chunk := conn.recv(4096):
+                    self.received += chunk
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        self.sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.models import ItemStatus, ItemType, Priority
+from incidents.singleline import SingleLine
 
 
 def _values(enum_cls) -> list[str]:
@@ -63,7 +64,7 @@ class ActionItemSchema(Schema):
 
 
 class ActionItemUpdateSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
+    title = SingleLine(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=20_000))
     owner_id = fields.Integer(allow_none=True, strict=True)
     due_date = fields.Date(allow_none=True)
@@ -75,7 +76,7 @@ class ActionItemUpdateSchema(Schema):
 
 
 class ActionItemCreateSchema(ActionItemUpdateSchema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = SingleLine(required=True, validate=validate.Length(min=1, max=200))
 
 
 class ActionItemListSchema(Schema):

@@ -10,12 +10,14 @@ from sqlalchemy.orm import Session
 
 from incidents.action_item.models import ActionItem, ItemStatus, ItemType, Priority
 from incidents.auth.models import User
+from incidents.bounds import as_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident.models import Incident
 from incidents.postmortem import services as pm_services
 from incidents.postmortem.models import Postmortem
+from incidents.singleline import check_single_line
 
 FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status", "wont_do_reason")
 # Once the post-mortem is published, the plan is fixed but the work is still tracked.
@@ -38,12 +40,13 @@ def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | Non
         title = (changes["title"] or "").strip()
         if not title or len(title) > 200:
             raise Invalid("A title of up to 200 characters is required.", {"title": ["Required, at most 200."]})
+        check_single_line(title=title)
         item.title = title
     if "description" in changes:
         item.description = (changes["description"] or "").strip()
     if "owner_id" in changes:
         owner_id = changes["owner_id"]
-        owner = session.get(User, int(owner_id)) if owner_id not in (None, "") and str(owner_id).isdigit() else None
+        owner = session.get(User, as_id(owner_id)) if owner_id not in (None, "") and as_id(owner_id) else None
         if owner_id not in (None, "") and owner is None:
             raise Invalid(f"No user {owner_id}.", {"owner_id": ["Unknown user."]})
         item.owner = owner
@@ -124,7 +127,7 @@ def delete_action_item(session: Session, item: ActionItem) -> None:
 
 
 def get_action_item(session: Session, item_id: int | str) -> ActionItem:
-    item = session.get(ActionItem, int(item_id)) if str(item_id).isdigit() else None
+    item = session.get(ActionItem, as_id(item_id)) if as_id(item_id) else None
     if item is None:
         raise NotFound(f"No action item {item_id}.")
     return item
@@ -147,7 +150,7 @@ def list_action_items(session: Session, f: ActionItemFilter, page: int = 1, per_
     if f.owner:
         owner = f.owner.strip()
         if owner.isdigit():
-            stmt = stmt.where(ActionItem.owner_id == int(owner))
+            stmt = stmt.where(ActionItem.owner_id == (as_id(owner) or 0))  # a number beyond the ids matches none
         else:
             stmt = stmt.join(User, ActionItem.owner_id == User.id).where(User.email == owner.lower())
     if f.team:

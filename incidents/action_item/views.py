@@ -9,6 +9,7 @@ from incidents.action_item import services
 from incidents.action_item.models import ItemStatus
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
+from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.errors import DomainError
 from incidents.extensions import db
@@ -43,7 +44,7 @@ def index():
     status = request.args.getlist("status") or ([] if "status" in request.args else ["open", "in_progress"])
     f = services.ActionItemFilter(status=[s for s in status if s] or None, owner=request.args.get("owner") or None,
                                   team=request.args.get("team") or None)
-    page_no = int(request.args["page"]) if request.args.get("page", "").isdigit() else 1
+    page_no = int_arg("page", 1)
     try:
         page, errors, code = services.list_action_items(db.session, f, max(page_no, 1), 50), {}, 200
     except DomainError as e:

@@ -1,4 +1,5 @@
-"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: viewers and up)."""
+"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: alerts for viewers and up,
+deliveries for responders and up, as on the web pages: they carry the senders' data)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from flask import current_app, jsonify, request
 from incidents.alert import schemas, services
 from incidents.api import bp
 from incidents.auth.models import Role
-from incidents.auth.permissions import require
+from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 
 
@@ -71,12 +72,14 @@ def get_alert(alert_id: int):
     alert = services.get_alert(db.session, alert_id)
     body = schemas.AlertSchema().dump(alert)
     deliveries = services.list_deliveries(db.session, alert=alert.id, per_page=50).items
-    body["deliveries"] = schemas.DeliverySchema().dump(deliveries, many=True)
+    # As on the alert page: viewers see that deliveries came, responders also their headers and errors.
+    shown = None if actor().can(Role.RESPONDER) else ("id", "received_at", "event", "outcome")
+    body["deliveries"] = schemas.DeliverySchema(only=shown).dump(deliveries, many=True)
     return jsonify(body)
 
 
 @bp.get("/deliveries")
-@require(Role.VIEWER)
+@require(Role.RESPONDER)
 def list_deliveries():
     """List received webhook deliveries, newest first.
     ---
@@ -93,6 +96,7 @@ def list_deliveries():
           content:
             application/json:
               schema: DeliveryListSchema
+        403: Forbidden
         422: ValidationError
     """
     args = schemas.DeliveryQuerySchema().load(request.args)
@@ -102,7 +106,7 @@ def list_deliveries():
 
 
 @bp.get("/deliveries/<int:delivery_id>")
-@require(Role.VIEWER)
+@require(Role.RESPONDER)
 def get_delivery(delivery_id: int):
     """One delivery with its stored body (secrets redacted).
     ---
@@ -120,6 +124,7 @@ def get_delivery(delivery_id: int):
           content:
             application/json:
               schema: DeliveryDetailSchema
+        403: Forbidden
         404: NotFound
     """
     return jsonify(schemas.DeliveryDetailSchema().dump(services.get_delivery(db.session, delivery_id)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from incidents.alert.models import AlertStatus, Outcome, Source
+from incidents.bounds import MAX_INT
 
 
 class AlertSchema(Schema):
@@ -65,21 +66,25 @@ class DeliveryListSchema(_PageSchema):
 
 
 class _PageQuerySchema(Schema):
-    page = fields.Int(load_default=1, validate=validate.Range(min=1))
+    page = fields.Int(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
     per_page = fields.Int(load_default=None, validate=validate.Range(min=1))
+
+
+def _id(**kwargs) -> fields.Int:
+    return fields.Int(validate=validate.Range(min=1, max=MAX_INT), **kwargs)
 
 
 class AlertQuerySchema(_PageQuerySchema):
     status = fields.Str(validate=validate.OneOf(["open", *[s.value for s in AlertStatus]]),
                         metadata={"description": "open = open or acknowledged."})
     source = fields.Str(validate=validate.OneOf([s.value for s in Source]))
-    integration = fields.Int()
+    integration = _id()
     severity = fields.Str()
     environment = fields.Str()
     q = fields.Str(metadata={"description": "Words in the title, or an exact fingerprint."})
 
 
 class DeliveryQuerySchema(_PageQuerySchema):
-    integration = fields.Int()
+    integration = _id()
     outcome = fields.Str(validate=validate.OneOf([o.value for o in Outcome]))
-    alert = fields.Int()
+    alert = _id()

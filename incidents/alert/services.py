@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload
 
+from incidents import jsonbody
 from incidents.alert.models import (
     OPEN_ALERT_PREDICATE,
     Alert,
@@ -35,14 +37,16 @@ from incidents.alert.models import (
     Outcome,
     Source,
 )
-from incidents.alert.sources import Kind, ParsedEvent, ParseError, text
+from incidents.alert.sources import SOURCES, Kind, ParsedEvent, ParseError, redact_keys, redact_text, text
 from incidents.alert.sources import parse as parse_payload
 from incidents.auth.models import User
+from incidents.bounds import as_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident import services as incidents
 from incidents.incident.models import EntryKind, Incident, Severity, Status
+from incidents.singleline import check_single_line
 
 # --- rules ------------------------------------------------------------------------------------------
 
@@ -181,8 +185,10 @@ def list_integrations(session: Session) -> list[Integration]:
 
 
 def get_integration(session: Session, key: int | str) -> Integration:
-    row = session.get(Integration, int(key)) if str(key).isdigit() else session.scalar(
-        sa.select(Integration).where(Integration.name == str(key)))
+    if str(key).isdigit():
+        row = session.get(Integration, as_id(key)) if as_id(key) else None
+    else:
+        row = session.scalar(sa.select(Integration).where(Integration.name == str(key)))
     if row is None:
         raise NotFound(f"No integration {key!r}.")
     return row
@@ -199,6 +205,7 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     name = (name or "").strip()
     if not name or len(name) > 120:
         raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+    check_single_line(name=name)
     if session.scalar(sa.select(Integration.id).where(Integration.source == source, Integration.name == name)):
         raise Conflict(f"A {source.label} integration named {name!r} exists.", {"name": ["Already in use."]})
     plain = _check_token(token) if token else TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -218,6 +225,7 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
         name = (changes["name"] or "").strip()
         if not name or len(name) > 120:
             raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+        check_single_line(name=name)
         row.name = name
     if "service" in changes:
         row.service = catalog.get_service(session, changes["service"]) if changes["service"] else None
@@ -534,9 +542,9 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
                        f"{', '.join(o.value for o in REPLAYABLE)} deliveries can be replayed.")
     info = integration_info(delivery.integration)
     try:
-        parsed = parse_payload(info.source, json.loads(delivery.body))
-    except (ValueError, RecursionError) as e:
-        message = str(e) if isinstance(e, ParseError) else "The body is not valid JSON."
+        parsed = parse_payload(info.source, jsonbody.loads(delivery.body))
+    except ValueError as e:
+        message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.REJECTED, message, utcnow()
         session.flush()
         return Result(delivery.id, Outcome.REJECTED, message=message)
@@ -570,15 +578,28 @@ def safe_headers(headers, remote_addr: str | None) -> dict:
     return kept
 
 
-def stored_body(raw: bytes, payload: Any = None, redacted: bool = False) -> str:
-    """The text kept for inspection: the raw body, or the re-serialised payload once secrets were redacted."""
-    if redacted:
-        return json.dumps(payload, ensure_ascii=True)
+def stored_body(raw: bytes, payload: Any = None, redact: Callable[[dict], bool] = redact_keys) -> str:
+    """The text kept for inspection, secrets redacted whatever the outcome (processed, rejected, failed): a JSON
+    payload goes through `redact` (a source's own, for objects) and is re-serialised when that found anything;
+    a body that is not readable JSON keeps its text with the values of secret-looking keys blanked.
+
+    `payload` is redacted in place: parse it first."""
+    if isinstance(payload, dict | list):
+        found = redact(payload) if isinstance(payload, dict) else redact_keys(payload)
+        if found:
+            return json.dumps(payload, ensure_ascii=True)
     try:
         body = raw.decode("utf-8")
     except UnicodeDecodeError:
         body = json.dumps(payload, ensure_ascii=True) if payload is not None else raw.decode("utf-8", "replace")
+    if not isinstance(payload, dict | list):
+        body = redact_text(body)
     return body.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+
+
+def delivery_body(source: str, raw: bytes, payload: Any = None) -> str:
+    """What a webhook delivery of `source` stores, on every path: stored_body with the source's redaction."""
+    return stored_body(raw, payload, SOURCES[source].redact)
 
 
 # --- lists ------------------------------------------------------------------------------------------
@@ -617,7 +638,7 @@ def list_alerts(session: Session, f: AlertFilter, page: int = 1, per_page: int =
 
 
 def get_alert(session: Session, alert_id: int | str) -> Alert:
-    alert = session.get(Alert, int(alert_id)) if str(alert_id).isdigit() else None
+    alert = session.get(Alert, as_id(alert_id)) if as_id(alert_id) else None
     if alert is None:
         raise NotFound(f"No alert {alert_id}.")
     return alert
@@ -639,7 +660,7 @@ def list_deliveries(session: Session, *, integration: int | None = None, outcome
 
 
 def get_delivery(session: Session, delivery_id: int | str) -> Delivery:
-    delivery = session.get(Delivery, int(delivery_id)) if str(delivery_id).isdigit() else None
+    delivery = session.get(Delivery, as_id(delivery_id)) if as_id(delivery_id) else None
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id}.")
     return delivery

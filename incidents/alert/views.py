@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from incidents import metrics
+from incidents import jsonbody, metrics
 from incidents.alert import batching, services
 from incidents.alert.models import AlertStatus, Outcome, Source
 from incidents.alert.sources import SOURCES, ParseError, parse
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
+from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, error_body
@@ -31,15 +31,6 @@ hooks = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(hooks)  # senders authenticate with the integration token, never a session cookie
 
 TOKEN_HEADER = "X-Incidents-Token"  # noqa: S105 - a header name
-_QUERY_TOKEN = re.compile(r"((?:^|[?&])token=)[^&]*")
-
-
-def _hide_query_token(environ: dict) -> None:
-    """gunicorn writes its access log from the WSGI environ after the response: blank the token there."""
-    for key in ("RAW_URI", "REQUEST_URI", "QUERY_STRING"):
-        value = environ.get(key)
-        if isinstance(value, str) and "token=" in value:
-            environ[key] = _QUERY_TOKEN.sub(r"\1[redacted]", value)
 _TRANSIENT_ATTEMPTS = 3
 
 
@@ -62,7 +53,6 @@ def _receive(source: str):
     """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
     session = db.session
     token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
-    _hide_query_token(request.environ)  # request.args is parsed already
     info = services.integration_for_token(session, source, token, current_app.config.get("INTEGRATION_CACHE_TTL", 10.0))
     if info is None:
         return "unauthorized", error_body(
@@ -72,22 +62,22 @@ def _receive(source: str):
     received_at = utcnow()
     headers = services.safe_headers(request.headers, request.remote_addr)
 
+    payload = None
     try:
-        payload = json.loads(raw)
+        payload = jsonbody.loads(raw)
         parsed = parse(source, payload)
-    except (ValueError, RecursionError) as e:  # ParseError and JSONDecodeError are ValueErrors
-        message = str(e) if isinstance(e, ParseError) else "The body is not valid JSON."
+    except ValueError as e:  # ParseError, TooDeep and JSONDecodeError are ValueErrors
+        message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         session.rollback()
         delivery_id = services.store_delivery(
-            session, info.id, source, outcome=Outcome.REJECTED, body=services.stored_body(raw),
+            session, info.id, source, outcome=Outcome.REJECTED, body=services.delivery_body(source, raw, payload),
             headers=headers, received_at=received_at, error=message)
         session.commit()
         answer = {"error": {"code": "rejected", "message": message, "fields": {}}, "delivery": delivery_id,
                   "outcome": Outcome.REJECTED.value}
         return Outcome.REJECTED.value, (jsonify(answer), 400), False
 
-    redacted = SOURCES[source].redact(payload)
-    body = services.stored_body(raw, payload, redacted)
+    body = services.delivery_body(source, raw, payload)
     key = services.dedup_key(parsed, raw)
     writer = batching.batcher(current_app)
     if writer is not None:  # group commit (batching.py); a delivery handed back runs alone below
@@ -153,19 +143,14 @@ def _form_errors(e: DomainError) -> dict[str, list[str]]:
     return e.fields if e.fields else {"_": [e.message]}
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 @bp.get("/alerts")
 @require(Role.VIEWER)
 def alerts():
     args = {k: v for k, v in request.args.items() if k in ("status", "source", "integration", "q") and v}
     args.setdefault("status", "open")
     f = services.AlertFilter(status=None if args["status"] == "all" else args["status"], source=args.get("source"),
-                             integration=_int_arg("integration"), q=args.get("q"))
-    page = services.list_alerts(db.session, f, _int_arg("page") or 1, current_app.config["PER_PAGE"])
+                             integration=int_arg("integration"), q=args.get("q"))
+    page = services.list_alerts(db.session, f, int_arg("page") or 1, current_app.config["PER_PAGE"])
     return render_template("alert/list.html", page=page, args=args, statuses=list(AlertStatus),
                            sources=list(Source), integrations=services.list_integrations(db.session))
 
@@ -212,9 +197,9 @@ def attach(alert_id: int):
 @require(Role.RESPONDER)
 def deliveries():
     """The delivery log (bodies hold the senders' data, so responders and up)."""
-    integration, outcome = _int_arg("integration"), request.args.get("outcome") or None
+    integration, outcome = int_arg("integration"), request.args.get("outcome") or None
     page = services.list_deliveries(db.session, integration=integration, outcome=outcome,
-                                    page=_int_arg("page") or 1, per_page=current_app.config["PER_PAGE"])
+                                    page=int_arg("page") or 1, per_page=current_app.config["PER_PAGE"])
     args = {k: v for k, v in (("integration", integration), ("outcome", outcome)) if v}
     return render_template("alert/deliveries.html", page=page, args=args, outcomes=list(Outcome),
                            integrations=services.list_integrations(db.session))
@@ -285,7 +270,7 @@ def _rules_from_form(text: str):
     if not text.strip():
         return None
     try:
-        return json.loads(text)
+        return jsonbody.loads(text)
     except ValueError:
         raise Invalid("Rules must be valid JSON (a list of rules), or empty for the defaults.",
                       {"rules": ["Not valid JSON."]}) from None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from incidents.auth.models import ApiToken, LoginAttempt, Role, User
 from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
+from incidents.singleline import check_single_line
 
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
 _DUMMY_HASH = _hasher.hash("timing equaliser")
@@ -93,6 +94,7 @@ def create_user(session: Session, *, email: str, name: str, role: Role | str, pa
         raise Invalid("A valid e-mail address is required.", {"email": ["Not a valid e-mail address."]})
     if not name.strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
+    check_single_line(name=name.strip())
     try:
         role = Role(role)
     except ValueError:
@@ -111,6 +113,7 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
     if name is not None:
         if not name.strip():
             raise Invalid("A name is required.", {"name": ["Required."]})
+        check_single_line(name=name.strip())
         user.name = name.strip()
     if role is not None:
         user.role = Role(role)

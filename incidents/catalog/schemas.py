@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate
 
 from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
+from incidents.singleline import SingleLine
 
 
 class SlugOrId(fields.Field):
@@ -31,14 +32,14 @@ class TeamSchema(TeamRefSchema):
 
 
 class TeamCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    slug = fields.String(validate=validate.Length(min=1, max=64),
+    name = SingleLine(required=True, validate=validate.Length(min=1, max=120))
+    slug = SingleLine(validate=validate.Length(min=1, max=64),
                          metadata={"description": "Lowercase letters, digits and dashes; derived from name if absent."})
     description = fields.String(validate=validate.Length(max=10_000))
 
 
 class TeamUpdateSchema(TeamCreateSchema):
-    name = fields.String(validate=validate.Length(min=1, max=120))
+    name = SingleLine(validate=validate.Length(min=1, max=120))
 
 
 class TeamPageSchema(PageSchema):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from incidents.bounds import as_id
 from incidents.catalog.models import Service, Team
 from incidents.errors import Conflict, Invalid, NotFound
+from incidents.outbound import check_user_url
+from incidents.singleline import check_single_line
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -21,7 +23,8 @@ def slugify(text: str) -> str:
 def _check(session: Session, model, *, slug: str, name: str, current_id: int | None = None) -> None:
     if not name.strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
-    if not _SLUG.match(slug):
+    check_single_line(name=name.strip())
+    if not _SLUG.fullmatch(slug):  # match() with $ let "slug\n" through
         raise Invalid("Slug must be lowercase letters, digits and dashes.", {"slug": ["Invalid slug."]})
     clash = session.scalar(sa.select(model.id).where(model.slug == slug))
     if clash is not None and clash != current_id:
@@ -56,7 +59,7 @@ def get_service(session: Session, key: str | int) -> Service:
 
 def _by_key(session: Session, model, key: str | int):
     if isinstance(key, int) or str(key).isdigit():
-        return session.get(model, int(key))
+        return session.get(model, as_id(key)) if as_id(key) else None
     return session.scalar(sa.select(model).where(model.slug == str(key)))
 
 
@@ -83,14 +86,8 @@ def update_team(session: Session, team: Team, **changes) -> Team:
 
 
 def _webhook_url(raw: str | None) -> str | None:
-    """A Slack incoming-webhook URL, or None to clear it."""
-    url = (raw or "").strip()
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 500:
-        raise Invalid("The Slack webhook must be an https:// URL.", {"slack_webhook_url": ["Not a webhook URL."]})
-    return url
+    """A Slack incoming-webhook URL (a user-stored URL: see incidents/outbound.py), or None to clear it."""
+    return check_user_url(raw, "slack_webhook_url")
 
 
 def create_service(session: Session, *, name: str, team_id: int, slug: str | None = None,

@@ -10,6 +10,7 @@ from incidents.catalog.schemas import SlugOrId, TeamRefSchema
 from incidents.incident.models import EntryKind, Severity, Status
 from incidents.markdown import render_markdown
 from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
+from incidents.singleline import SingleLine
 from incidents.urls import public_base_url
 
 _KEY = {"type": ["string", "integer"], "description": "Slug or id; null for none."}
@@ -70,24 +71,24 @@ class IncidentSchema(Schema):
 
 
 class IncidentCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = SingleLine(required=True, validate=validate.Length(min=1, max=200))
     severity = fields.Enum(Severity, by_value=True, required=True)
     summary = fields.String(validate=validate.Length(max=100_000), metadata={"description": "Markdown."})
     service = SlugOrId(allow_none=True, metadata=_KEY)
     team = SlugOrId(allow_none=True, metadata=_KEY | {"description": "Defaults to the service's team."})
-    tags = fields.List(fields.String(validate=validate.Length(max=50)), validate=validate.Length(max=20))
+    tags = fields.List(SingleLine(validate=validate.Length(max=50)), validate=validate.Length(max=20))
     started_at = _utc(metadata={"description": "When impact began; defaults to detected_at."})
     detected_at = _utc(metadata={"description": "Defaults to now."})
     commander_id = _user_id()
 
 
 class IncidentUpdateSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
+    title = SingleLine(validate=validate.Length(min=1, max=200))
     severity = fields.Enum(Severity, by_value=True)
     summary = fields.String(validate=validate.Length(max=100_000))
     service = SlugOrId(allow_none=True, metadata=_KEY)
     team = SlugOrId(allow_none=True, metadata=_KEY)
-    tags = fields.List(fields.String(validate=validate.Length(max=50)), validate=validate.Length(max=20))
+    tags = fields.List(SingleLine(validate=validate.Length(max=50)), validate=validate.Length(max=20))
     started_at = _utc()
     detected_at = _utc()
     commander_id = _user_id()

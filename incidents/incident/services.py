@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from incidents.auth.models import Role, User
+from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Invalid, InvalidTransition, NotFound
@@ -23,15 +24,15 @@ from incidents.incident.models import (
     Status,
     TimelineEntry,
 )
+from incidents.singleline import check_single_line
 
 _REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
 _TAG = re.compile(r"^[\w.:/-]{1,50}$")
-_MAX_ID = 2**31 - 1  # PostgreSQL integer ids: a larger number can match nothing and must not reach the query
 
 
 def _ref_id(text: str) -> int | None:
     match = _REF.match(text.strip())
-    return int(match.group(1)) if match and int(match.group(1)) <= _MAX_ID else None
+    return int(match.group(1)) if match and int(match.group(1)) <= MAX_INT else None
 
 
 def _choice(enum_cls, value, field: str):
@@ -142,6 +143,7 @@ def create_incident(session: Session, *, title: str, severity: Severity | str, s
     """Declare an incident; it starts `triggered`, owned by the service's team unless a team is given."""
     if not title or not title.strip():
         raise Invalid("A title is required.", {"title": ["Required."]})
+    check_single_line(title=title.strip())
     now = utcnow()
     service, team = _resolve_placement(session, service_id, team_id)
     incident = Incident(
@@ -177,6 +179,7 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
     while holding the write lock (bench/README.md, section 3)."""
     if not title or not title.strip():
         raise Invalid("A title is required.", {"title": ["Required."]})
+    check_single_line(title=title.strip())
     title, summary = title.strip()[:200], summary or ""
     for field, value in (("title", title), ("summary", summary)):  # what refuse_nul_characters checks on flush
         if "\x00" in value:
@@ -219,6 +222,7 @@ def update_incident(session: Session, incident: Incident, *, by: User | None = N
     if "title" in changes:
         if not (changes["title"] or "").strip():
             raise Invalid("A title is required.", {"title": ["Required."]})
+        check_single_line(title=changes["title"].strip())
         incident.title = changes["title"].strip()[:200]
     if "summary" in changes:
         incident.summary = changes["summary"] or ""

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.auth.views import form_errors
+from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid
@@ -58,7 +59,7 @@ def index():
     f, keep = _list_args()
     cfg = current_app.config
     per_page = min(max(request.args.get("per_page", cfg["PER_PAGE"], type=int), 1), cfg["MAX_PER_PAGE"])
-    page = services.list_incidents(db.session, f, page=request.args.get("page", 1, type=int), per_page=per_page)
+    page = services.list_incidents(db.session, f, page=int_arg("page", 1), per_page=per_page)
     return render_template(
         "incident/list.html", page=page, f=f, keep=keep, now=utcnow(), statuses=list(Status),
         severities=list(Severity), services=catalog.list_services(db.session), teams=catalog.list_teams(db.session),

@@ -26,6 +26,7 @@ from incidents.incident.models import EntryKind, Incident, Severity, TimelineEnt
 from incidents.mail import MailError, build_message, message_id_for, send_message
 from incidents.notify import slack
 from incidents.notify.models import Channel, DeliveryStatus, NotificationLog, Subscription
+from incidents.outbound import private_allowed
 from incidents.urls import public_base_url
 
 # --- events -----------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class Delivery:
     recipient: str  # what the log records: an e-mail address, or "global" / "team:<id>" for Slack
     target: str = field(repr=False)  # where it goes: the address, or the webhook URL (secret)
     name: str = ""
+    user_url: bool = False  # the target is a URL a user stored (team hook): incidents/outbound.py guards it
 
 
 def configured_severities(config: Mapping) -> list[str]:
@@ -134,7 +136,7 @@ def recipients(session: Session, incident: Incident, event: Event, config: Mappi
         for recipient, url in hooks:
             if url and url not in seen:  # a team pointing at the global channel hears it once
                 seen.add(url)
-                out.append(Delivery(Channel.SLACK, recipient, url))
+                out.append(Delivery(Channel.SLACK, recipient, url, user_url=recipient != "global"))
     if config.get("SMTP_URL"):
         out += [Delivery(Channel.EMAIL, u.email, u.email, u.name) for u in subscribers(session, incident)]
         owner = _overdue_owner(session, event)
@@ -334,7 +336,8 @@ def deliver_once(session: Session, key: str, delivery: Delivery, incident_id: in
 
 def _deliver(delivery: Delivery, rendered: Rendered, event: Event, config: Mapping) -> None:
     if delivery.channel == Channel.SLACK:
-        slack.post_message(delivery.target, rendered.slack, timeout=float(config.get("SLACK_TIMEOUT", 10)))
+        slack.post_message(delivery.target, rendered.slack, timeout=float(config.get("SLACK_TIMEOUT", 10)),
+                           user_url=delivery.user_url, allow_private=private_allowed(config))
         return
     sender = config.get("MAIL_FROM") or "incidents@localhost"
     message = build_message(

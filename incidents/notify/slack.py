@@ -6,7 +6,7 @@ import logging
 
 import requests
 
-from incidents import metrics
+from incidents import metrics, outbound
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,19 @@ def link(url: str, label: str) -> str:
 
 
 def post_message(webhook_url: str, payload: dict, *, timeout: float = 10.0,
-                 session: requests.Session | None = None) -> None:
-    """POST `payload` ({"text": ..., "blocks": [...]}) to an incoming webhook; raise SlackError unless Slack says ok."""
-    http = session or requests
+                 session: requests.Session | None = None, user_url: bool = False,
+                 allow_private: bool = False) -> None:
+    """POST `payload` ({"text": ..., "blocks": [...]}) to an incoming webhook; raise SlackError unless Slack says ok.
+
+    `user_url`: a URL a user stored (a team's hook), sent through incidents/outbound.py (public https targets
+    only, unless `allow_private`); the operator's own SLACK_WEBHOOK_URL is not restricted."""
     try:
-        response = http.post(webhook_url, json=payload, timeout=timeout, allow_redirects=False)
+        if user_url:
+            response = outbound.post(webhook_url, json=payload, timeout=timeout, allow_private=allow_private)
+        else:
+            response = (session or requests).post(webhook_url, json=payload, timeout=timeout, allow_redirects=False)
+    except outbound.RefusedURL as e:  # nothing was sent, so there is no reply to report
+        raise _failed(f"Slack webhook refused: {e}", None, e.temporary) from None
     except requests.RequestException as e:  # str(e) names the URL, so only the class goes out
         raise _failed(f"Slack webhook unreachable: {type(e).__name__}", None, True) from None
     if response.status_code == 200:

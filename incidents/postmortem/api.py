@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from incidents.api import PageArgsSchema, bp, page_window, query_args
+from incidents.api import PageArgsSchema, bp, load_json, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.database import reads_only
@@ -233,7 +233,7 @@ def reopen(postmortem_id: int):
         403: Forbidden
         409: Conflict
     """
-    data = s.ReopenSchema().load(request.get_json(silent=True) or {})
+    data = load_json(s.ReopenSchema(), optional=True)
     pm = services.get_postmortem(db.session, postmortem_id)
     services.reopen_postmortem(db.session, pm, by=actor(), reason=data["reason"])
     db.session.commit()

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, flash, jsonify, redirect, render_template
 
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
+from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import read_only, reads_only
 from incidents.errors import DomainError, Invalid
@@ -36,8 +37,7 @@ def _users() -> list[User]:
 
 
 def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return int_arg("page", 1)
 
 
 # --- list, start, read ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Thin typed client for Shortcut's REST API v3 over one requests.Session; no database.
 
 What it guarantees, so callers need not:
-- a timeout on every request; `Shortcut-Token` auth; JSON in and out;
+- a timeout on every request; `Shortcut-Token` auth; JSON in and out; redirects are never followed (the token
+  would go with them): a 3xx raises `Redirected`;
 - retries with exponential backoff and full jitter on connection errors and 5xx, for idempotent calls only
   (GET, search). A create whose outcome is unknown raises `UnknownOutcome` instead of posting again: the
   caller looks the story up by `external_id` first (`create_story_once` is that protocol);
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -70,6 +72,11 @@ class RateLimited(ShortcutError):
     def __init__(self, message: str, retry_after: float, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class Redirected(ShortcutError):
+    """Shortcut answered with a redirect: never followed, since the token would travel with it to wherever it
+    points (requests strips Authorization on a cross-host redirect, but not Shortcut-Token)."""
 
 
 class Unavailable(ShortcutError):
@@ -305,7 +312,7 @@ class ShortcutClient:
             self.breaker.before_call()
             self.limiter.acquire()
             try:
-                response = self.session.request(method, url, json=json, timeout=self.timeout)
+                response = self.session.request(method, url, json=json, timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 metrics.outbound_call("shortcut", "error")
                 self.breaker.failure(f"{type(exc).__name__}: {exc}")
@@ -346,6 +353,10 @@ class ShortcutClient:
             self.breaker.success()  # any answer below 500 means Shortcut is up
             if status < 300:
                 return _body(response) if response.content else None
+            if status < 400:
+                target = urlsplit(response.headers.get("Location", "")).netloc or "nowhere"
+                raise Redirected(f"{method} {path}: HTTP {status} redirect to {target}, not followed "
+                                 "(check SHORTCUT_API_URL)", status=status)
             raise _error_for(method, path, response)
 
 

@@ -9,7 +9,7 @@ import time
 import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from incidents import metrics
+from incidents import jsonbody, metrics
 from incidents.action_item import services as items
 from incidents.alert.services import describe_error, safe_headers, stored_body
 from incidents.alert.views import hooks
@@ -62,9 +62,9 @@ def _shortcut_webhook():
     received_at = utcnow()
     headers = safe_headers(request.headers, request.remote_addr)
     try:
-        payload = json.loads(raw)
+        payload = jsonbody.loads(raw)
         event = parse_event(payload)
-    except (ValueError, RecursionError) as e:  # MalformedEvent and JSONDecodeError are ValueErrors
+    except ValueError as e:  # MalformedEvent and JSONDecodeError are ValueErrors
         message = "The body is not valid JSON." if isinstance(e, json.JSONDecodeError) else str(e)
         session.rollback()
         delivery = services.store_delivery(session, event_id=None, outcome=DeliveryOutcome.REJECTED,

@@ -49,6 +49,21 @@ def test_list_and_get_deliveries(api, fed):
     assert "rollbar-post-server-item-token-0000" not in first["body"]
 
 
+def test_deliveries_need_a_responder_as_on_the_web(client, fed, viewer, responder):
+    """Bodies and headers carry the senders' data: the web pages need a responder, so does the API."""
+    from tests.factories import ApiClient, make_token
+
+    delivery_id = ApiClient(client, make_token(responder)).get("/api/v1/deliveries").get_json()["items"][0]["id"]
+    as_viewer = ApiClient(client, make_token(viewer))
+    for url in ("/api/v1/deliveries", f"/api/v1/deliveries/{delivery_id}"):
+        response = as_viewer.get(url)
+        assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+    assert as_viewer.get("/api/v1/alerts").status_code == 200  # alerts stay readable by viewers
+    alert_id = as_viewer.get("/api/v1/alerts").get_json()["items"][0]["id"]
+    [first, *_] = as_viewer.get(f"/api/v1/alerts/{alert_id}").get_json()["deliveries"]
+    assert set(first) == {"id", "received_at", "event", "outcome"}  # as on the alert page: no headers
+
+
 def test_api_needs_a_token(client, fed):
     for url in ("/api/v1/alerts", "/api/v1/deliveries", "/api/v1/alerts/1"):
         assert client.get(url).status_code == 401

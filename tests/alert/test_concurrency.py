@@ -76,3 +76,15 @@ def test_query_token_never_reaches_the_access_log(app, live_server, tmp_path):
         time.sleep(0.05)
     assert "/webhooks/rollbar?token=[redacted]" in log
     assert token not in log and "whk_guessed-token-12345" not in log
+    # Every request, not only the matched webhook route: a 404, a 405, a trailing slash, a percent-encoded name.
+    for method, url in (("POST", "/webhooks/OpsGenie?token=whk_s3cret-1"),
+                        ("GET", "/webhooks/rollbar?token=whk_s3cret-2"),
+                        ("POST", "/webhooks/rollbar/?token=whk_s3cret-3"),
+                        ("POST", "/webhooks/rollbar?tok%65n=whk_s3cret-4")):
+        answer = requests.request(method, live_server + url, json={}, timeout=30, allow_redirects=False)
+        assert answer.status_code in (302, 401, 404, 405)  # 302: no user yet, a page leads to the setup form
+    deadline = time.monotonic() + 10
+    while (log := (tmp_path / "access.log").read_text()).lower().count(" /webhooks/") < 6:
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    assert "whk_s3cret" not in log and log.count("[redacted]") >= 6, log

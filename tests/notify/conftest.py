@@ -31,6 +31,7 @@ def notify_config(app, smtp_server, slack_server):
         "SMTP_URL": smtp_server.url, "SMTP_TIMEOUT": 5, "MAIL_FROM": "Incidents <incidents@example.org>",
         "SLACK_WEBHOOK_URL": slack_server.url(GLOBAL_HOOK), "SLACK_TIMEOUT": 5, "NOTIFY_SEVERITIES": "SEV1,SEV2",
         "BASE_URL": "https://incidents.example.org",
+        "OUTBOUND_ALLOW_PRIVATE": True,  # the team hooks post to the local receiver
     }
     saved = {k: app.config.get(k) for k in changes}
     app.config.update(changes)

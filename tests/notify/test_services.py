@@ -150,6 +150,24 @@ def test_opened_notification_reaches_slack_and_subscribers(session, world, smtp_
     assert ">Checkout API<" in html and ">Payments<" in html
 
 
+def test_stored_title_with_line_breaks_still_gets_its_email(session, world, smtp_server, slack_server):
+    """Data stored before titles were checked (or by any other path) must never make an e-mail unbuildable."""
+    from incidents.incident.models import Incident
+
+    incident = sev1(world)
+    session.execute(sa.update(Incident).where(Incident.id == incident.id)
+                    .values(title="Checkout\r\nBcc: attacker@example.com\tdown"))
+    session.commit()
+
+    report = send_incident_notification(incident.id, Event.opened(incident.id).as_dict())
+
+    assert "email:rita@example.com" in report.sent and report.complete
+    mail, = smtp_server.to("rita@example.com")
+    assert mail.message["Subject"] == f"[SEV1] {incident.ref} opened: Checkout Bcc: attacker@example.com down"
+    assert mail.message["Bcc"] is None
+    assert all("attacker@example.com" not in m.rcpt_tos for m in smtp_server.messages)
+
+
 def test_status_change_says_from_and_to(session, world, smtp_server, slack_server):
     incident = sev1(world)
     incidents.resolve_incident(session, incident)

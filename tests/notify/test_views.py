@@ -95,7 +95,7 @@ def test_admin_sets_keeps_and_clears_a_team_webhook_without_ever_showing_it(sess
     assert (team.name, team.slack_webhook_url) == ("Payments & Billing", hook)
 
     response = post_form(admin_client, url, base | {"slack_webhook_url": "javascript:alert(1)"})
-    assert response.status_code == 422 and "Not a webhook URL." in response.get_data(as_text=True)
+    assert response.status_code == 422 and "Not an https:// URL." in response.get_data(as_text=True)
 
     post_form(admin_client, url, base | {"clear_slack_webhook": "1"})
     session.refresh(team)

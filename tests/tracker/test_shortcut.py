@@ -16,6 +16,7 @@ from incidents.tracker.shortcut import (
     NotFound,
     RateLimited,
     RateLimiter,
+    Redirected,
     ShortcutClient,
     Unavailable,
     UnknownOutcome,
@@ -27,6 +28,7 @@ from incidents.tracker.shortcut import (
     workflow_state_types,
 )
 from tests.tracker.fake_shortcut import Fault
+from tests.webhook_server import Listener
 
 
 def card(fake, external_id: str = "incidents:action-item:42", **overrides) -> dict:
@@ -411,3 +413,26 @@ def test_every_attempt_is_counted_by_outcome_for_metrics(fake_shortcut, shortcut
     with pytest.raises(NotFound):
         shortcut.get_story(987654321)
     assert {o: count(o) - before[o] for o in before} == {"ok": 2, "rate_limited": 1, "error": 1, "rejected": 1}
+
+
+# --- redirects: the token never follows one ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("operation", "call"), [
+    ("getStory", lambda c: c.get_story(1)),
+    ("queryStories", lambda c: c.search_stories_by_external_id("incidents:action-item:1")),
+    ("createStory", lambda c: c.create_story({"name": "x", "external_id": "x", "workflow_state_id": 1})),
+])
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_and_the_token_never_reaches_its_target(fake_shortcut, shortcut, operation, call,
+                                                                       status):
+    elsewhere = Listener()
+    try:
+        fake_shortcut.inject(operation, Fault.status_code(status, Location=f"http://127.0.0.1:{elsewhere.port}/steal"))
+        with pytest.raises(Redirected) as err:
+            call(shortcut)
+        assert err.value.status == status and f"127.0.0.1:{elsewhere.port}" in str(err.value)
+    finally:
+        elsewhere.close()
+    assert elsewhere.connections == 0 and fake_shortcut.token.encode() not in elsewhere.received
+    fake_shortcut.requests.clear()  # the injected answers, not our requests, are what the spec would not allow

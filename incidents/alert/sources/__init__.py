@@ -145,6 +145,22 @@ def redact_keys(payload: Any) -> bool:
     return found
 
 
+# A secret-looking key and its value in a body that is not JSON we could read (truncated, too deep, another
+# format): "key": "value" / "key": 123 and key=value. Keys are bounded, so the scan stays linear on any input.
+_TEXT_PAIR = re.compile(r'"((?:[^"\\\n]|\\.){1,200})"(\s*:\s*)("(?:[^"\\]|\\.)*"|[-+.\w]+)'
+                        r'|(?<![\w.-])([\w.-]{1,200})(=)([^&\s"]*)')
+
+
+def redact_text(body: str) -> str:
+    """`body` with the values of secret-looking keys replaced, for bodies redact_keys cannot walk."""
+    def hide(m: re.Match) -> str:
+        key, sep, value = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
+        if not _is_secret_key(key) or value in ("", '""', f'"{REDACTED}"', REDACTED):
+            return m.group(0)
+        return f'"{key}"{sep}"{REDACTED}"' if m.group(1) else f"{key}{sep}{REDACTED}"
+    return _TEXT_PAIR.sub(hide, body)
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     parse: Callable[[dict], ParsedEvent]

@@ -18,6 +18,7 @@ from incidents.alert.sources import (
     text,
     timestamp,
 )
+from incidents.singleline import one_line
 
 SOURCE = "opsgenie"
 
@@ -94,7 +95,8 @@ def parse(payload: dict) -> ParsedEvent:
     created = timestamp(alert.get("createdAt"), 1e-3)  # epoch milliseconds
     updated = timestamp(alert.get("updatedAt"), 1e-9)  # epoch nanoseconds
     tiny = scalar_text(alert.get("tinyId"), 20)
-    title = text(alert.get("message"), 500) or (f"OpsGenie alert #{tiny}" if tiny else f"OpsGenie alert {key[:80]}")
+    title = one_line(text(alert.get("message"), 500)) or (
+        f"OpsGenie alert #{tiny}" if tiny else f"OpsGenie alert {key[:80]}")
     return ParsedEvent(
         SOURCE, action, kind,
         fingerprint=fingerprint(key),

@@ -16,6 +16,7 @@ from incidents.alert.sources import (
     text,
     timestamp,
 )
+from incidents.singleline import one_line
 
 SOURCE = "rollbar"
 
@@ -129,7 +130,7 @@ def parse(payload: dict) -> ParsedEvent:
     return ParsedEvent(
         SOURCE, event, kind,
         fingerprint=item_id,
-        title=text(item.get("title"), 500) or summary[:500] or f"Rollbar item {item_id}",
+        title=one_line(text(item.get("title"), 500) or summary[:500]) or f"Rollbar item {item_id}",
         description=summary,
         severity=level(item.get("level")) or level(occurrence.get("level")),
         environment=text(item.get("environment"), 100) or text(occurrence.get("environment"), 100) or None,

@@ -1,0 +1,53 @@
+"""Integers from outside (URL segments, query strings, form fields) within the range of the id columns.
+
+An id or page number beyond it cannot exist: it is "not found" (path) or a 422 naming the field (query),
+decided here, never an OverflowError from the database driver (a 500)."""
+
+from __future__ import annotations
+
+from flask import request
+from werkzeug.routing import IntegerConverter, ValidationError
+
+from incidents.errors import Invalid
+
+MAX_INT = 2**31 - 1  # integer columns (PostgreSQL `integer`); larger ids and page numbers never reach the database
+
+
+def as_id(value: object) -> int | None:
+    """`value` as a row id when it is one (an int, or digits, within the column range), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value <= MAX_INT else None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_INT else None
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: digits beyond MAX_INT do not match, so the route answers 404."""
+
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's signature
+        kwargs.setdefault("max", MAX_INT)
+        super().__init__(map, *args, **kwargs)
+
+    def to_python(self, value: str) -> int:
+        if len(value) > 10:  # int() refuses (ValueError) beyond ~4300 digits: decide by length first
+            raise ValidationError()
+        return super().to_python(value)
+
+
+def int_arg(name: str, default: int | None = None) -> int | None:
+    """A positive integer from the query string of a web page: absent or not digits gives `default` (the
+    pages are lenient with hand-edited URLs); digits beyond MAX_INT are a 422 naming the parameter."""
+    raw = (request.args.get(name) or "").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        return default
+    number = as_id(raw)
+    if number is None:
+        if not raw.strip("0"):
+            return default
+        raise Invalid(f"{name} is too large.", {name: [f"At most {MAX_INT}."]})
+    return number
