@@ -14,14 +14,23 @@ SQLITE_BUSY_TIMEOUT = 30
 # Default and maximum page sizes of lists (web and API).
 PER_PAGE = 25
 MAX_PER_PAGE = 200
-# Failed logins allowed per account and per address within LOGIN_THROTTLE_WINDOW seconds.
-LOGIN_MAX_FAILURES_PER_ACCOUNT = 5
+# Failed sign-ins allowed within LOGIN_THROTTLE_WINDOW seconds. Per account from one client address (counted
+# since that address last signed in to it): from then on every further try waits LOGIN_THROTTLE_DELAY seconds,
+# doubling after each failure (at most the window), while the same account still signs in from elsewhere. Per
+# account from all addresses: far higher, against guessing spread over many addresses (reaching it refuses the
+# account everywhere until failures age out of the window). Per client address, whatever the accounts.
+LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS = 5
+LOGIN_MAX_FAILURES_PER_ACCOUNT = 50
 LOGIN_MAX_FAILURES_PER_ADDRESS = 20
 LOGIN_THROTTLE_WINDOW = 900
+LOGIN_THROTTLE_DELAY = 30
 # Largest request body accepted, in bytes (webhooks answer 413 above it).
 MAX_CONTENT_LENGTH = 1024 * 1024
-# Session lifetime in seconds (remember-me and permanent sessions).
+# Session lifetime in seconds: how long "keep me signed in" (the remember cookie) lasts.
 PERMANENT_SESSION_LIFETIME = 14 * 24 * 3600
+# Hosts (JSON list, like ["grafana.example.com"]) that images in Markdown may load from over https, besides this
+# site; other images are dropped (no tracking pixels), and the Content-Security-Policy allows only these.
+MARKDOWN_IMAGE_HOSTS = []
 
 # --- outbound e-mail and Slack (incidents/mail.py, incidents/notify/) ---
 # SMTP server as a URL: smtp://user:pass@host:port, smtps://... for implicit TLS, smtp://...?starttls=true

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -97,7 +98,10 @@ def _finish_config(app: Flask) -> None:
         cfg["SECRET_KEY"] = key_file.read_text().strip()
 
     secure = str(cfg.get("BASE_URL", "")).startswith("https://")
+    lifetime = cfg["PERMANENT_SESSION_LIFETIME"]
     cfg.update(
+        # "Keep me signed in" lasts the session lifetime (Flask-Login's own default is a year).
+        REMEMBER_COOKIE_DURATION=lifetime if isinstance(lifetime, timedelta) else timedelta(seconds=int(lifetime)),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import math
 import os
 import sqlite3
@@ -90,6 +91,19 @@ def read_only():
         yield
     finally:
         sqlite_begin_mode.reset(token)
+
+
+def serialize(session: Session, *names: str) -> None:
+    """Hold a lock on each name until this transaction ends, so check-then-write steps on it run one at a time.
+
+    PostgreSQL: transaction-level advisory locks, taken in the order given (callers keep one order, so no
+    deadlock). SQLite: nothing to take, the write transaction (BEGIN IMMEDIATE, as every request that may
+    write begins it) already runs alone."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for name in names:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 @contextlib.contextmanager

@@ -10,15 +10,20 @@ from incidents.bounds import IdConverter
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
 from incidents.formatting import format_datetime, format_duration
-from incidents.markdown import render_markdown
+from incidents.markdown import image_hosts, render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics"}
 
 CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data:{image_hosts}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def content_security_policy(image_hosts) -> str:
+    """The CSP header: images only from this site, data: URIs and the hosts Markdown may show images from."""
+    return CSP.format(image_hosts="".join(f" https://{host}" for host in image_hosts))
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
@@ -73,8 +78,7 @@ def register(app: Flask) -> None:
     from incidents.alert.views import bp as alert_bp
     from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
-    from incidents.auth.models import User
-    from incidents.auth.services import count_users
+    from incidents.auth.services import count_users, user_for_session
     from incidents.auth.views import bp as auth_bp
     from incidents.auth.views import users_cli
     from incidents.backup import backup_command, restore_command
@@ -94,7 +98,7 @@ def register(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load_user(user_id: str):
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
                postmortem_bp, action_item_bp, report_bp, tracker_bp):
@@ -139,9 +143,11 @@ def register(app: Flask) -> None:
             return None
         return redirect(url_for("auth.setup"))
 
+    csp = content_security_policy(image_hosts(app.config))
+
     @app.after_request
     def _security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -121,7 +121,7 @@ def post_form(client, url: str, data: dict | None = None, **kwargs):
 def login(client, user) -> None:
     """Sign `user` in without the password form (that form has its own tests)."""
     with client.session_transaction() as s:
-        s["_user_id"] = str(user.id)
+        s["_user_id"] = user.get_id()
         s["_fresh"] = True
 
 

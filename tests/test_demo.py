@@ -47,8 +47,7 @@ def test_demo_timelines_are_real_and_chronological(session):
 def test_demo_users_can_sign_in_with_the_shared_password(session):
     load_demo(session)
     session.commit()
-    user = auth.authenticate(session, "priya@demo.example.com", DEMO_PASSWORD, "127.0.0.1", window=900,
-                             max_per_account=5, max_per_address=20)
+    user = auth.authenticate(session, "priya@demo.example.com", DEMO_PASSWORD, "127.0.0.1", auth.LoginLimits())
     assert user is not None and user.role == Role.RESPONDER
 
 

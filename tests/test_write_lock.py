@@ -197,8 +197,7 @@ def test_sign_in_with_a_nul_character_is_a_422_on_every_database(client, admin):
 
 def test_sign_in_refuses_an_account_changed_while_verifying(session):
     user = make_user(email="changing@example.com")
-    limits = {"window": 900, "max_per_account": 5, "max_per_address": 20}
-    sign_in = auth.begin_sign_in(session, user.email, "127.0.0.1", **limits)
+    sign_in = auth.begin_sign_in(session, user.email, "127.0.0.1", auth.LoginLimits())
     session.commit()
     new_hash = auth.check_password(sign_in, PASSWORD)
     assert new_hash is not None

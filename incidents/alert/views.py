@@ -22,6 +22,7 @@ from incidents.errors import DomainError, Invalid, error_body
 from incidents.extensions import csrf, db
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
+from incidents.responses import no_store
 from incidents.urls import public_base_url
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def create_integration():
         db.session.rollback()
         return _integrations_page(_form_errors(e), form, status=e.status)
     db.session.commit()
-    return _integrations_page(created=_shown_once(row, token), status=201)
+    return no_store(_integrations_page(created=_shown_once(row, token), status=201))
 
 
 def _rules_from_form(text: str):
@@ -313,4 +314,4 @@ def rotate_token(integration_id: int):
     row = services.get_integration(db.session, integration_id)
     token = services.rotate_token(db.session, row)
     db.session.commit()
-    return _integration_page(row, created=_shown_once(row, token))
+    return no_store(_integration_page(row, created=_shown_once(row, token)))

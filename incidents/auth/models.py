@@ -32,12 +32,18 @@ class User(UserMixin, Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # In every session and remember cookie (get_id); bumping it signs the user out of every browser at once.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", order_by="ApiToken.id")
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's cookie id, "<id>:<session version>": the user loader refuses an outdated version."""
+        return f"{self.id}:{self.session_version}"
 
     def can(self, role: Role) -> bool:
         """True when this user's role is `role` or above it."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -13,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from incidents.auth.models import ApiToken, LoginAttempt, Role, User
-from incidents.database import utcnow
+from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
 from incidents.singleline import check_single_line
 
@@ -27,6 +28,35 @@ TOKEN_STAMP_INTERVAL = timedelta(minutes=1)  # how stale an API token's last_use
 class LoginThrottled(DomainError):
     status = 429
     code = "too_many_attempts"
+
+    def __init__(self, retry_after: int):
+        wait = f"{retry_after} seconds" if retry_after < 120 else f"{math.ceil(retry_after / 60)} minutes"
+        super().__init__(f"Too many failed sign-in attempts. Wait {wait} and try again.")
+        self.retry_after = retry_after
+
+
+class AlreadySetUp(Conflict):
+    code = "already_set_up"
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed sign-ins allowed within `window` seconds: per account from one address (then a wait of `delay`
+    seconds that doubles with every further failure), per account from everywhere, per address."""
+
+    window: int = 900
+    per_account_address: int = 5
+    per_account: int = 50
+    per_address: int = 20
+    delay: int = 30
+
+    @classmethod
+    def from_config(cls, cfg) -> LoginLimits:
+        return cls(window=int(cfg["LOGIN_THROTTLE_WINDOW"]),
+                   per_account_address=int(cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS"]),
+                   per_account=int(cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
+                   per_address=int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
+                   delay=int(cfg["LOGIN_THROTTLE_DELAY"]))
 
 
 def hash_password(password: str) -> str:
@@ -47,6 +77,14 @@ def count_users(session: Session) -> int:
 
 def get_user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+
+
+def create_first_admin(session: Session, *, email: str, name: str, password: str) -> User:
+    """The first-run setup's admin: two setups racing make one admin, the later one gets AlreadySetUp."""
+    serialize(session, "auth:first-run-setup")
+    if count_users(session):
+        raise AlreadySetUp("The first admin exists already; sign in.")
+    return create_user(session, email=email, name=name, role=Role.ADMIN, password=password)
 
 
 def create_user(session: Session, *, email: str, name: str, role: Role | str, password: str) -> User:
@@ -79,6 +117,8 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
         user.name = name.strip()
     if role is not None:
         user.role = Role(role)
+    # A new password or a deactivation ends every session; reactivating later brings none of them back.
+    revoke = bool(password) or (active is False and user.active)
     if active is not None:
         user.active = active
     if password:
@@ -90,16 +130,66 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
         )
         if not admins:
             raise Conflict("This is the last active admin; make another admin first.")
+    if revoke:
+        revoke_sessions(session, user)
     session.flush()
     return user
 
 
-def _recent_failures(session: Session, column, value: str, since) -> int:
+def revoke_sessions(session: Session, user: User) -> None:
+    """Sign `user` out of every browser: each session and remember cookie carries the old session version."""
+    user.session_version = User.session_version + 1  # in SQL: two revocations at once both count
+    session.flush()
+
+
+def user_for_session(session: Session, cookie_id: str) -> User | None:
+    """The active user a session or remember cookie names ("<id>:<version>"), unless the version is outdated."""
+    user_id, _, version = cookie_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None  # includes cookies signed before session versions existed
+    user = session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
+
+
+def _nth_newest_failure(session: Session, since: datetime, n: int, *where) -> datetime | None:
+    """When the n-th most recent failure matching `where` since `since` happened; None if there are fewer."""
     return session.scalar(
-        sa.select(sa.func.count(LoginAttempt.id)).where(
-            column == value, LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since
-        )
-    ) or 0
+        sa.select(LoginAttempt.at).where(*where, LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since)
+        .order_by(LoginAttempt.at.desc()).offset(max(n, 1) - 1).limit(1)
+    )
+
+
+def check_login_throttle(session: Session, email: str, address: str, limits: LoginLimits, now: datetime) -> None:
+    """Refuse with LoginThrottled (429, with the seconds to wait) when this sign-in is over a limit.
+
+    Per account and address, failures since that pair's last success count: from `per_account_address` on, each
+    failure is followed by a wait that doubles. The far higher per-account limit stops a spread-out guesser
+    without letting one address lock anyone out; the per-address limit stops one address trying many accounts.
+    Serialised per account and per address until the attempt is recorded, so concurrent tries all count."""
+    serialize(session, f"auth:login-account:{email}", f"auth:login-address:{address}")
+    since = now - timedelta(seconds=limits.window)
+    retry_at: list[datetime] = []
+    last_success = session.scalar(sa.select(sa.func.max(LoginAttempt.at)).where(
+        LoginAttempt.email == email, LoginAttempt.address == address, LoginAttempt.succeeded.is_(True)))
+    pair_since = max(since, last_success) if last_success else since
+    count, last = session.execute(
+        sa.select(sa.func.count(LoginAttempt.id), sa.func.max(LoginAttempt.at)).where(
+            LoginAttempt.email == email, LoginAttempt.address == address, LoginAttempt.succeeded.is_(False),
+            LoginAttempt.at > pair_since)
+    ).one()
+    if count >= limits.per_account_address:
+        doublings = min(count - limits.per_account_address, 20)
+        retry_at.append(last + timedelta(seconds=min(limits.delay * 2 ** doublings, limits.window)))
+    for limit, column, value in ((limits.per_account, LoginAttempt.email, email),
+                                 (limits.per_address, LoginAttempt.address, address)):
+        nth = _nth_newest_failure(session, since, limit, column == value)
+        if nth is not None:
+            retry_at.append(nth + timedelta(seconds=limits.window))
+    wait = max(retry_at, default=now) - now
+    if wait > timedelta(0):
+        raise LoginThrottled(math.ceil(wait.total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -111,22 +201,18 @@ class SignIn:
     password_hash: str
 
 
-def begin_sign_in(session: Session, email: str, address: str, *, window: int, max_per_account: int,
-                  max_per_address: int) -> SignIn:
-    """Refuse with 429 after too many recent failures for the account or address; else record the attempt as a
-    failure (so attempts checked in parallel count against the limits too) and read the account's hash.
+def begin_sign_in(session: Session, email: str, address: str, limits: LoginLimits) -> SignIn:
+    """Refuse with 429 while this account or address is throttled (check_login_throttle); else record the attempt
+    as a failure (so attempts checked in parallel count against the limits too) and read the account's hash.
     A short write: the caller commits it before check_password runs."""
     if "\x00" in email:  # PostgreSQL cannot even compare it: a 422, not a 500 from the first query
         raise Invalid("The e-mail address must not contain NUL characters.", {"email": ["Contains a NUL character."]})
-    email = email.strip().lower()
+    email = email.strip().lower()[:254]
+    address = address[:64]
     now = utcnow()
-    since = now - timedelta(seconds=window)
-    if (_recent_failures(session, LoginAttempt.email, email, since) >= max_per_account
-            or _recent_failures(session, LoginAttempt.address, address, since) >= max_per_address):
-        minutes = max(1, window // 60)
-        raise LoginThrottled(f"Too many failed sign-in attempts. Wait {minutes} minutes and try again.")
+    check_login_throttle(session, email, address, limits, now)
     user = get_user_by_email(session, email)
-    attempt = LoginAttempt(email=email[:254], address=address[:64], succeeded=False, at=now)
+    attempt = LoginAttempt(email=email, address=address, succeeded=False, at=now)
     session.add(attempt)
     session.flush()
     usable = user is not None and user.active
@@ -160,12 +246,10 @@ def finish_sign_in(session: Session, sign_in: SignIn, new_hash: str | None) -> U
     return user
 
 
-def authenticate(session: Session, email: str, password: str, address: str, *, window: int,
-                 max_per_account: int, max_per_address: int) -> User | None:
+def authenticate(session: Session, email: str, password: str, address: str, limits: LoginLimits) -> User | None:
     """The three steps of a sign-in in one transaction, for commands and tests; the sign-in page commits between
     them so that no transaction is open while Argon2 runs."""
-    sign_in = begin_sign_in(session, email, address, window=window, max_per_account=max_per_account,
-                            max_per_address=max_per_address)
+    sign_in = begin_sign_in(session, email, address, limits)
     return finish_sign_in(session, sign_in, check_password(sign_in, password))
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import click
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask_login import login_user, logout_user
 
@@ -15,6 +13,7 @@ from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.responses import no_store, safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -24,45 +23,68 @@ def form_errors(e: DomainError) -> dict[str, list[str]]:
     return e.fields if e.fields else {"_": [e.message]}
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("incident.index")
+def _next_page() -> str:
+    return safe_next(request.args.get("next"), url_for("incident.index"))
+
+
+def _start_session(user: User, *, remember: bool = False) -> None:
+    """A signed-in session that keeps nothing of the one before it (no fixation: a planted cookie's contents,
+    its CSRF token included, are gone), carrying the user's session version."""
+    had_remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+    session.clear()
+    login_user(user, remember=remember)
+    if not remember and had_remember_cookie:
+        session["_remember"] = "clear"  # Flask-Login deletes an earlier sign-in's remember cookie
+
+
+def _end_session() -> None:
+    session.clear()
+    logout_user()  # after clear(): it leaves the order to delete the remember cookie in the session
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if actor() is not None:
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(_next_page())
     errors: dict = {}
     status = 200
+    headers = {}
     if request.method == "POST":
-        cfg = current_app.config
         try:
             sign_in = services.begin_sign_in(
                 db.session, request.form.get("email", ""), request.remote_addr or "unknown",
-                window=cfg["LOGIN_THROTTLE_WINDOW"], max_per_account=cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
-                max_per_address=cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"],
+                services.LoginLimits.from_config(current_app.config),
             )
         except services.LoginThrottled as e:
             db.session.rollback()
-            errors, status = {"_": [e.message]}, 429
+            errors, status, headers = {"_": [e.message]}, 429, {"Retry-After": str(e.retry_after)}
         else:
             db.session.commit()  # the attempt is recorded; no transaction is open while Argon2 runs
             new_hash = services.check_password(sign_in, request.form.get("password", ""))
             user = services.finish_sign_in(db.session, sign_in, new_hash)
             db.session.commit()
             if user is not None:
-                login_user(user, remember=bool(request.form.get("remember")))
-                return redirect(_safe_next(request.args.get("next")))
+                _start_session(user, remember=bool(request.form.get("remember")))
+                return redirect(_next_page())
             errors, status = {"_": ["Wrong e-mail or password."]}, 401
-    return render_template("auth/login.html", errors=errors, email=request.form.get("email", "")), status
+    return render_template("auth/login.html", errors=errors, email=request.form.get("email", "")), status, headers
 
 
 @bp.post("/logout")
 def logout():
-    logout_user()
+    _end_session()
     flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/logout/everywhere")
+@require(Role.VIEWER)
+def logout_everywhere():
+    """Ends every session and remember cookie of this user, in every browser (a lost laptop, a shared PC)."""
+    services.revoke_sessions(db.session, actor())
+    db.session.commit()
+    _end_session()
+    flash("You are signed out everywhere: every browser has to sign in again.", "info")
     return redirect(url_for("auth.login"))
 
 
@@ -78,14 +100,17 @@ def setup():
             errors = {"password2": ["The two passwords differ."]}
         else:
             try:
-                user = services.create_user(db.session, email=form.get("email", ""), name=form.get("name", ""),
-                                            role=Role.ADMIN, password=form.get("password", ""))
+                user = services.create_first_admin(db.session, email=form.get("email", ""),
+                                                   name=form.get("name", ""), password=form.get("password", ""))
                 db.session.commit()
+            except services.AlreadySetUp:
+                db.session.rollback()
+                return redirect(url_for("auth.login"))
             except DomainError as e:
                 db.session.rollback()
                 errors = form_errors(e)
             else:
-                login_user(user)
+                _start_session(user)
                 flash("Welcome! You are the first admin. Add teams and services next.", "success")
                 return redirect(url_for("catalog.teams"))
     return render_template("auth/setup.html", errors=errors, form=request.form), (422 if errors else 200)
@@ -124,21 +149,44 @@ def update_user(user_id: int):
     if user is None:
         return render_template("error.html", status=404, message="No such user."), 404
     form = request.form
+    version = user.session_version
     try:
         services.update_user(db.session, user, name=form.get("name"), role=form.get("role") or None,
                              active=form.get("active") == "on", password=form.get("password") or None)
         db.session.commit()
-        flash(f"Saved {user.email}.", "success")
+        _keep_own_session(user)
+        flash(f"Saved {user.email}." + (" Every session of the user has ended."
+                                        if user.session_version != version else ""), "success")
     except DomainError as e:
         db.session.rollback()
         flash(e.message, "error")
     return redirect(url_for("auth.users"))
 
 
+@bp.post("/admin/users/<int:user_id>/sign-out")
+@require(Role.ADMIN)
+def revoke_user_sessions(user_id: int):
+    user = db.session.get(User, user_id)
+    if user is None:
+        return render_template("error.html", status=404, message="No such user."), 404
+    services.revoke_sessions(db.session, user)
+    db.session.commit()
+    _keep_own_session(user)
+    flash(f"Signed {user.email} out everywhere.", "success")
+    return redirect(url_for("auth.users"))
+
+
+def _keep_own_session(user: User) -> None:
+    """An admin who ended their own sessions (a new password, say) stays signed in in this browser (call it
+    before flashing: the new session starts empty)."""
+    if user.id == actor().id and user.active and session.get("_user_id") != user.get_id():
+        _start_session(user)
+
+
 @bp.get("/account/tokens")
 @require(Role.VIEWER)
 def tokens():
-    return render_template("auth/tokens.html", tokens=actor().tokens, new_token=None)
+    return no_store(render_template("auth/tokens.html", tokens=actor().tokens, new_token=None))
 
 
 @bp.post("/account/tokens")
@@ -146,7 +194,7 @@ def tokens():
 def create_token():
     _, plain = services.create_token(db.session, actor(), request.form.get("name", ""))
     db.session.commit()
-    return render_template("auth/tokens.html", tokens=actor().tokens, new_token=plain)
+    return no_store(render_template("auth/tokens.html", tokens=actor().tokens, new_token=plain))
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
@@ -155,7 +203,7 @@ def revoke_token(token_id: int):
     services.revoke_token(db.session, token_id, by=actor())
     db.session.commit()
     flash("Token revoked: it no longer works.", "success")
-    return redirect(request.form.get("back") or url_for("auth.tokens"))
+    return redirect(safe_next(request.form.get("back"), url_for("auth.tokens")))
 
 
 # --- command line --------------------------------------------------------------------------------

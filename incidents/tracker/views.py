@@ -20,6 +20,7 @@ from incidents.database import utcnow
 from incidents.errors import DomainError, error_body
 from incidents.extensions import db
 from incidents.postmortem import services as pm_services
+from incidents.responses import safe_next
 from incidents.tracker import services
 from incidents.tracker.jobs import queue_export, queue_postmortem_export
 from incidents.tracker.models import DeliveryOutcome, ShortcutDelivery
@@ -107,10 +108,8 @@ def _shortcut_webhook():
 
 
 def _back(pm_id: int):
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return redirect(target)
-    return redirect(url_for("postmortem.view", postmortem_id=pm_id) + "#action-items")
+    fallback = url_for("postmortem.view", postmortem_id=pm_id) + "#action-items"
+    return redirect(safe_next(request.form.get("next"), fallback))
 
 
 @bp.post("/action-items/<int:item_id>/export")
