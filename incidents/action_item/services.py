@@ -43,7 +43,7 @@ def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | Non
         item.description = (changes["description"] or "").strip()
     if "owner_id" in changes:
         owner_id = changes["owner_id"]
-        owner = session.get(User, int(owner_id)) if owner_id not in (None, "") and str(owner_id).isdigit() else None
+        owner = session.get(User, int(owner_id)) if owner_id not in (None, "") and str(owner_id).isdecimal() else None
         if owner_id not in (None, "") and owner is None:
             raise Invalid(f"No user {owner_id}.", {"owner_id": ["Unknown user."]})
         item.owner = owner
@@ -124,7 +124,7 @@ def delete_action_item(session: Session, item: ActionItem) -> None:
 
 
 def get_action_item(session: Session, item_id: int | str) -> ActionItem:
-    item = session.get(ActionItem, int(item_id)) if str(item_id).isdigit() else None
+    item = session.get(ActionItem, int(item_id)) if str(item_id).isdecimal() else None
     if item is None:
         raise NotFound(f"No action item {item_id}.")
     return item
@@ -146,7 +146,7 @@ def list_action_items(session: Session, f: ActionItemFilter, page: int = 1, per_
         stmt = stmt.where(ActionItem.status.in_([_enum(ItemStatus, s, "status") for s in f.status]))
     if f.owner:
         owner = f.owner.strip()
-        if owner.isdigit():
+        if owner.isdecimal():
             stmt = stmt.where(ActionItem.owner_id == int(owner))
         else:
             stmt = stmt.join(User, ActionItem.owner_id == User.id).where(User.email == owner.lower())

@@ -5,6 +5,9 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from incidents.alert.models import AlertStatus, Outcome, Source
+from incidents.openapi import MAX_INT
+
+_ID = validate.Range(min=1, max=MAX_INT)
 
 
 class AlertSchema(Schema):
@@ -65,21 +68,21 @@ class DeliveryListSchema(_PageSchema):
 
 
 class _PageQuerySchema(Schema):
-    page = fields.Int(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Int(load_default=None, validate=validate.Range(min=1))
+    page = fields.Int(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
+    per_page = fields.Int(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class AlertQuerySchema(_PageQuerySchema):
     status = fields.Str(validate=validate.OneOf(["open", *[s.value for s in AlertStatus]]),
                         metadata={"description": "open = open or acknowledged."})
     source = fields.Str(validate=validate.OneOf([s.value for s in Source]))
-    integration = fields.Int()
+    integration = fields.Int(validate=_ID)
     severity = fields.Str()
     environment = fields.Str()
     q = fields.Str(metadata={"description": "Words in the title, or an exact fingerprint."})
 
 
 class DeliveryQuerySchema(_PageQuerySchema):
-    integration = fields.Int()
+    integration = fields.Int(validate=_ID)
     outcome = fields.Str(validate=validate.OneOf([o.value for o in Outcome]))
-    alert = fields.Int()
+    alert = fields.Int(validate=_ID)

@@ -181,7 +181,7 @@ def list_integrations(session: Session) -> list[Integration]:
 
 
 def get_integration(session: Session, key: int | str) -> Integration:
-    row = session.get(Integration, int(key)) if str(key).isdigit() else session.scalar(
+    row = session.get(Integration, int(key)) if str(key).isdecimal() else session.scalar(
         sa.select(Integration).where(Integration.name == str(key)))
     if row is None:
         raise NotFound(f"No integration {key!r}.")
@@ -614,7 +614,7 @@ def list_alerts(session: Session, f: AlertFilter, page: int = 1, per_page: int =
 
 
 def get_alert(session: Session, alert_id: int | str) -> Alert:
-    alert = session.get(Alert, int(alert_id)) if str(alert_id).isdigit() else None
+    alert = session.get(Alert, int(alert_id)) if str(alert_id).isdecimal() else None
     if alert is None:
         raise NotFound(f"No alert {alert_id}.")
     return alert
@@ -636,7 +636,7 @@ def list_deliveries(session: Session, *, integration: int | None = None, outcome
 
 
 def get_delivery(session: Session, delivery_id: int | str) -> Delivery:
-    delivery = session.get(Delivery, int(delivery_id)) if str(delivery_id).isdigit() else None
+    delivery = session.get(Delivery, int(delivery_id)) if str(delivery_id).isdecimal() else None
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id}.")
     return delivery

@@ -55,7 +55,7 @@ def get_service(session: Session, key: str | int) -> Service:
 
 
 def _by_key(session: Session, model, key: str | int):
-    if isinstance(key, int) or str(key).isdigit():
+    if isinstance(key, int) or str(key).isdecimal():
         return session.get(model, int(key))
     return session.scalar(sa.select(model).where(model.slug == str(key)))
 

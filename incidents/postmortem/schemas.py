@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
 from incidents.extensions import db
+from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.services import PostmortemFilter, impact_durations
@@ -61,7 +62,7 @@ class SectionSchema(Schema):
 
 class SectionUpdateSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(max=100_000))
-    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT),
                              metadata={"description": "The version you loaded."})
 
 

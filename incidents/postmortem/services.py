@@ -81,7 +81,7 @@ def _by_key(session: Session, model, key: str | int, what: str):
     """A seeded row by id or slug (templates and factor categories are addressed both ways)."""
     reject_nul(**{what.split()[-1]: key})
     ensure_defaults(session)
-    if isinstance(key, int) or str(key).isdigit():
+    if isinstance(key, int) or str(key).isdecimal():
         row = session.get(model, int(key))
     else:
         row = session.scalar(sa.select(model).where(model.slug == str(key)))
@@ -212,7 +212,7 @@ def update_category(session: Session, cat: FactorCategory, *, name: str, descrip
 # --- starting and reading ------------------------------------------------------------------------
 
 def get_postmortem(session: Session, postmortem_id: int | str) -> Postmortem:
-    pm = session.get(Postmortem, int(postmortem_id)) if str(postmortem_id).isdigit() else None
+    pm = session.get(Postmortem, int(postmortem_id)) if str(postmortem_id).isdecimal() else None
     if pm is None:
         raise NotFound(f"No post-mortem {postmortem_id}.")
     return pm
@@ -469,7 +469,7 @@ def remove_factor(session: Session, pm: Postmortem, factor_id: int) -> None:
 def add_participant(session: Session, pm: Postmortem, user_id: int | str, role: str = "") -> Participant:
     ensure_editable(pm)
     reject_nul(role=role)
-    user = session.get(User, int(user_id)) if str(user_id).isdigit() else None
+    user = session.get(User, int(user_id)) if str(user_id).isdecimal() else None
     if user is None:
         raise Invalid("Choose a person.", {"user_id": ["Unknown user."]})
     if any(p.user_id == user.id for p in pm.participants):
