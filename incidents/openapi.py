@@ -37,7 +37,8 @@ How a domain adds documented JSON routes (nothing in this file needs editing):
    (the apispec FlaskPlugin convention; every response needs a ``description``). Refer to marshmallow schemas
    by class name (``AlertSchema``; names must be unique across the app, and the class must have been imported,
    which the domain's api.py importing its schemas does) and to the shared error responses by name:
-   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``.
+   ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``,
+   ``PayloadTooLarge``.
    Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``. Lists answer
    ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
    ``items = fields.List(fields.Nested(XSchema), required=True)``.
@@ -49,7 +50,9 @@ field), and a refused request is rolled back by the blueprint, so services may f
 The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
 every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
 401 gets the shared ``Unauthorized`` response (likewise 400/422 for a request body
-and 403 for a write). tests/test_openapi.py fails when a route or method has no
+and 403 for a write; 404 where the path has parameters, 413 for a body, 414 everywhere). Operations are
+named by their endpoint (``operationId``), and ``LINKS`` below adds the OpenAPI links between them.
+tests/test_openapi.py fails when a route or method has no
 operation, so an undocumented route cannot ship.
 """
 
@@ -185,6 +188,11 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
             "description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         })
+    # gunicorn answers it before the app sees the request, so in its own words (HTML).
+    spec.components.response("UriTooLong", {
+        "description": "The request line (path and query) is longer than the server reads (4094 bytes).",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    })
 
     rules = sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith(blueprint + ".")),
                    key=lambda r: (r.rule, r.endpoint))
@@ -198,7 +206,8 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
         path_types = {n: _CONVERTER_TYPES.get(c or "", {}) for c, n in _RULE_ARG.findall(rule.rule)}
         for method, operation in operations.items():
             operation.setdefault("operationId", name)
-            for param in operation.get("parameters", []):  # a docstring's own path parameter keeps the converter's bounds
+            # A docstring's own path parameter keeps the converter's bounds.
+            for param in operation.get("parameters", []):
                 if isinstance(param, dict) and param.get("in") == "path" and path_types.get(param.get("name")):
                     param["schema"] = {**param.get("schema", {}), **path_types[param["name"]]}
             responses = operation.get("responses")
@@ -208,6 +217,7 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
             codes = set(map(str, responses))
             if path_types and "404" not in codes:  # an unknown id, or a path no rule matches
                 responses[404] = "NotFound"
+            responses.setdefault(414, "UriTooLong")
             # The answers every operation of this API can give, added where a docstring leaves them out.
             if operation.get("security") != [] and "401" not in codes:
                 responses[401] = "Unauthorized"

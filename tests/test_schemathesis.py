@@ -81,7 +81,8 @@ def test_schemathesis_finds_nothing(tmp_path, database_url):
          "--password", "a long password", env=env)
     token = _cli("users", "token", "st@example.com", env=env).strip().splitlines()[-1]
 
-    server = Server(tmp_path / "instance", env={"INCIDENTS_DATABASE_URL": database_url}, args=("--no-worker",))
+    server = Server(tmp_path / "instance", env={"INCIDENTS_DATABASE_URL": database_url}, args=("--no-worker",),
+                    log=tmp_path / "serve.log")
     server.start()
     started = time.monotonic()
     try:
