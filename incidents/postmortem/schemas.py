@@ -62,7 +62,8 @@ class SectionSchema(Schema):
 
 class SectionUpdateSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(max=100_000))
-    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT),
+    # The save stores version + 1, which must still fit the column.
+    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT - 1),
                              metadata={"description": "The version you loaded."})
 
 
