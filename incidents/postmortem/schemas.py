@@ -31,7 +31,8 @@ def filter_from_args(args) -> PostmortemFilter:
 
 class PostmortemStartSchema(Schema):
     template = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                             metadata={"description": "Template slug: full-blameless, pagerduty-style, lightweight."})
+                             metadata={"description": "Template slug: full-blameless, pagerduty-style, lightweight.",
+                                       "example": "lightweight"})
 
 
 class IncidentRefSchema(Schema):
@@ -109,7 +110,8 @@ class ContributingFactorSchema(Schema):
 
 
 class ContributingFactorCreateSchema(Schema):
-    category = fields.String(required=True, metadata={"description": "Category slug, e.g. configuration."})
+    category = fields.String(required=True, metadata={"description": "Category slug, e.g. configuration.",
+                                                      "example": "configuration"})
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
 
 
