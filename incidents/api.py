@@ -119,7 +119,7 @@ def page_response(page: Page, schema: Schema) -> dict:
 
 def checked_key(key: str, what: str) -> str:
     """A slug-or-id from the URL; numeric ids beyond the column range are simply not found (never a 500)."""
-    if key.isdigit() and int(key) > MAX_INT:
+    if key.isascii() and key.isdigit() and int(key) > MAX_INT:
         raise NotFound(f"No {what} {key!r}.")
     return key
 

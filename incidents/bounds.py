@@ -6,7 +6,8 @@ decided here, never an OverflowError from the database driver (a 500)."""
 from __future__ import annotations
 
 from flask import request
-from werkzeug.routing import IntegerConverter, ValidationError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from incidents.errors import Invalid
 
@@ -27,15 +28,13 @@ def as_id(value: object) -> int | None:
 
 
 class IdConverter(IntegerConverter):
-    """`<int:...>` in every route: digits beyond MAX_INT do not match, so the route answers 404."""
-
-    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's signature
-        kwargs.setdefault("max", MAX_INT)
-        super().__init__(map, *args, **kwargs)
+    """`<int:...>` in every route: digits beyond MAX_INT are a 404 of the route they name (not a 405 of another
+    route, and never an OverflowError from the database)."""
 
     def to_python(self, value: str) -> int:
-        if len(value) > 10:  # int() refuses (ValueError) beyond ~4300 digits: decide by length first
-            raise ValidationError()
+        # int() refuses (ValueError) beyond ~4300 digits: decide by length first
+        if len(value) > 10 or super().to_python(value) > MAX_INT:
+            raise NotFound()
         return super().to_python(value)
 
 

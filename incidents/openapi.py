@@ -50,7 +50,9 @@ field), and a refused request is rolled back by the blueprint, so services may f
 The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
 every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
 401 gets the shared ``Unauthorized`` response (likewise 400/422 for a request body
-and 403 for a write). tests/test_openapi.py fails when a route or method has no
+and 403 for a write; 404 where the path has parameters, 413 for a body, 414 everywhere). Operations are
+named by their endpoint (``operationId``), and ``LINKS`` below adds the OpenAPI links between them.
+tests/test_openapi.py fails when a route or method has no
 operation, so an undocumented route cannot ship.
 """
 
@@ -74,7 +76,8 @@ API_VERSION = "1.0.0"
 BLUEPRINT = "api"
 _METHODS = ("get", "post", "put", "patch", "delete")
 _RULE_ARG = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")
-_CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
+# Path ids: what incidents.bounds.IdConverter matches (anything else never reaches a view: 404).
+_CONVERTER_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": MAX_INT}, "float": {"type": "number"},
                     "uuid": {"type": "string", "format": "uuid"}}
 
 
@@ -99,12 +102,32 @@ class PageSchema(Schema):
     total = fields.Integer(required=True)
 
 
+class JsonInteger(fields.Integer):
+    """A JSON integer as JSON Schema reads it: 7 and 7.0 load, "7", 7.5 and true do not."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
 class PageArgsSchema(Schema):
     """`page` and `per_page` query parameters; per_page above MAX_PER_PAGE is lowered to it."""
 
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
-    per_page = fields.Integer(validate=validate.Range(min=1),
+    per_page = fields.Integer(validate=validate.Range(min=1, max=MAX_INT),
                               metadata={"description": "Capped at MAX_PER_PAGE (200 by default)."})
+
+
+# The same two parameters for docstrings that list their query parameters one by one.
+PAGE_PARAMETERS = [
+    {"in": "query", "name": "page", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT}},
+    {"in": "query", "name": "per_page", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+     "description": "Capped at MAX_PER_PAGE (200 by default)."},
+]
 
 
 ERROR_RESPONSES = {
@@ -114,7 +137,36 @@ ERROR_RESPONSES = {
     "NotFound": "No such resource.",
     "Conflict": "The request conflicts with the current state (taken slug, invalid status transition).",
     "ValidationError": "Invalid fields; `error.fields` maps each to its messages.",
-    "PayloadTooLarge": "The body is larger than the MAX_CONTENT_LENGTH setting (1 MiB by default).",
+    "PayloadTooLarge": "The body is larger than MAX_CONTENT_LENGTH (1 MiB by default).",
+}
+
+# OpenAPI links: which operation's answer names the resource that others act on, so clients (and
+# schemathesis' stateful phase) can follow a created incident to its post-mortem, sections and action items.
+_INCIDENT = {"ref": "$response.body#/ref"}
+_POSTMORTEM = {"postmortem_id": "$response.body#/id"}
+_SECTION = {"postmortem_id": "$response.body#/id", "key": "$response.body#/sections/0/key"}
+_ITEM = {"item_id": "$response.body#/id"}
+_SLUG = {"key": "$response.body#/slug"}
+LINKS: dict[str, dict[str, tuple[str, dict]]] = {
+    "create_incident": {
+        "GetIncident": ("get_incident", _INCIDENT), "UpdateIncident": ("update_incident", _INCIDENT),
+        "ListTimeline": ("list_timeline", _INCIDENT), "AddNote": ("add_note", _INCIDENT),
+        "StartPostmortem": ("start_postmortem", _INCIDENT),
+    },
+    "start_postmortem": {
+        "GetPostmortem": ("get_postmortem", _POSTMORTEM), "SaveSection": ("save_section", _SECTION),
+        "SectionHistory": ("section_history", _SECTION), "AddFactor": ("add_factor", _POSTMORTEM),
+        "AddComment": ("add_comment", _POSTMORTEM), "CreateActionItem": ("create_action_item", _POSTMORTEM),
+        "SubmitForReview": ("submit_for_review", _POSTMORTEM), "Publish": ("publish", _POSTMORTEM),
+        "Reopen": ("reopen", _POSTMORTEM), "ExportItems": ("export_postmortem_items", _POSTMORTEM),
+    },
+    "get_postmortem": {"SaveSection": ("save_section", _SECTION), "SectionHistory": ("section_history", _SECTION)},
+    "create_action_item": {
+        "GetActionItem": ("get_action_item", _ITEM), "UpdateActionItem": ("update_action_item", _ITEM),
+        "ExportActionItem": ("export_action_item", _ITEM),
+    },
+    "create_team": {"GetTeam": ("get_team", _SLUG), "UpdateTeam": ("update_team", _SLUG)},
+    "create_service": {"GetService": ("get_service", _SLUG), "UpdateService": ("update_service", _SLUG)},
 }
 
 
@@ -138,6 +190,11 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
             "description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         })
+    # gunicorn answers it before the app sees the request, so in its own words (HTML).
+    spec.components.response("UriTooLong", {
+        "description": "The request line (path and query) is longer than the server reads (4094 bytes).",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    })
 
     rules = sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith(blueprint + ".")),
                    key=lambda r: (r.rule, r.endpoint))
@@ -147,22 +204,43 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
         if not operations:
             log.warning("OpenAPI: %s (%s) has no documented operation", rule.rule, rule.endpoint)
             continue
+        name = rule.endpoint.split(".", 1)[1]
+        path_types = {n: _CONVERTER_TYPES.get(c or "", {}) for c, n in _RULE_ARG.findall(rule.rule)}
         for method, operation in operations.items():
+            operation.setdefault("operationId", name)
+            # A docstring's own path parameter keeps the converter's bounds.
+            for param in operation.get("parameters", []):
+                if isinstance(param, dict) and param.get("in") == "path" and path_types.get(param.get("name")):
+                    param["schema"] = {**param.get("schema", {}), **path_types[param["name"]]}
             responses = operation.get("responses")
             if responses is None:
                 continue
+            _add_links(name, responses)
             codes = set(map(str, responses))
+            if path_types and "404" not in codes:  # an unknown id, or a path no rule matches
+                responses[404] = "NotFound"
+            responses.setdefault(414, "UriTooLong")
             # The answers every operation of this API can give, added where a docstring leaves them out.
             if operation.get("security") != [] and "401" not in codes:
                 responses[401] = "Unauthorized"
             if "requestBody" in operation:
-                for code, name in (("400", "BadRequest"), ("422", "ValidationError")):
+                for code, ref in (("400", "BadRequest"), ("413", "PayloadTooLarge"), ("422", "ValidationError")):
                     if code not in codes:
-                        responses[int(code)] = name
+                        responses[int(code)] = ref
             if method in ("post", "put", "patch", "delete") and operation.get("security") != [] and "403" not in codes:
                 responses[403] = "Forbidden"
         spec.path(path=_openapi_path(rule.rule), operations=operations, parameters=_path_parameters(rule.rule))
     return spec.to_dict()
+
+
+def _add_links(name: str, responses: dict) -> None:
+    """The LINKS of operation `name` on its first 2xx response."""
+    links = LINKS.get(name)
+    success = next((code for code in responses if str(code).startswith("2")), None)
+    if not links or success is None or not isinstance(responses[success], dict):
+        return
+    responses[success]["links"] = {link: {"operationId": target, "parameters": dict(params)}
+                                   for link, (target, params) in links.items()}
 
 
 def _operations(view, methods: set[str]) -> dict:

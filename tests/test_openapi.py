@@ -11,7 +11,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_schema_validator import validate as validate_instance
 from openapi_spec_validator import validate as validate_spec
 
-from incidents.openapi import build_spec
+from incidents.openapi import MAX_INT, build_spec
 from tests.factories import ApiClient, make_incident, make_service, make_token
 
 _IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -126,7 +126,10 @@ def test_a_domain_module_the_generator_has_never_seen_is_picked_up():
         "$ref": "#/components/schemas/Widget"}
     assert operation["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}
     assert spec["paths"]["/api/v1/widgets/{widget_id}"]["parameters"] == [
-        {"in": "path", "name": "widget_id", "required": True, "schema": {"type": "integer"}}]
+        {"in": "path", "name": "widget_id", "required": True,
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INT}}]
+    assert operation["operationId"] == "get_widget" and operation["responses"]["414"] == {
+        "$ref": "#/components/responses/UriTooLong"}
     assert set(spec["components"]["schemas"]["Widget"]["required"]) == {"id", "name"}
     assert undocumented(app, spec) == ["POST /api/v1/widgets"]
 
@@ -177,3 +180,36 @@ def test_real_responses_match_the_document(spec, api, client, viewer, responder)
     for method, path, response, status in errors:
         assert response.status_code == status, (path, response.get_json())
         assert_documented(spec, method, path, response)
+
+
+def test_every_answer_the_server_can_give_is_documented_and_links_reach_created_resources(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            if "{" in path:  # an unknown id, or one beyond MAX_INT (a 404 of the bounded converter)
+                assert "404" in responses, f"{method} {path}"
+            if "requestBody" in operation:
+                assert responses["413"] == {"$ref": "#/components/responses/PayloadTooLarge"}
+    postmortem = spec["paths"]["/api/v1/incidents/{ref}/postmortem"]["post"]["responses"]["201"]["links"]
+    assert postmortem["SaveSection"] == {"operationId": "save_section", "parameters": {
+        "postmortem_id": "$response.body#/id", "key": "$response.body#/sections/0/key"}}
+    operation_ids = {op["operationId"] for item in spec["paths"].values() for m, op in item.items()
+                     if m != "parameters"}
+    for item in spec["paths"].values():
+        for method, operation in item.items():
+            for response in operation.get("responses", {}).values() if method != "parameters" else ():
+                for link in response.get("links", {}).values():
+                    assert link["operationId"] in operation_ids
+    item_type = spec["components"]["schemas"]["ActionItem"]["properties"]["type"]
+    assert None in item_type["enum"] and "null" in item_type["type"]
+
+
+def test_ids_beyond_the_column_range_are_not_found(client):
+    from tests.factories import make_user
+
+    api = ApiClient(client, make_token(make_user(role="admin")))
+    for path in ("/api/v1/postmortems/99999999999999999999/publish", "/api/v1/action-items/2147483648"):
+        response = api.post(path, json={}) if path.endswith("publish") else api.patch(path, json={})
+        assert response.status_code == 404, (path, response.get_data(as_text=True))

@@ -29,8 +29,10 @@ def _free_port() -> int:
 class Server:
     """`incidents serve` as a user runs it; `env` adds INCIDENTS_* settings, `args` serve options."""
 
-    def __init__(self, instance: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    def __init__(self, instance: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 log: Path | None = None):
         self.instance = instance
+        self.log = log  # a file for the output of long runs (an unread pipe fills and stalls the server)
         self.extra_env = env or {}
         self.args = args
         self.port = _free_port()
@@ -41,9 +43,10 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENTS_")}
         env["INCIDENTS_INSTANCE_PATH"] = str(self.instance)
         env.update(self.extra_env)
+        self._out = self.log.open("a") if self.log else subprocess.PIPE  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1", *self.args],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -59,6 +62,9 @@ class Server:
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=20)
+        if self.log:
+            self._out.close()
+            return self.log.read_text()
         return out
 
 

@@ -48,8 +48,8 @@ def list_action_items():
         - {in: query, name: status, schema: {type: string, enum: [open, in_progress, done, wont_do]}}
         - {in: query, name: owner, schema: {type: string}, description: Owner's user id or e-mail}
         - {in: query, name: team, schema: {type: string}, description: Team slug or id of the incident}
-        - {in: query, name: page, schema: {type: integer, minimum: 1}}
-        - {in: query, name: per_page, schema: {type: integer, minimum: 1}}
+        - {in: query, name: page, schema: {type: integer, minimum: 1, maximum: 2147483647}}
+        - {in: query, name: per_page, schema: {type: integer, minimum: 1, maximum: 2147483647}}
       responses:
         200: {description: One page, content: {application/json: {schema: ActionItemListSchema}}}
         404: NotFound

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.models import ItemStatus, ItemType, Priority
+from incidents.openapi import MAX_INT, JsonInteger
 from incidents.singleline import SingleLine
 
 
@@ -53,7 +54,8 @@ class ActionItemSchema(Schema):
                             if a.owner else None, allow_none=True)
     due_date = fields.Date(allow_none=True)
     type = fields.Function(lambda a: a.type.value if a.type else None, allow_none=True,
-                           metadata={"enum": _values(ItemType)})
+                           metadata={"type": "string", "enum": [*_values(ItemType), None],
+                                     "description": "null until someone sets it (needed to publish)."})
     priority = fields.Function(lambda a: a.priority.value, metadata={"enum": _values(Priority)})
     estimate = fields.Integer(allow_none=True, metadata={"description": "Story points."})
     status = fields.Function(lambda a: a.status.value, metadata={"enum": _values(ItemStatus)})
@@ -66,11 +68,11 @@ class ActionItemSchema(Schema):
 class ActionItemUpdateSchema(Schema):
     title = SingleLine(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=20_000))
-    owner_id = fields.Integer(allow_none=True, strict=True)
+    owner_id = JsonInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_INT))
     due_date = fields.Date(allow_none=True)
     type = fields.String(allow_none=True, validate=validate.OneOf(_values(ItemType)))
     priority = fields.String(validate=validate.OneOf(_values(Priority)))
-    estimate = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=100))
+    estimate = JsonInteger(allow_none=True, validate=validate.Range(min=0, max=100))
     status = fields.String(validate=validate.OneOf(_values(ItemStatus)))
     wont_do_reason = fields.String(validate=validate.Length(max=5_000))
 

@@ -67,7 +67,7 @@ class DeliveryListSchema(_PageSchema):
 
 class _PageQuerySchema(Schema):
     page = fields.Int(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
-    per_page = fields.Int(load_default=None, validate=validate.Range(min=1))
+    per_page = fields.Int(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 def _id(**kwargs) -> fields.Int:

@@ -33,7 +33,7 @@ class TeamSchema(TeamRefSchema):
 
 class TeamCreateSchema(Schema):
     name = SingleLine(required=True, validate=validate.Length(min=1, max=120))
-    slug = SingleLine(validate=validate.Length(min=1, max=64),
+    slug = SingleLine(validate=[validate.Length(min=1, max=64), validate.Regexp(r"^[a-z0-9][a-z0-9-]*$")],
                          metadata={"description": "Lowercase letters, digits and dashes; derived from name if absent."})
     description = fields.String(validate=validate.Length(max=10_000))
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 from incidents.catalog.schemas import SlugOrId, TeamRefSchema
 from incidents.incident.models import EntryKind, Severity, Status
 from incidents.markdown import render_markdown
-from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
+from incidents.openapi import MAX_INT, JsonInteger, PageArgsSchema, PageSchema
 from incidents.singleline import SingleLine
 from incidents.urls import public_base_url
 
@@ -22,7 +22,7 @@ def _utc(**kwargs) -> fields.AwareDateTime:
 
 
 def _user_id(**kwargs) -> fields.Integer:
-    return fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_INT), **kwargs)
+    return JsonInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_INT), **kwargs)
 
 
 class UserRefSchema(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from incidents.api import PageArgsSchema, bp, load_json, page_window, query_args
+from incidents.api import PageArgsSchema, bp, load_json, lookup_field, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.database import reads_only
@@ -35,13 +35,16 @@ def list_postmortems():
         - {in: query, name: status, schema: {type: string, enum: [draft, in_review, published]}}
         - {in: query, name: team, schema: {type: string}, description: Team slug or id}
         - {in: query, name: service, schema: {type: string}, description: Service slug or id}
-        - {in: query, name: since, schema: {type: string, format: date}, description: Incident started on or after}
-        - {in: query, name: until, schema: {type: string, format: date}, description: Incident started on or before}
+        - {in: query, name: since, schema: {anyOf: [{type: string, format: date}, {const: ""}]},
+           description: "Incident started on or after (YYYY-MM-DD; empty for no bound)"}
+        - {in: query, name: until, schema: {anyOf: [{type: string, format: date}, {const: ""}]},
+           description: "Incident started on or before (YYYY-MM-DD; empty for no bound)"}
         - {in: query, name: q, schema: {type: string}, description: Full-text search over every section}
-        - {in: query, name: page, schema: {type: integer, minimum: 1}}
-        - {in: query, name: per_page, schema: {type: integer, minimum: 1}}
+        - {in: query, name: page, schema: {type: integer, minimum: 1, maximum: 2147483647}}
+        - {in: query, name: per_page, schema: {type: integer, minimum: 1, maximum: 2147483647}}
       responses:
         200: {description: One page, content: {application/json: {schema: PostmortemListSchema}}}
+        404: {description: No such team or service, content: {application/json: {schema: Error}}}
         422: ValidationError
     """
     page, per_page = page_args()
@@ -66,6 +69,7 @@ def start_postmortem(ref: str):
     """
     data = s.json_body(s.PostmortemStartSchema())
     incident = incident_services.get_incident(db.session, ref)
+    lookup_field(services.get_template, data["template"], "template")  # an unknown slug in a body is a 422
     pm = services.start_postmortem(db.session, incident, data["template"], by=actor())
     db.session.commit()
     return jsonify(_dump(pm)), 201, {"Location": f"/api/v1/postmortems/{pm.id}"}

@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
 from incidents.extensions import db
+from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.services import PostmortemFilter, impact_durations
@@ -31,7 +32,8 @@ def filter_from_args(args) -> PostmortemFilter:
 
 class PostmortemStartSchema(Schema):
     template = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                             metadata={"description": "Template slug: full-blameless, pagerduty-style, lightweight."})
+                             metadata={"description": "Template slug: full-blameless, pagerduty-style, lightweight.",
+                                       "example": "lightweight"})
 
 
 class IncidentRefSchema(Schema):
@@ -62,7 +64,8 @@ class SectionSchema(Schema):
 
 class SectionUpdateSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(max=100_000))
-    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+    # The save stores version + 1, which must still fit the column.
+    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT - 1),
                              metadata={"description": "The version you loaded."})
 
 
@@ -108,7 +111,8 @@ class ContributingFactorSchema(Schema):
 
 
 class ContributingFactorCreateSchema(Schema):
-    category = fields.String(required=True, metadata={"description": "Category slug, e.g. configuration."})
+    category = fields.String(required=True, metadata={"description": "Category slug, e.g. configuration.",
+                                                      "example": "configuration"})
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
 
 

@@ -501,7 +501,25 @@ def _filled(pm: Postmortem, section: PostmortemSection) -> bool:
 
 
 def section_filled(pm: Postmortem, section: PostmortemSection) -> bool:
-    return bool(pm.factors) if section.kind == SectionKind.FACTORS else _filled(pm, section)
+    """The section's tick: it has content and none of the publishing gates that belong to it is unmet."""
+    return section_ticks(pm)[section.key]
+
+
+def section_ticks(pm: Postmortem) -> dict[str, bool]:
+    """Every section's tick, from quality_gates itself (one rule for the tick and for publishing)."""
+    blocked = {gate_section(pm, m) for m in quality_gates(pm)}
+    return {s.key: (bool(pm.factors) if s.kind == SectionKind.FACTORS else _filled(pm, s)) and s.key not in blocked
+            for s in pm.sections}
+
+
+def gate_section(pm: Postmortem, missing: dict) -> str | None:
+    """The key of the section where an unmet gate (an entry of quality_gates) is fixed."""
+    kind = {"contributing_factor": SectionKind.FACTORS, "action_item_owner": SectionKind.ACTION_ITEMS,
+            "action_item_due_date": SectionKind.ACTION_ITEMS, "action_item_type": SectionKind.ACTION_ITEMS,
+            "timeline": SectionKind.TIMELINE}.get(missing["gate"])
+    if kind is None:
+        return missing["target"] if isinstance(missing["target"], str) else None
+    return next((s.key for s in pm.sections if s.kind == kind), None)
 
 
 def quality_gates(pm: Postmortem) -> list[dict]:

@@ -113,7 +113,7 @@ def render_section(pm, key: str, errors: dict | None = None, status: int = 200, 
         "postmortem/section.html", pm=pm, section=section, errors=errors or {}, body=body,
         step=i + 1, steps=len(keys), prev_key=keys[i - 1] if i else None,
         next_key=keys[i + 1] if i + 1 < len(keys) else None, SectionKind=SectionKind,
-        filled={s.key: services.section_filled(pm, s) for s in pm.sections},
+        filled=services.section_ticks(pm),
         comments=[c for c in pm.comments if c.section_key == key], users=_users(),
         categories=services.list_categories(db.session), durations=services.impact_durations(pm.incident),
     ), status

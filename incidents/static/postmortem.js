@@ -75,4 +75,78 @@
     }, 500));
     form.addEventListener("submit", function () { localStorage.removeItem(key); });
   });
+
+  // Input is never dropped. A form that has changed since the page loaded is "dirty"; saving the section also
+  // saves the dirty forms marked data-save-with-section (the new action item, edited items) first, and stays
+  // on the page with their messages when one is refused. Leaving with any other dirty form asks first.
+  function fieldsOf(form) {
+    return Array.prototype.filter.call(form.elements, function (el) {
+      return el.name && el.type !== "hidden" && el.type !== "submit" && el.tagName !== "BUTTON";
+    });
+  }
+
+  function isDirty(form) {
+    return fieldsOf(form).some(function (el) {
+      if (el.tagName === "SELECT") {
+        var initial = Array.prototype.findIndex.call(el.options, function (o) { return o.defaultSelected; });
+        return el.selectedIndex !== (initial < 0 ? 0 : initial);
+      }
+      if (el.type === "checkbox" || el.type === "radio") { return el.checked !== el.defaultChecked; }
+      return el.value !== el.defaultValue;
+    });
+  }
+
+  var submitting = null;
+  document.addEventListener("submit", function (e) { submitting = e.target; }, true);
+  window.addEventListener("beforeunload", function (e) {
+    var unsaved = Array.prototype.some.call(document.querySelectorAll("form[method=post]"), function (f) {
+      return f !== submitting && isDirty(f);
+    });
+    if (unsaved) { e.preventDefault(); e.returnValue = ""; }
+  });
+
+  function refusal(form, html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var messages = Array.prototype.map.call(doc.querySelectorAll(".field-error, .flash.error"), function (el) {
+      return el.textContent.trim();
+    }).filter(Boolean);
+    var title = form.querySelector("[name=title]");
+    return "Not saved yet: the action item" + (title && title.value ? " \u201c" + title.value + "\u201d" : "") +
+      " was refused (" + (messages.join(" ") || "try again") + "). Your input is still here.";
+  }
+
+  document.querySelectorAll("form.pm-section-form").forEach(function (section) {
+    var box = section.querySelector("[data-subform-errors]");
+    section.addEventListener("submit", function (e) {
+      if (section.getAttribute("data-subforms-saved")) { return; }
+      var pending = Array.prototype.filter.call(document.querySelectorAll("form[data-save-with-section]"), isDirty);
+      if (!pending.length) { return; }
+      e.preventDefault();
+      var submitter = e.submitter;
+      submitting = null;
+      pending.reduce(function (done, form) {
+        return done.then(function () {
+          // Not following the redirect leaves its flash ("Action item ... added.") for the page that comes next.
+          return fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin",
+                                     redirect: "manual"})
+            .then(function (r) {
+              if (!r.ok && r.type !== "opaqueredirect") { return r.text().then(function (html) { throw new Error(refusal(form, html)); }); }
+              fieldsOf(form).forEach(function (el) {  // saved: what it holds now is its clean state
+                if (el.tagName === "SELECT") {
+                  Array.prototype.forEach.call(el.options, function (o) { o.defaultSelected = o.selected; });
+                } else { el.defaultValue = el.value; }
+              });
+            });
+        });
+      }, Promise.resolve()).then(function () {
+        section.setAttribute("data-subforms-saved", "1");
+        section.requestSubmit(submitter);
+      }).catch(function (err) {
+        box.textContent = err.message && err.message.indexOf("Not saved") === 0 ? err.message
+          : "Not saved yet: the server could not be reached. Your input is still here.";
+        box.hidden = false;
+        box.scrollIntoView({block: "center"});
+      });
+    });
+  });
 })();

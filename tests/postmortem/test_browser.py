@@ -135,3 +135,80 @@ def test_postmortem_flow_from_resolved_incident_to_published(app, page):
     assert pm.status == PostmortemStatus.PUBLISHED and pm.published_at is not None
     assert [f.category.slug for f in pm.factors] == ["change"]
     db.session.commit()
+
+
+def _sign_in(page, email):
+    page.goto("/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_save_and_go_to_next_saves_the_new_action_item_typed_in(app, page):
+    """Issue 11: "Save and go to next" said "Saved." and threw the new action item away."""
+    from incidents.action_item.models import ActionItem
+    from tests.postmortem.factories import make_postmortem
+
+    user = make_user(name="Rita Responder", email="rita@example.com")
+    make_user(name="Olive Owner")
+    pm = make_postmortem()
+    key = next(s.key for s in pm.sections if s.kind.value == "action_items")
+    pm_id, email = pm.id, user.email
+    db.session.commit()
+    expect = sync_api.expect
+    _sign_in(page, email)
+
+    page.goto(f"/postmortems/{pm_id}/sections/{key}")
+    new_item = page.locator("form.pm-new-item")
+    new_item.get_by_label("Title").fill("Alert on card tokenisation errors")
+    new_item.get_by_label("Owner").select_option(label="Olive Owner")
+    new_item.get_by_label("Due").fill("2031-07-01")
+    new_item.get_by_label("Type").select_option("detect")
+    page.get_by_role("button", name="Save and go to next").click()
+    expect(page.get_by_text("Action item “Alert on card tokenisation errors” added.")).to_be_visible()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    assert f"/sections/{key}" not in page.url  # it went on to the next section
+
+    db.session.expire_all()
+    items = db.session.query(ActionItem).filter_by(postmortem_id=pm_id).all()
+    assert [(i.title, i.owner.name, i.due_date.isoformat(), i.type.value) for i in items] == [
+        ("Alert on card tokenisation errors", "Olive Owner", "2031-07-01", "detect")]
+    db.session.commit()
+
+    # An item that cannot be saved (no title) keeps the user on the page, the input still there, and no "Saved.".
+    page.goto(f"/postmortems/{pm_id}/sections/{key}")
+    new_item = page.locator("form.pm-new-item")
+    new_item.get_by_label("Owner").select_option(label="Olive Owner")
+    page.get_by_role("button", name="Save and go to next").click()
+    expect(page.locator("[data-subform-errors]")).to_contain_text("Not saved yet")
+    assert page.url.endswith(f"/sections/{key}")
+    expect(new_item.get_by_label("Owner")).to_have_value(re.compile(r"\d+"))
+    expect(page.get_by_text("Saved.")).to_have_count(0)
+
+
+def test_action_items_tick_only_when_its_gates_pass(app, page):
+    """The section tick is the publishing gate: an item without an owner keeps "Action items" unticked."""
+    from datetime import date
+
+    from incidents.action_item import services as item_services
+    from tests.postmortem.factories import make_postmortem
+
+    user = make_user(name="Rita Responder", email="rita@example.com")
+    pm = make_postmortem()
+    key = next(s.key for s in pm.sections if s.kind.value == "action_items")
+    item = item_services.create_action_item(db.session, pm, title="Canary config pushes", by=user,
+                                            due_date=date(2031, 6, 30), type="prevent")
+    pm_id, item_id, email, user_id = pm.id, item.id, user.email, user.id
+    db.session.commit()
+    expect = sync_api.expect
+    _sign_in(page, email)
+
+    step = page.locator(".pm-steps li").filter(has_text="Action items")
+    page.goto(f"/postmortems/{pm_id}/sections/{key}")
+    expect(step.locator(".pm-done")).to_have_count(0)
+
+    item_services.update_action_item(db.session, item_services.get_action_item(db.session, item_id),
+                                     owner_id=user_id)
+    db.session.commit()
+    page.reload()
+    expect(step.locator(".pm-done")).to_have_count(1)
