@@ -76,34 +76,11 @@
     form.addEventListener("submit", function () { localStorage.removeItem(key); });
   });
 
-  // Input is never dropped. A form that has changed since the page loaded is "dirty"; saving the section also
-  // saves the dirty forms marked data-save-with-section (the new action item, edited items) first, and stays
-  // on the page with their messages when one is refused. Leaving with any other dirty form asks first.
-  function fieldsOf(form) {
-    return Array.prototype.filter.call(form.elements, function (el) {
-      return el.name && el.type !== "hidden" && el.type !== "submit" && el.tagName !== "BUTTON";
-    });
-  }
-
-  function isDirty(form) {
-    return fieldsOf(form).some(function (el) {
-      if (el.tagName === "SELECT") {
-        var initial = Array.prototype.findIndex.call(el.options, function (o) { return o.defaultSelected; });
-        return el.selectedIndex !== (initial < 0 ? 0 : initial);
-      }
-      if (el.type === "checkbox" || el.type === "radio") { return el.checked !== el.defaultChecked; }
-      return el.value !== el.defaultValue;
-    });
-  }
-
-  var submitting = null;
-  document.addEventListener("submit", function (e) { submitting = e.target; }, true);
-  window.addEventListener("beforeunload", function (e) {
-    var unsaved = Array.prototype.some.call(document.querySelectorAll("form[method=post]"), function (f) {
-      return f !== submitting && isDirty(f);
-    });
-    if (unsaved) { e.preventDefault(); e.returnValue = ""; }
-  });
+  // Input is never dropped. Saving the section also saves the dirty forms marked data-save-with-section (the new
+  // action item, edited items) first, and stays on the page with their messages when one is refused; leaving with
+  // any other dirty form asks first (forms.js, on every page).
+  var fieldsOf = window.incidentsForms.fieldsOf;
+  var isDirty = window.incidentsForms.isDirty;
 
   function refusal(form, html) {
     var doc = new DOMParser().parseFromString(html, "text/html");
@@ -123,7 +100,6 @@
       if (!pending.length) { return; }
       e.preventDefault();
       var submitter = e.submitter;
-      submitting = null;
       pending.reduce(function (done, form) {
         return done.then(function () {
           // Not following the redirect leaves its flash ("Action item ... added.") for the page that comes next.

@@ -212,3 +212,30 @@ def test_action_items_tick_only_when_its_gates_pass(app, page):
     db.session.commit()
     page.reload()
     expect(step.locator(".pm-done")).to_have_count(1)
+
+
+def test_leaving_any_form_with_typed_input_asks_first(app, page):
+    """Issue 11: any form with unsaved input saves all of it or warns before leaving (forms.js on every page)."""
+    user = make_user(name="Rita Responder", email="rita@example.com")
+    email = user.email
+    db.session.commit()
+    _sign_in(page, email)
+    dialogs: list[str] = []
+
+    def answer(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()  # "stay on this page"
+
+    page.on("dialog", answer)
+    page.goto("/incidents/new")
+    page.get_by_role("link", name="Alerts").first.click()  # nothing typed: leaves without a word
+    sync_api.expect(page).to_have_url(re.compile(r"/alerts"))
+    assert dialogs == []
+
+    page.goto("/incidents/new")
+    page.get_by_label("Title").fill("Checkout answers 502 for a third of requests")
+    page.get_by_role("link", name="Alerts").first.click()
+    page.wait_for_timeout(500)
+    assert dialogs == ["beforeunload"]
+    assert page.url.endswith("/incidents/new")  # stayed, with the typed title
+    sync_api.expect(page.get_by_label("Title")).to_have_value("Checkout answers 502 for a third of requests")
