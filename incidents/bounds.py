@@ -5,13 +5,24 @@ decided here, never an OverflowError from the database driver (a 500)."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flask import request
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
 from incidents.errors import Invalid
 
+T = TypeVar("T")
+
 MAX_INT = 2**31 - 1  # integer columns (PostgreSQL `integer`); larger ids and page numbers never reach the database
+
+
+def get_by_id(session: Session, model: type[T], value: object) -> T | None:
+    """The row of `model` whose id `value` is (see `as_id`), or None: never a query for an id that cannot exist."""
+    number = as_id(value)
+    return session.get(model, number) if number else None
 
 
 def as_id(value: object) -> int | None:
@@ -32,10 +43,12 @@ class IdConverter(IntegerConverter):
     route, and never an OverflowError from the database)."""
 
     def to_python(self, value: str) -> int:
-        # int() refuses (ValueError) beyond ~4300 digits: decide by length first
-        if len(value) > 10 or super().to_python(value) > MAX_INT:
+        if len(value) > 10:  # int() refuses (ValueError) beyond ~4300 digits: decide by length first
             raise NotFound()
-        return super().to_python(value)
+        number = super().to_python(value)
+        if number > MAX_INT:
+            raise NotFound()
+        return number
 
 
 def int_arg(name: str, default: int | None = None) -> int | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from incidents.action_item.models import ActionItem, ItemStatus, ItemType, Priority
 from incidents.auth.models import User
-from incidents.bounds import as_id
+from incidents.bounds import as_id, get_by_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
@@ -46,7 +46,7 @@ def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | Non
         item.description = (changes["description"] or "").strip()
     if "owner_id" in changes:
         owner_id = changes["owner_id"]
-        owner = session.get(User, as_id(owner_id)) if owner_id not in (None, "") and as_id(owner_id) else None
+        owner = get_by_id(session, User, owner_id)
         if owner_id not in (None, "") and owner is None:
             raise Invalid(f"No user {owner_id}.", {"owner_id": ["Unknown user."]})
         item.owner = owner
@@ -127,7 +127,7 @@ def delete_action_item(session: Session, item: ActionItem) -> None:
 
 
 def get_action_item(session: Session, item_id: int | str) -> ActionItem:
-    item = session.get(ActionItem, as_id(item_id)) if as_id(item_id) else None
+    item = get_by_id(session, ActionItem, item_id)
     if item is None:
         raise NotFound(f"No action item {item_id}.")
     return item

@@ -40,7 +40,7 @@ from incidents.alert.models import (
 from incidents.alert.sources import SOURCES, Kind, ParsedEvent, ParseError, redact_keys, redact_text, text
 from incidents.alert.sources import parse as parse_payload
 from incidents.auth.models import User
-from incidents.bounds import as_id
+from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Invalid, NotFound
@@ -186,7 +186,7 @@ def list_integrations(session: Session) -> list[Integration]:
 
 def get_integration(session: Session, key: int | str) -> Integration:
     if str(key).isdigit():
-        row = session.get(Integration, as_id(key)) if as_id(key) else None
+        row = get_by_id(session, Integration, key)
     else:
         row = session.scalar(sa.select(Integration).where(Integration.name == str(key)))
     if row is None:
@@ -638,7 +638,7 @@ def list_alerts(session: Session, f: AlertFilter, page: int = 1, per_page: int =
 
 
 def get_alert(session: Session, alert_id: int | str) -> Alert:
-    alert = session.get(Alert, as_id(alert_id)) if as_id(alert_id) else None
+    alert = get_by_id(session, Alert, alert_id)
     if alert is None:
         raise NotFound(f"No alert {alert_id}.")
     return alert
@@ -660,7 +660,7 @@ def list_deliveries(session: Session, *, integration: int | None = None, outcome
 
 
 def get_delivery(session: Session, delivery_id: int | str) -> Delivery:
-    delivery = session.get(Delivery, as_id(delivery_id)) if as_id(delivery_id) else None
+    delivery = get_by_id(session, Delivery, delivery_id)
     if delivery is None:
         raise NotFound(f"No delivery {delivery_id}.")
     return delivery

@@ -142,12 +142,16 @@ def create_user():
     return redirect(url_for("auth.users"))
 
 
+def _no_such_user():
+    return render_template("error.html", status=404, message="No such user."), 404
+
+
 @bp.post("/admin/users/<int:user_id>")
 @require(Role.ADMIN)
 def update_user(user_id: int):
     user = db.session.get(User, user_id)
     if user is None:
-        return render_template("error.html", status=404, message="No such user."), 404
+        return _no_such_user()
     form = request.form
     version = user.session_version
     try:
@@ -168,7 +172,7 @@ def update_user(user_id: int):
 def revoke_user_sessions(user_id: int):
     user = db.session.get(User, user_id)
     if user is None:
-        return render_template("error.html", status=404, message="No such user."), 404
+        return _no_such_user()
     services.revoke_sessions(db.session, user)
     db.session.commit()
     _keep_own_session(user)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from incidents.auth.models import Role, User
-from incidents.bounds import as_id
+from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
 from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
@@ -83,7 +83,7 @@ def _by_key(session: Session, model, key: str | int, what: str):
     reject_nul(**{what.split()[-1]: key})
     ensure_defaults(session)
     if isinstance(key, int) or str(key).isdigit():
-        row = session.get(model, as_id(key)) if as_id(key) else None
+        row = get_by_id(session, model, key)
     else:
         row = session.scalar(sa.select(model).where(model.slug == str(key)))
     if row is None:
@@ -213,7 +213,7 @@ def update_category(session: Session, cat: FactorCategory, *, name: str, descrip
 # --- starting and reading ------------------------------------------------------------------------
 
 def get_postmortem(session: Session, postmortem_id: int | str) -> Postmortem:
-    pm = session.get(Postmortem, as_id(postmortem_id)) if as_id(postmortem_id) else None
+    pm = get_by_id(session, Postmortem, postmortem_id)
     if pm is None:
         raise NotFound(f"No post-mortem {postmortem_id}.")
     return pm
@@ -470,7 +470,7 @@ def remove_factor(session: Session, pm: Postmortem, factor_id: int) -> None:
 def add_participant(session: Session, pm: Postmortem, user_id: int | str, role: str = "") -> Participant:
     ensure_editable(pm)
     reject_nul(role=role)
-    user = session.get(User, as_id(user_id)) if as_id(user_id) else None
+    user = get_by_id(session, User, user_id)
     if user is None:
         raise Invalid("Choose a person.", {"user_id": ["Unknown user."]})
     if any(p.user_id == user.id for p in pm.participants):

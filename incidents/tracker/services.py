@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from incidents.action_item import services as items
 from incidents.action_item.models import ActionItem, ItemStatus
 from incidents.auth.models import User
-from incidents.bounds import as_id
+from incidents.bounds import get_by_id
 from incidents.catalog.models import Team
 from incidents.database import utcnow
 from incidents.errors import Conflict, Invalid, NotFound
@@ -153,7 +153,7 @@ def give_up(session: Session, export: ShortcutExport, *, by: User | None = None)
 
 
 def get_export(session: Session, export_id: int | str) -> ShortcutExport:
-    export = session.get(ShortcutExport, as_id(export_id)) if as_id(export_id) else None
+    export = get_by_id(session, ShortcutExport, export_id)
     if export is None:
         raise NotFound(f"No Shortcut export {export_id}.")
     return export
