@@ -327,7 +327,11 @@ def test_backup_while_webhooks_are_ingested_restores_the_moment_of_the_backup(tm
         for t in threads:
             t.join()
         server.proc.send_signal(signal.SIGTERM)
-        server.proc.wait(timeout=30)
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a slow graceful stop is not what this test checks; every
+            server.proc.kill()             # acknowledged delivery is committed already
+            server.proc.wait(timeout=30)
         drain.join(timeout=5)
     assert not errors, errors[:3]
     assert "Backed up" in made.stdout and file.exists()
