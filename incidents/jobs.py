@@ -12,7 +12,8 @@ How to write a job (the rules every task author relies on):
 - Any exception retries the job with exponential backoff: `retry_delay * backoff**n` seconds, `retries` times.
   Raise `huey.exceptions.CancelExecution(retry=False)` for errors that retrying cannot fix.
 - `enqueue_after_commit(job, *ids)` hands the job to the queue right after the session commits and drops it
-  on rollback. A crash between the commit and the hand-over loses the job, so work that must happen keeps its
+  on rollback (`incidents.events.run_after_commit`); an after-commit event handler uses `enqueue_now`.
+  A crash between the commit and the hand-over loses the job, so work that must happen keeps its
   state in a table (an outbox row) and a periodic job re-enqueues what is still pending.
 - A job runs with the id of the request that enqueued it as its logging context (`incidents.logs.request_id`);
   the id travels as huey task metadata, beside the ids, never as one of the job's arguments.
@@ -33,10 +34,9 @@ from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey import signals as S
 from huey.exceptions import TaskException
 from huey.storage import SqliteStorage
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from incidents import logs, metrics
+from incidents import events, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs", "incidents.tracker.jobs")
 
 _EXTENSION = "incidents.jobs"
-_PENDING = "incidents.jobs.pending"
 _DECLARED: dict[str, Job] = {}
 _REQUEST_ID = "request_id"  # huey task kwarg carrying the enqueuing request's id (see `_Traced`)
 
@@ -149,7 +148,6 @@ def init_app(app: Flask) -> JobQueue:
     queue = JobQueue(app, make_huey(app))
     queue.bind_all()
     app.extensions[_EXTENSION] = queue
-    _listen_once()
     queue.huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_RETRYING, S.SIGNAL_ERROR, S.SIGNAL_CANCELED,
                       S.SIGNAL_TIMEOUT)(_count_run)
     huey = queue.huey
@@ -185,16 +183,10 @@ class _Traced:
 
 
 class QueueStorage(SqliteStorage):
-    """huey's SQLite storage in WAL mode with synchronous=NORMAL (huey only offers FULL or OFF).
-
-    huey's default keeps SQLite's synchronous=FULL: every enqueue fsyncs the WAL while holding the storage's
-    one connection lock, so each web thread announcing an incident waited for the disk after its own commit
-    (bench/README.md, section 3). With WAL, NORMAL keeps the queue consistent and loses nothing when the
-    process dies; only an OS crash or power loss can drop the last few enqueues. That window already exists
-    by design: jobs are queued after the database commit, and a crash between the two loses the job too (see
-    `_after_commit`). The durable state is in the database (timeline, the notification log, the tracker
-    outbox, whose sweep re-queues pending exports); a job is a nudge. Production with many workers can use
-    QUEUE_URL=redis://... instead."""
+    """huey's SQLite storage in WAL mode with synchronous=NORMAL (huey only offers FULL or OFF): no fsync per
+    enqueue while web threads wait. Only an OS crash can drop the last few enqueues, a window that exists anyway
+    between a commit and its enqueue; the durable state (timeline, notification log, tracker outbox) is in the
+    database and a job is a nudge. QUEUE_URL=redis://... suits many workers."""
 
     def _create_connection(self):
         conn = super()._create_connection()
@@ -243,43 +235,41 @@ def enqueue_after_commit(declared: Job, *ids: int | str, session: Session | None
         from incidents.extensions import db
 
         session = db.session
-    session.info.setdefault(_PENDING, []).append((get_queue(), declared, ids, logs.request_id.get()))
+    events.run_after_commit(session, _Enqueue(get_queue(), declared, ids, logs.request_id.get()))
+
+
+def enqueue_now(declared: Job, *ids: int | str) -> None:
+    """Queue `declared(*ids)` at once: for after-commit event handlers (the change is already committed)."""
+    _Enqueue(get_queue(), declared, ids, logs.request_id.get())()
 
 
 def pending_jobs(session: Session) -> list[tuple[str, tuple]]:
     """Jobs waiting for this session's commit, as (name, ids)."""
-    return [(declared.name, ids) for _, declared, ids, _rid in session.info.get(_PENDING, ())]
+    return [(cb.declared.name, cb.ids) for cb in events.pending(session) if isinstance(cb, _Enqueue)]
 
 
-def _after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a released savepoint: SQLAlchemy reports it as a commit, but nothing is durable yet
-    for queue, declared, ids, request_id in session.info.pop(_PENDING, ()):
+@dataclass(frozen=True)
+class _Enqueue:
+    """One hand-over to the queue (called after the commit). In immediate mode (tests) the job runs inline:
+    raising then would wreck the committed session, so its failure is kept in `get_queue().failures`."""
+
+    queue: JobQueue = field(repr=False)
+    declared: Job
+    ids: tuple
+    request_id: str | None
+
+    def __call__(self) -> None:
         try:
-            result = queue.enqueue(declared, *ids, request_id=request_id)
-            if queue.huey.immediate and result is not None:
-                # The job has just run inline (tests). Raising here would wreck the committed session, so
-                # the failure is kept where a test can assert on it: get_queue().failures.
-                try:
-                    result.get()
-                except TaskException as exc:
-                    queue.failures.append((declared.name, ids, exc))
+            result = self.queue.enqueue(self.declared, *self.ids, request_id=self.request_id)
         except Exception:
-            # The data is committed; failing the caller now would only hide that. The outbox sweep repairs it.
-            log.exception("could not enqueue %s%r after commit", declared.name, ids)
-
-
-def _after_transaction_end(session: Session, transaction) -> None:
-    # The outermost transaction ended without a commit (rollback or close): its jobs must not run.
-    # A rolled-back savepoint keeps them; the outer commit or rollback decides.
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
-
-
-def _listen_once() -> None:
-    if not event.contains(Session, "after_commit", _after_commit):
-        event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_transaction_end", _after_transaction_end)
+            # The data is committed; failing the caller now would only hide that. Outbox sweeps repair it.
+            log.exception("could not enqueue %s%r after commit", self.declared.name, self.ids)
+            return
+        if self.queue.huey.immediate and result is not None:
+            try:
+                result.get()
+            except TaskException as exc:
+                self.queue.failures.append((self.declared.name, self.ids, exc))
 
 
 def utcnow_naive() -> datetime:

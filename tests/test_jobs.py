@@ -128,13 +128,20 @@ def test_commit_without_any_write_still_runs_the_job(app, session):
     assert labels() == ["no-write"]
 
 
-def test_savepoint_rollback_keeps_jobs_for_the_outer_commit(app, session):
+def test_savepoint_rollback_drops_the_jobs_queued_inside_it(app, session):
+    # What a rolled-back savepoint wrote never commits, so nothing queued for it may run (a replayed delivery
+    # that failed inside its savepoint must not announce the incident it would have opened).
     make_user()
+    enqueue_after_commit(record, "outer")
     with session.begin_nested() as savepoint:
         enqueue_after_commit(record, "inner")
+        with session.begin_nested():
+            enqueue_after_commit(record, "innermost")
         savepoint.rollback()
+    with session.begin_nested():
+        enqueue_after_commit(record, "released")
     session.commit()
-    assert labels() == ["inner"]
+    assert labels() == ["outer", "released"]
 
 
 def test_released_savepoint_does_not_run_jobs_before_the_outer_commit(app, session, queue):
