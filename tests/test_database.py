@@ -12,7 +12,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from incidents.database import _Checkpointer, read_only, tune_engine
+from incidents.database import read_only, tune_engine
+from incidents.sqlite import _Checkpointer
 
 
 @pytest.fixture
