@@ -76,7 +76,6 @@ def register(app: Flask) -> None:
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
-    from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
     from incidents.auth.services import count_users, user_for_session
     from incidents.auth.views import bp as auth_bp
@@ -89,7 +88,8 @@ def register(app: Flask) -> None:
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
     from incidents.report.views import bp as report_bp
-    from incidents.tracker.views import bp as tracker_bp  # also adds POST /webhooks/shortcut to `hooks`
+    from incidents.tracker.views import bp as tracker_bp
+    from incidents.webhooks import hooks as webhooks_bp  # after alert.views and tracker.views added their routes
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
