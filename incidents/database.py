@@ -1,4 +1,6 @@
-"""Declarative base, portable column types, engine tuning and pagination shared by every domain."""
+"""Declarative base, portable column types, transaction intent and pagination shared by every domain.
+
+Backend-neutral: SQLite's engine machinery lives in incidents/sqlite.py, loaded by `tune_engine` for SQLite only."""
 
 from __future__ import annotations
 
@@ -6,10 +8,6 @@ import contextlib
 import contextvars
 import hashlib
 import math
-import os
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,8 +75,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# SQLite: "IMMEDIATE" takes the write lock at BEGIN so two writers queue on busy_timeout instead of
-# failing with a lock-upgrade deadlock; read-only requests set "DEFERRED" so readers never wait.
+# Whether the next transaction may write. SQLite (incidents/sqlite.py) begins with it: "IMMEDIATE" takes the
+# write lock at BEGIN so two writers queue instead of failing with a lock-upgrade deadlock; read-only requests set
+# "DEFERRED" so readers never wait. Other backends ignore it.
 sqlite_begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_begin_mode", default="IMMEDIATE")
 
 
@@ -126,190 +125,12 @@ def reads_only(view):
 
 
 def tune_engine(engine: sa.Engine, busy_timeout: float) -> None:
-    """Apply WAL, busy timeout, foreign keys and explicit BEGIN to SQLite engines."""
+    """Apply the backend's engine tuning; only SQLite has any (incidents/sqlite.py, imported for it alone)."""
     if engine.dialect.name != "sqlite":
         return
+    from incidents import sqlite
 
-    checkpointer = _Checkpointer.for_database(engine.url.database)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if checkpointer is not None:  # the checkpoint thread keeps the WAL short; this is only the safety net
-            cursor.execute(f"PRAGMA wal_autocheckpoint = {_Checkpointer.FALLBACK_PAGES}")
-        cursor.close()
-
-    writers = _WriterQueue(busy_timeout)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        mode = sqlite_begin_mode.get()
-        dbapi_connection = conn.connection.dbapi_connection
-        if mode != "IMMEDIATE":
-            conn.exec_driver_sql(f"BEGIN {mode}")
-            return
-        writers.enter(dbapi_connection)
-        try:
-            _begin_immediate(conn, dbapi_connection, busy_timeout)
-        except BaseException:
-            writers.leave(dbapi_connection)
-            raise
-
-    dialect = engine.dialect
-    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
-
-    def _commit(dbapi_connection):
-        try:
-            do_commit(dbapi_connection)
-        finally:
-            writers.leave(dbapi_connection)
-            if checkpointer is not None:
-                checkpointer.nudge()
-
-    def _rollback(dbapi_connection):
-        try:
-            do_rollback(dbapi_connection)
-        finally:
-            writers.leave(dbapi_connection)
-
-    dialect.do_commit, dialect.do_rollback = _commit, _rollback
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection, _record):
-        writers.leave(dbapi_connection)  # however its transaction ended, a returned connection holds no turn
-
-
-def _begin_immediate(conn: sa.Connection, dbapi_connection, timeout: float) -> None:
-    """BEGIN IMMEDIATE, polling every 0.5-5 ms while another process holds the write lock.
-
-    SQLite's own busy handler sleeps in steps of up to 100 ms, so a writer of another process (the other
-    gunicorn worker, the job worker) often sleeps long after the lock was freed: that made the p99 of webhook
-    ingestion 5-10x the median. Polling here picks the lock up within milliseconds; the busy timeout still
-    bounds the wait, and every other statement keeps SQLite's handler."""
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    dbapi_connection.execute("PRAGMA busy_timeout = 0")
-    try:
-        while time.monotonic() < deadline:
-            try:
-                dbapi_connection.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.005)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # last try, through SQLAlchemy: its OperationalError if busy
-    finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-
-
-class _Checkpointer:
-    """Copies a SQLite WAL back into the database from a thread of its own, so no writer does it in its COMMIT.
-
-    SQLite checkpoints automatically inside the COMMIT of whichever writer pushes the WAL past
-    `wal_autocheckpoint` pages: that commit then copies and fsyncs ~1,000 pages while its thread still holds the
-    writer turn, and every other writer of the process waits (the webhook benchmark's commits: p50 0.2 ms, p99
-    9 ms). Here a daemon thread runs `PRAGMA wal_checkpoint(PASSIVE)` every INTERVAL seconds on a connection of
-    its own; a passive checkpoint takes no write lock, so writers go on meanwhile. The thread starts on the first
-    commit of a process (after any fork) and ends after IDLE seconds without one; the next commit starts it again.
-    Connections keep an automatic checkpoint at FALLBACK_PAGES as a safety net should the thread fall behind.
-    One per database file and process."""
-
-    INTERVAL = 0.2
-    IDLE = 30.0
-    FALLBACK_PAGES = 10_000  # ~40 MB of WAL at SQLite's 4 KiB pages
-
-    _instances: dict[tuple[int, str], _CheckpointThread] = {}
-    _guard = threading.Lock()
-
-    @classmethod
-    def for_database(cls, database: str | None) -> _Checkpointer | None:
-        """The checkpointer of a database file in this process; None for in-memory and URI databases."""
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(database)  # instances are per process: looked up again in nudge()
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def _running(self) -> _CheckpointThread:
-        key = (os.getpid(), self.path)
-        found = self._instances.get(key)
-        if found is None or not found.thread.is_alive():
-            with self._guard:
-                found = self._instances.get(key)
-                if found is None or not found.thread.is_alive():
-                    found = _CheckpointThread(self.path)
-                    self._instances[key] = found
-                    found.thread.start()
-        return found
-
-    def nudge(self) -> None:
-        """Called after each commit: start the thread if this process has none running, and keep it awake."""
-        self._running().last_commit = time.monotonic()
-
-
-class _CheckpointThread:
-    def __init__(self, path: str):
-        self.path = path
-        self.last_commit = time.monotonic()
-        self.checkpoints = 0  # how many checkpoints this thread ran (tests read it)
-        self.thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint {path}", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error:
-            return  # the file is gone (a test's temporary database): the fallback checkpoint remains
-        try:
-            while time.monotonic() - self.last_commit < _Checkpointer.IDLE:
-                time.sleep(_Checkpointer.INTERVAL)
-                try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except sqlite3.Error:  # another process is checkpointing, or the file went away
-                    if not os.path.exists(self.path):
-                        return
-        finally:
-            connection.close()
-
-
-class _WriterQueue:
-    """SQLite allows one writer; the threads of one process take turns here before BEGIN IMMEDIATE.
-
-    Without it, every thread but one gets SQLITE_BUSY and sleeps in SQLite's busy handler (1, 2, 5 ... up to
-    100 ms steps), so the lock sits idle while waiters sleep and a few unlucky writers wait hundreds of ms.
-    A lock wakes the next writer as soon as the commit is done; SQLite's busy timeout still arbitrates between
-    processes. Waiting is bounded by the busy timeout, after which BEGIN proceeds and SQLite decides, as before.
-    """
-
-    def __init__(self, timeout: float):
-        self.lock = threading.Lock()
-        self.timeout = timeout
-        self.holder: int | None = None  # id() of the DBAPI connection whose transaction holds the turn
-        self.owner: int | None = None  # the thread that took it
-
-    @staticmethod
-    def _key(connection) -> int:
-        # The dialect hooks get the pool's proxy, the begin event the raw connection: key on the raw one.
-        return id(getattr(connection, "dbapi_connection", connection))
-
-    def enter(self, dbapi_connection) -> None:
-        if self.owner == threading.get_ident():
-            return  # this thread already writes on another connection: waiting for itself would only time out
-        if self.lock.acquire(timeout=self.timeout):
-            self.holder, self.owner = self._key(dbapi_connection), threading.get_ident()
-
-    def leave(self, dbapi_connection) -> None:
-        if self.holder is not None and self.holder == self._key(dbapi_connection):
-            self.holder = self.owner = None
-            self.lock.release()
+    sqlite.tune_engine(engine, busy_timeout)
 
 
 def refuse_nul_characters(session: Session, _flush_context, _instances) -> None:

@@ -20,12 +20,11 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
 
     By default each worker takes only as many connections as it has threads, and closes each after its response
     (no keep-alive). gunicorn otherwise lets a worker accept connections while all its threads are busy and keeps
-    them alive, every later request of a connection going to the worker that accepted it: under the ingestion
-    bench the app's two workers answered 42 % and 58 % of the requests and the busier one made the p99. Capped,
-    waiting connections stay in the kernel's listen queue, and whichever worker frees a thread first takes the
-    next one: one queue for all workers. Webhook senders open a connection per delivery anyway, and a reverse
-    proxy in front keeps its own keep-alive with browsers. `--keep-alive N` (seconds) lifts the cap and turns
-    keep-alive back on, for browsers talking to gunicorn directly over a slow network.
+    them alive, every later request of a connection going to the worker that accepted it, so one worker can be
+    busy while another idles. Capped, waiting connections stay in the kernel's listen queue, and whichever worker
+    frees a thread first takes the next one: one queue for all workers. Webhook senders open a connection per
+    delivery anyway, and a reverse proxy in front keeps its own keep-alive with browsers. `--keep-alive N`
+    (seconds) lifts the cap and turns keep-alive back on, for browsers talking to gunicorn directly.
 
     `log_format="json"` (LOG_FORMAT) makes gunicorn's error and access logs JSON lines too (`JsonLogger`)."""
     settings = {
@@ -53,14 +52,10 @@ def gunicorn_settings(host: str, port: int, workers: int, threads: int, keep_ali
 def freeze_heap() -> None:
     """Hide what start-up allocated (modules, the app, SQLAlchemy's mappers and caches) from the garbage collector.
 
-    A full (generation 2) collection walks every tracked object; in a loaded web worker that took 80-120 ms (190 ms
-    in the job worker), during which the process runs nothing else, so every request in flight waited: the webhook
-    benchmark's p99 (gc.callbacks timings, bench/README.md). Objects that exist at this point live as long as the
-    process anyway; after gc.freeze() collections only walk what requests allocate.
-
-    The youngest generation is also collected less often (every 10,000 net allocations instead of 700): one
-    webhook delivery allocates thousands of objects, nearly all freed by reference counting, and the frequent
-    young collections cost 10-15 % of a delivery's CPU in process (bench/README.md)."""
+    A full (generation 2) collection walks every tracked object and stops every thread of the process meanwhile;
+    objects that exist at this point live as long as the process anyway, so after gc.freeze() collections only
+    walk what requests allocate. The youngest generation is also collected less often: one webhook delivery
+    allocates thousands of objects, nearly all freed by reference counting. Measurements: bench/README.md."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
@@ -71,7 +66,7 @@ GC_YOUNG_THRESHOLD = 10_000
 
 def post_worker_init(_worker) -> None:
     """gunicorn hook: runs in each worker once it has loaded the app, before it takes requests."""
-    metrics.warm()  # prometheus_client's import (~40 ms) is not the first request's to pay
+    metrics.warm()  # prometheus_client's import is not the first request's to pay
     freeze_heap()
 
 

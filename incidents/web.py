@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context, redirect, request, url_for
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from incidents import fastpath
 from incidents.bounds import IdConverter
 from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
@@ -24,17 +24,6 @@ CSP = (
 def content_security_policy(image_hosts) -> str:
     """The CSP header: images only from this site, data: URIs and the hosts Markdown may show images from."""
     return CSP.format(image_hosts="".join(f" https://{host}" for host in image_hosts))
-
-
-class CookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, except that a request without the cookie (every webhook delivery and
-    API call) gets its empty session without building the signing serializer first (a profile of webhook
-    ingestion found that construction, repeated per request, among its costs)."""
-
-    def open_session(self, app, request):
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
-            return self.session_class()
-        return super().open_session(app, request)
 
 
 def secure_cookies_over_https(wsgi_app):
@@ -70,13 +59,12 @@ def trust_proxies(app: Flask) -> None:
 
 
 def register(app: Flask) -> None:
-    app.session_interface = CookieSessionInterface()
+    fastpath.init_app(app)
     app.url_map.converters["int"] = IdConverter  # before any route: ids beyond the columns are a 404
     trust_proxies(app)
     from incidents.action_item.views import bp as action_item_bp
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
-    from incidents.alert.views import hooks as webhooks_bp
     from incidents.api import bp as api_bp
     from incidents.auth.services import count_users, user_for_session
     from incidents.auth.views import bp as auth_bp
@@ -89,7 +77,8 @@ def register(app: Flask) -> None:
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
     from incidents.report.views import bp as report_bp
-    from incidents.tracker.views import bp as tracker_bp  # also adds POST /webhooks/shortcut to `hooks`
+    from incidents.tracker.views import bp as tracker_bp
+    from incidents.webhooks import hooks as webhooks_bp  # after alert.views and tracker.views added their routes
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -110,16 +99,10 @@ def register(app: Flask) -> None:
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
 
-    # Flask-SQLAlchemy-Lite registers an async teardown even when no async engine exists, and Flask runs it
-    # through asgiref on every request (a thread and an event loop each time, ~1 ms): drop it when unused.
-    if not app.config.get("SQLALCHEMY_ASYNC_ENGINES"):
-        app.teardown_appcontext_funcs[:] = [
-            f for f in app.teardown_appcontext_funcs if getattr(f, "__name__", "") != "_close_async_sessions"]
-
     @app.before_request
     def _begin_mode():
         # Read-only requests (GET, and POST views marked @reads_only) never take SQLite's write lock; writes take
-        # it up front (see database.py).
+        # it up front (see sqlite.py).
         reads = request.method in _SAFE_METHODS or getattr(app.view_functions.get(request.endpoint), "reads_only",
                                                            False)
         g._begin_token = sqlite_begin_mode.set("DEFERRED" if reads else "IMMEDIATE")

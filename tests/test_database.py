@@ -12,7 +12,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from incidents.database import _Checkpointer, read_only, tune_engine
+from incidents.database import read_only, tune_engine
+from incidents.sqlite import _Checkpointer
 
 
 @pytest.fixture
@@ -130,3 +131,16 @@ def test_read_only_transactions_take_no_write_lock(engine):
     finally:
         writer.execute("COMMIT")
         writer.close()
+
+
+def test_the_sqlite_machinery_loads_for_sqlite_engines_only(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, sqlalchemy as sa\n"
+            "from incidents.database import tune_engine\n"
+            "tune_engine(sa.create_engine('postgresql+psycopg://nobody@127.0.0.1/none'), 1.0)\n"
+            "assert 'incidents.sqlite' not in sys.modules\n"
+            f"tune_engine(sa.create_engine('sqlite:///{tmp_path / 'x.db'}'), 1.0)\n"
+            "assert 'incidents.sqlite' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

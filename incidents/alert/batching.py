@@ -1,14 +1,12 @@
 """Group commit for webhook deliveries: one transaction for the deliveries that arrive together.
 
-Every webhook request used to run its own transaction: BEGIN, the delivery's statements, COMMIT. Under load most
-of a delivery's cost was that envelope rather than its work: on PostgreSQL a pool ping, BEGIN and COMMIT are three
-of its ~6 round trips; on SQLite each transaction takes the database's single write lock, and on a busy machine
-the lock holder is often descheduled (or waits for the GIL) while the other writers queue behind it.
-
-Here each process has one writer thread. A request thread parses and checks its delivery as before, hands the
-work to the writer and waits. The writer takes whatever deliveries are waiting (up to `max_batch`; it never waits
-for more, so a lone delivery is not delayed), applies them one after the other in **one** transaction and commits.
-Only then does each request thread answer: nothing is acknowledged before it is durable, as before.
+Under load a delivery's transaction envelope costs more than its work: on PostgreSQL a pool ping, BEGIN and
+COMMIT are round trips of their own; on SQLite each transaction takes the database's single write lock, and a
+descheduled holder makes every other writer wait. So each process has one writer thread. A request thread
+(alert/ingestion.py) parses and checks its delivery, hands the work to the writer and waits. The writer takes
+whatever deliveries are waiting (up to `max_batch`; it never waits for more, so a lone delivery is not delayed),
+applies them one after the other in **one** transaction and commits. Only then does each request thread answer:
+nothing is acknowledged before it is durable.
 
 Deadlocks: on PostgreSQL the writers of two processes lock alert rows concurrently; each batch takes them in
 one global order (`lock_order`), so they never wait for each other crosswise.
@@ -17,7 +15,7 @@ Isolation without savepoints: if a delivery raises (a sender's retry is a `Dupli
 the batch is rolled back, that delivery is handed back to its request thread, which runs it alone through the
 one-transaction-per-delivery path (with its retries, and the FAILED record for our bugs), and the rest of the batch
 is applied again without it. So a batch changes only how deliveries are grouped into transactions, never what a
-delivery does: `services.ingest` is the same function on both paths.
+delivery does: `services.ingest` is the same function on both paths (and emits the same events).
 """
 
 from __future__ import annotations
@@ -151,8 +149,8 @@ class Batcher:
 
 def lock_order(work: Work) -> tuple[int, str]:
     """The order a batch takes its alert rows in. Every process's writer takes them in the same order, so two
-    batches on PostgreSQL never wait for each other's rows crosswise: without it they deadlocked now and then
-    (PostgreSQL breaks that after deadlock_timeout, 1 s, and both deliveries then ran alone)."""
+    batches on PostgreSQL never wait for each other's rows crosswise (a deadlock PostgreSQL breaks only after
+    deadlock_timeout, after which both deliveries run alone)."""
     parsed = work.parsed
     return work.info.id, parsed.fingerprint or parsed.external_id or ""
 

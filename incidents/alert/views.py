@@ -1,132 +1,34 @@
-"""Webhook endpoints (store raw, then process, answer after commit) and the alert pages."""
+"""The alert sources' webhook endpoint (on the shared `/webhooks` blueprint) and the alert pages."""
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 
-import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from incidents import jsonbody, metrics
-from incidents.alert import batching, services
+from incidents import jsonbody
+from incidents.alert import ingestion, services
 from incidents.alert.models import AlertStatus, Outcome, Source
-from incidents.alert.sources import SOURCES, ParseError, parse
+from incidents.alert.sources import SOURCES
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
-from incidents.database import utcnow
-from incidents.errors import DomainError, Invalid, error_body
-from incidents.extensions import csrf, db
+from incidents.errors import DomainError, Invalid
+from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
 from incidents.responses import no_store
 from incidents.urls import public_base_url
-
-log = logging.getLogger(__name__)
-
-hooks = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-csrf.exempt(hooks)  # senders authenticate with the integration token, never a session cookie
-
-TOKEN_HEADER = "X-Incidents-Token"  # noqa: S105 - a header name
-_TRANSIENT_ATTEMPTS = 3
+from incidents.webhooks import hooks
 
 
 @hooks.post("/<source>")
 def receive(source: str):
-    """Authenticate, store the delivery and process it in one transaction; answer only after commit.
-
-    Outcomes: processed/ignored 200, duplicate (sender retry) 200 and nothing changes, rejected 400 (kept),
-    failed 202: our own bug; the delivery is kept with the error for replay. A 2xx there is deliberate:
-    the body is safely stored, and Rollbar would otherwise retry the same bug ten times over 16 days."""
+    """A delivery from an alert source: stored and processed in incidents/alert/ingestion.py, answered after commit."""
     if source not in SOURCES:
         abort(404)
-    started = time.perf_counter()
-    outcome, response, deduplicated = _receive(source)
-    metrics.delivery_processed(source, outcome, time.perf_counter() - started, deduplicated)  # committed by now
-    return response
-
-
-def _receive(source: str):
-    """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
-    session = db.session
-    token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
-    info = services.integration_for_token(session, source, token, current_app.config.get("INTEGRATION_CACHE_TTL", 10.0))
-    if info is None:
-        return "unauthorized", error_body(
-            401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header "
-            "or the token query parameter."), False
-    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
-    received_at = utcnow()
-    headers = services.safe_headers(request.headers, request.remote_addr)
-
-    payload = None
-    try:
-        payload = jsonbody.loads(raw)
-        parsed = parse(source, payload)
-    except ValueError as e:  # ParseError, TooDeep and JSONDecodeError are ValueErrors
-        message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
-        session.rollback()
-        delivery_id = services.store_delivery(
-            session, info.id, source, outcome=Outcome.REJECTED, body=services.delivery_body(source, raw, payload),
-            headers=headers, received_at=received_at, error=message)
-        session.commit()
-        answer = {"error": {"code": "rejected", "message": message, "fields": {}}, "delivery": delivery_id,
-                  "outcome": Outcome.REJECTED.value}
-        return Outcome.REJECTED.value, (jsonify(answer), 400), False
-
-    body = services.delivery_body(source, raw, payload)
-    key = services.dedup_key(parsed, raw)
-    writer = batching.batcher(current_app)
-    if writer is not None:  # group commit (batching.py); a delivery handed back runs alone below
-        if session.in_transaction():
-            session.rollback()  # the integration lookup's read: this thread must hold no write turn now
-        work = writer.submit(batching.Work(info, parsed, body, headers, received_at, key))
-        if work.result is not None:
-            return _answer(work.result)
-    error: BaseException | None = None
-    for _attempt in range(_TRANSIENT_ATTEMPTS):
-        try:
-            result = services.ingest(session, info, parsed, body=body, headers=headers, received_at=received_at,
-                                     key=key)
-            session.commit()
-            return _answer(result)
-        except services.Duplicate:
-            session.rollback()
-            return _DUPLICATE, (jsonify(_DUPLICATE_BODY), 200), False
-        except sa.exc.OperationalError as e:  # lock timeout, deadlock, serialisation: worth another try
-            session.rollback()
-            error = e
-        except Exception as e:  # noqa: BLE001 - our bug: keep the delivery as failed, see docstring
-            session.rollback()
-            error = e
-            break
-    log.error("webhook %s delivery failed for integration %s", source, info.id, exc_info=error)
-    try:
-        delivery_id = services.store_delivery(
-            session, info.id, source, outcome=Outcome.FAILED, body=body, headers=headers, received_at=received_at,
-            event=parsed.event, error=services.describe_error(error), key=key)
-        session.commit()
-    except services.Duplicate:
-        session.rollback()
-        return _DUPLICATE, (jsonify(_DUPLICATE_BODY), 200), False
-    except Exception:  # noqa: BLE001 - the database itself is failing: let the sender retry later
-        session.rollback()
-        log.exception("could not store failed delivery")
-        return "unavailable", error_body(503, "unavailable", "Could not store the delivery; please retry."), False
-    body = {"delivery": delivery_id, "outcome": Outcome.FAILED.value,
-            "message": "Stored, but processing failed; it will be replayed."}
-    return Outcome.FAILED.value, (jsonify(body), 202), False
-
-
-_DUPLICATE = "duplicate"
-_DUPLICATE_BODY = {"delivery": None, "outcome": _DUPLICATE, "message": "Already received: this retry changed nothing."}
-
-
-def _answer(result: services.Result):
-    return str(result.outcome), (jsonify(result.as_json()), 200), result.deduplicated
+    return ingestion.receive(source, request)
 
 
 # --- pages --------------------------------------------------------------------------------------------

@@ -11,8 +11,6 @@ from flask import Blueprint, current_app, flash, jsonify, redirect, render_templ
 
 from incidents import jsonbody, metrics
 from incidents.action_item import services as items
-from incidents.alert.services import describe_error, safe_headers, stored_body
-from incidents.alert.views import hooks
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.catalog import services as catalog
@@ -27,6 +25,7 @@ from incidents.tracker.models import DeliveryOutcome, ShortcutDelivery
 from incidents.tracker.shortcut import ShortcutError, circuit_state, client_from_config
 from incidents.tracker.webhook import parse_event, signature_from_headers, verify_signature
 from incidents.urls import public_base_url
+from incidents.webhooks import describe_error, hooks, safe_headers, stored_body
 
 log = logging.getLogger(__name__)
 

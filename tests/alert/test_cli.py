@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from incidents.alert import services
 from incidents.alert.models import Alert, Delivery, Integration, Outcome
+from incidents.alert.services import processing
 from incidents.extensions import db
 from tests.alert.conftest import fixture, make_integration, post
 from tests.factories import make_service
@@ -45,7 +46,7 @@ def test_deliveries_replay(app, client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "_apply", broken)
+    monkeypatch.setattr(processing, "_apply", broken)
     assert post(client, "rollbar", fixture("rollbar_new_item_production"), token).status_code == 202
     assert post(client, "rollbar", fixture("rollbar_occurrence"), token).status_code == 202
     runner = app.test_cli_runner()

@@ -6,8 +6,8 @@ import re
 
 import sqlalchemy as sa
 
-from incidents.alert import services
 from incidents.alert.models import Alert, Delivery, Integration, Outcome
+from incidents.alert.services import processing
 from incidents.extensions import db
 from incidents.incident.models import EntryKind, Incident, Severity, TimelineEntry
 from tests.alert.conftest import fixture, make_integration, post
@@ -64,7 +64,7 @@ def test_delivery_log_shows_redacted_body_and_replays(responder_client, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(services, "_apply", broken)
+    monkeypatch.setattr(processing, "_apply", broken)
     post(responder_client, "rollbar", fixture("rollbar_new_item_production"), token)
     monkeypatch.undo()
     delivery = db.session.scalar(sa.select(Delivery))

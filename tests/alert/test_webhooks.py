@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from incidents.alert import services
 from incidents.alert.models import Alert, AlertStatus, Delivery, Outcome
+from incidents.alert.services import processing
 from incidents.extensions import db
 from incidents.incident import services as incident_services
 from incidents.incident.models import EntryKind, Incident, Severity, Status, TimelineEntry
@@ -153,7 +154,7 @@ def test_failed_processing_keeps_the_delivery_answers_202_and_replays(client, ro
     def broken(*args, **kwargs):
         raise RuntimeError("bug in the rules")
 
-    monkeypatch.setattr(services, "_apply", broken)
+    monkeypatch.setattr(processing, "_apply", broken)
     response = post(client, "rollbar", fixture("rollbar_new_item_production"), rollbar[1])
     assert response.status_code == 202 and response.get_json()["outcome"] == "failed"
     [delivery] = rows(Delivery)

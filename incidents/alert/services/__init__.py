@@ -1,0 +1,43 @@
+"""The alert domain's use cases, one module per seam; callers name them as `services.x` from here.
+
+rules: which alerts open an incident. integrations: senders and their tokens. processing: applying one delivery
+(the webhook hot path around it is alert/ingestion.py). replay: a stored delivery again. queries: the lists.
+actions: what a responder does with an alert. Inside this package, modules import each other, never this one.
+"""
+
+from incidents.alert.services.actions import attach_alert, open_incident_from_alert
+from incidents.alert.services.integrations import (
+    MIN_TOKEN_LENGTH,
+    TOKEN_PREFIX,
+    IntegrationInfo,
+    create_integration,
+    forget_cached_integrations,
+    get_integration,
+    hash_token,
+    integration_for_token,
+    integration_info,
+    list_integrations,
+    rotate_token,
+    update_integration,
+    webhook_url,
+)
+from incidents.alert.services.processing import (
+    Duplicate,
+    Result,
+    dedup_key,
+    delivery_body,
+    ingest,
+    store_delivery,
+)
+from incidents.alert.services.queries import AlertFilter, get_alert, get_delivery, list_alerts, list_deliveries
+from incidents.alert.services.replay import REPLAYABLE, replay_delivery
+from incidents.alert.services.rules import DEFAULT_RULES, match_rules, validate_rules
+
+__all__ = [
+    "DEFAULT_RULES", "MIN_TOKEN_LENGTH", "REPLAYABLE", "TOKEN_PREFIX", "AlertFilter", "Duplicate", "IntegrationInfo",
+    "Result", "attach_alert", "create_integration", "dedup_key", "delivery_body", "forget_cached_integrations",
+    "get_alert", "get_delivery", "get_integration", "hash_token", "ingest", "integration_for_token",
+    "integration_info", "list_alerts", "list_deliveries", "list_integrations", "match_rules",
+    "open_incident_from_alert", "replay_delivery", "rotate_token", "store_delivery", "update_integration",
+    "validate_rules", "webhook_url",
+]

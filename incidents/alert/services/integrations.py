@@ -1,0 +1,155 @@
+"""Integrations: one per sender, authenticated by a token of which only the hash is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from incidents.alert.models import Integration, Source
+from incidents.alert.services.rules import DEFAULT_RULES, validate_rules
+from incidents.bounds import get_by_id
+from incidents.catalog import services as catalog
+from incidents.errors import Conflict, Invalid, NotFound
+from incidents.singleline import check_single_line
+
+TOKEN_PREFIX = "whk_"  # noqa: S105 - a public prefix, not a secret
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class IntegrationInfo:
+    """What the webhook hot path needs of an integration, cached per process by token hash."""
+
+    id: int
+    source: str
+    name: str
+    service_id: int | None
+    team_id: int | None
+    rules: list | None
+    active: bool
+
+    @property
+    def effective_rules(self) -> list[dict]:
+        return self.rules if self.rules is not None else DEFAULT_RULES[self.source]
+
+
+_cache: dict[str, tuple[float, IntegrationInfo]] = {}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def forget_cached_integrations() -> None:
+    _cache.clear()
+
+
+def integration_for_token(session: Session, source: str, token: str | None, ttl: float = 10.0
+                          ) -> IntegrationInfo | None:
+    """The active integration of `source` whose token this is, or None; hits the database at most once
+    per token per `ttl` seconds (a disabled or rotated token stops working within ttl on every worker)."""
+    if not token or len(token) > 512:
+        return None
+    digest = hash_token(token)
+    now = time.monotonic()
+    hit = _cache.get(digest)
+    if hit is not None and hit[0] > now:
+        info = hit[1]
+    else:
+        row = session.scalar(sa.select(Integration).where(Integration.token_hash == digest))
+        # The lookup is by hash (no timing signal about the token); the compare is constant-time anyway.
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        info = integration_info(row)
+        _cache[digest] = (now + ttl, info)
+    return info if info.source == source and info.active else None
+
+
+def integration_info(row: Integration) -> IntegrationInfo:
+    return IntegrationInfo(row.id, row.source.value, row.name, row.service_id, row.team_id, row.rules, row.active)
+
+
+def webhook_url(base_url: str, source: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/webhooks/{source}?token={token}"
+
+
+def _check_token(token: str) -> str:
+    token = token.strip()
+    if len(token) < MIN_TOKEN_LENGTH or len(token) > 200 or not token.isprintable() or " " in token:
+        raise Invalid(f"A token needs {MIN_TOKEN_LENGTH} to 200 printable characters without spaces.",
+                      {"token": ["Too short or invalid."]})
+    return token
+
+
+def list_integrations(session: Session) -> list[Integration]:
+    return list(session.scalars(sa.select(Integration).order_by(Integration.source, Integration.name)))
+
+
+def get_integration(session: Session, key: int | str) -> Integration:
+    if str(key).isdigit():
+        row = get_by_id(session, Integration, key)
+    else:
+        row = session.scalar(sa.select(Integration).where(Integration.name == str(key)))
+    if row is None:
+        raise NotFound(f"No integration {key!r}.")
+    return row
+
+
+def create_integration(session: Session, *, source: str, name: str, token: str | None = None,
+                       service: str | int | None = None, team: str | int | None = None,
+                       rules: list | None = None) -> tuple[Integration, str]:
+    """Create an integration; returns it and its plain token (shown once, only its hash is stored)."""
+    try:
+        source = Source(source)
+    except ValueError:
+        raise Invalid(f"Unknown source {source!r}.", {"source": [f"One of: {', '.join(Source)}."]}) from None
+    name = (name or "").strip()
+    if not name or len(name) > 120:
+        raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+    check_single_line(name=name)
+    if session.scalar(sa.select(Integration.id).where(Integration.source == source, Integration.name == name)):
+        raise Conflict(f"A {source.label} integration named {name!r} exists.", {"name": ["Already in use."]})
+    plain = _check_token(token) if token else TOKEN_PREFIX + secrets.token_urlsafe(32)
+    if session.scalar(sa.select(Integration.id).where(Integration.token_hash == hash_token(plain))):
+        raise Conflict("That token is already used by another integration.", {"token": ["Already in use."]})
+    svc = catalog.get_service(session, service) if service else None
+    tm = catalog.get_team(session, team) if team else (svc.team if svc else None)
+    row = Integration(source=source, name=name, token_hash=hash_token(plain), token_hint=plain[-4:],
+                      service=svc, team=tm, rules=validate_rules(rules), active=True)
+    session.add(row)
+    session.flush()
+    return row, plain
+
+
+def update_integration(session: Session, row: Integration, **changes) -> Integration:
+    if "name" in changes:
+        name = (changes["name"] or "").strip()
+        if not name or len(name) > 120:
+            raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
+        check_single_line(name=name)
+        row.name = name
+    if "service" in changes:
+        row.service = catalog.get_service(session, changes["service"]) if changes["service"] else None
+    if "team" in changes:
+        row.team = catalog.get_team(session, changes["team"]) if changes["team"] else None
+    if "rules" in changes:
+        row.rules = validate_rules(changes["rules"])
+    if "active" in changes:
+        row.active = bool(changes["active"])
+    session.flush()
+    forget_cached_integrations()
+    return row
+
+
+def rotate_token(session: Session, row: Integration) -> str:
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row.token_hash, row.token_hint = hash_token(plain), plain[-4:]
+    session.flush()
+    forget_cached_integrations()
+    return plain

@@ -1,0 +1,324 @@
+"""Applying one delivery inside the caller's transaction: the alert, the incident its rules open, the timeline.
+
+Ingestion is built for many concurrent deliveries of one fingerprint (an error storm):
+- the alert is written with one INSERT .. ON CONFLICT (integration, fingerprint) WHERE open DO UPDATE,
+  so the partial unique index, not timing, keeps one open alert and the count exact;
+- `event_count` comes back from that statement: 1 means this delivery inserted the row;
+- on PostgreSQL the upsert leaves the alert row locked until commit, and on SQLite every writer holds
+  the database lock (BEGIN IMMEDIATE), so deciding "open an incident" after it is race-free;
+- the delivery is inserted after the alert with ON CONFLICT (integration, dedup_key) DO NOTHING: no row
+  back means a sender retry, and the caller rolls the whole transaction back (the bump included);
+- a delivery that touched an alert emits `alert.received`, whichever path (batched, alone, replay) applied it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, lazyload
+
+from incidents import events
+from incidents.alert.models import OPEN_ALERT_PREDICATE, Alert, AlertStatus, Delivery, Outcome, Source
+from incidents.alert.services.integrations import IntegrationInfo
+from incidents.alert.services.rules import match_rules
+from incidents.alert.sources import SOURCES, Kind, ParsedEvent
+from incidents.auth.models import User
+from incidents.database import utcnow
+from incidents.incident import services as incidents
+from incidents.incident.models import EntryKind, Incident, Severity, Status
+from incidents.webhooks import stored_body
+
+# The first event we ever see of an item is treated as its trigger, so a missed new_item (or a project
+# that only sends `occurrence`) still opens the incident the rules call for.
+_FIRST_SIGHT_EVENT = {"rollbar": "new_item", "opsgenie": "Create"}
+
+
+class Duplicate(Exception):
+    """This delivery was received before (same integration and dedup key): nothing may change."""
+
+
+@dataclass
+class Result:
+    delivery_id: int | None
+    outcome: str
+    alert_id: int | None = None
+    incident_id: int | None = None
+    message: str = ""
+    deduplicated: bool = False  # an occurrence folded into an alert that was already open (for metrics)
+
+    def as_json(self) -> dict:
+        return {"delivery": self.delivery_id, "outcome": self.outcome, "alert": self.alert_id,
+                "incident": self.incident_id, "message": self.message}
+
+
+def dedup_key(parsed: ParsedEvent | None, raw: bytes | str) -> str:
+    """The source's own identity of a delivery (Rollbar occurrence uuid), else the hash of the body."""
+    basis = parsed.dedup_key if parsed and parsed.dedup_key else raw
+    data = basis.encode("utf-8", "replace") if isinstance(basis, str) else basis
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@functools.cache
+def _delivery_insert(dialect: str):
+    """Built once per dialect: constructing SQLAlchemy statements costs more than running them."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Delivery.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"]).returning(table.c.id)
+
+
+def store_delivery(session: Session, integration_id: int, source: str, *, outcome: Outcome, body: str,
+                   headers: dict, received_at: datetime, event: str = "", error: str = "",
+                   key: str | None = None, alert_id: int | None = None) -> int:
+    """Insert one delivery; raises Duplicate when its key was seen before for this integration."""
+    values = dict(integration_id=integration_id, source=source, received_at=received_at, event=event[:64],
+                  outcome=outcome, error=error, dedup_key=key, body=body, headers=headers, alert_id=alert_id,
+                  replayed_at=None)
+    delivery_id = session.connection().execute(_delivery_insert(_dialect(session)), values).scalar()
+    if delivery_id is None:
+        raise Duplicate(key)
+    return delivery_id
+
+
+def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body: str, headers: dict,
+           received_at: datetime, key: str, replay_of: int | None = None) -> Result:
+    """Apply one parsed delivery inside the caller's transaction (which it never commits)."""
+    def record(outcome: Outcome, alert_id: int | None = None, error: str = "") -> int:
+        if replay_of is not None:
+            session.execute(sa.update(Delivery).where(Delivery.id == replay_of).values(
+                outcome=outcome, alert_id=alert_id, error=error, event=parsed.event[:64], replayed_at=utcnow()))
+            return replay_of
+        return store_delivery(session, info.id, info.source, outcome=outcome, body=body, headers=headers,
+                              received_at=received_at, event=parsed.event, error=error, key=key,
+                              alert_id=alert_id)
+
+    kind = parsed.kind
+    if kind == Kind.IGNORE:
+        return Result(record(Outcome.IGNORED, error=parsed.reason), Outcome.IGNORED, message=parsed.reason)
+    # Event times come from the sender's clock: never later than when we received the event.
+    at = min(parsed.occurred_at or received_at, received_at)
+    if kind == Kind.DEPLOY:
+        delivery_id = record(Outcome.PROCESSED)
+        count = _record_deploy(session, info, parsed, at, delivery_id)
+        return Result(delivery_id, Outcome.PROCESSED, message=f"{parsed.reason}; noted on {count} open incident(s).")
+    if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
+        row = _upsert_alert(session, info, parsed, at, received_at)
+        deduplicated = bool(parsed.bump) and row.occurrence_count > 1
+    else:
+        deduplicated = False
+        row = _touch_open_alert(session, info, parsed, at, received_at)
+        if row is None:
+            what = f"alertId {parsed.external_id}" if kind == Kind.ESCALATE else f"fingerprint {parsed.fingerprint}"
+            message = f"No open alert with {what}: nothing to {parsed.event}."
+            return Result(record(Outcome.IGNORED, error=message), Outcome.IGNORED, message=message)
+    delivery_id = record(Outcome.PROCESSED, alert_id=row.id)
+    incident_id = _apply(session, info, parsed, row, at, delivery_id)
+    events.emit(session, "alert.received", alert_id=row.id, delivery_id=delivery_id, kind=kind.value,
+                incident_id=incident_id)
+    return Result(delivery_id, Outcome.PROCESSED, row.id, incident_id, deduplicated=deduplicated)
+
+
+@functools.cache
+def _alert_upsert(dialect: str, bump: bool, set_status: bool):
+    """INSERT .. ON CONFLICT (integration_id, fingerprint) WHERE open DO UPDATE .. RETURNING, built once."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Alert.__table__
+    c = table.c
+    stmt = insert(table)
+    new = stmt.excluded
+    changes: dict[str, Any] = {
+        "event_count": c.event_count + 1,
+        "last_event": new.last_event,
+        "updated_at": new.updated_at,
+        "title": new.title,
+        "severity": sa.func.coalesce(new.severity, c.severity),
+        "environment": sa.func.coalesce(new.environment, c.environment),
+        "external_id": sa.func.coalesce(c.external_id, new.external_id),
+        "link": sa.func.coalesce(c.link, new.link),
+    }
+    if bump:
+        changes["occurrence_count"] = c.occurrence_count + 1
+        changes["last_seen_at"] = sa.case((new.last_seen_at > c.last_seen_at, new.last_seen_at),
+                                          else_=c.last_seen_at)
+    if set_status:
+        changes["status"] = new.status
+    return stmt.on_conflict_do_update(
+        index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
+    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
+
+
+def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
+    kind = parsed.kind
+    status = AlertStatus.ACKNOWLEDGED if kind == Kind.ACKNOWLEDGE else AlertStatus.OPEN
+    stmt = _alert_upsert(_dialect(session), parsed.bump, kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE))
+    return session.connection().execute(stmt, dict(
+        integration_id=info.id, source=info.source, fingerprint=parsed.fingerprint,
+        external_id=parsed.external_id, title=parsed.title or parsed.fingerprint, description=parsed.description,
+        severity=parsed.severity, status=status, environment=parsed.environment, link=parsed.link,
+        first_seen_at=at, last_seen_at=at, occurrence_count=1, event_count=1, last_event=parsed.event[:64],
+        incident_id=None, closed_at=None, created_at=now, updated_at=now,
+    )).one()
+
+
+def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
+    """Find (and lock, by updating) the open alert an annotation or close event is about; None if there is none."""
+    close = parsed.kind == Kind.CLOSE
+    params: dict[str, Any] = {
+        "b_integration_id": info.id, "b_last_event": parsed.event[:64], "b_now": now,
+        "b_match": parsed.external_id if parsed.kind == Kind.ESCALATE else parsed.fingerprint}
+    if close:
+        params.update(b_status=AlertStatus.RESOLVED if info.source == "rollbar" else AlertStatus.CLOSED,
+                      b_closed_at=at)
+    return session.connection().execute(_touch_statement(parsed.kind == Kind.ESCALATE, close), params).first()
+
+
+@functools.cache
+def _touch_statement(by_external_id: bool, close: bool):
+    """UPDATE .. RETURNING of the open alert, built once per shape (building it cost more than running it).
+    Core, on the connection: no Alert object is loaded on this path, so the ORM's identity-map sync is moot."""
+    c = Alert.__table__.c
+    match = c.external_id if by_external_id else c.fingerprint
+    values: dict[str, Any] = {"event_count": c.event_count + 1, "last_event": sa.bindparam("b_last_event"),
+                              "updated_at": sa.bindparam("b_now", type_=c.updated_at.type)}
+    if close:
+        values.update(status=sa.bindparam("b_status", type_=c.status.type),
+                      closed_at=sa.bindparam("b_closed_at", type_=c.closed_at.type))
+    return (sa.update(Alert.__table__)
+            .where(c.integration_id == sa.bindparam("b_integration_id"), sa.text(OPEN_ALERT_PREDICATE),
+                   match == sa.bindparam("b_match", type_=match.type))
+            .values(values)
+            .returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status))
+
+
+def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at: datetime,
+           delivery_id: int) -> int | None:
+    """The lifecycle after the alert row is written (and locked): rules, incident, timeline."""
+    kind, label = parsed.kind, Source(info.source).label
+    incident_id = row.incident_id
+    if kind in (Kind.TRIGGER, Kind.REPEAT):
+        if incident_id is None:
+            first_sight = row.event_count == 1
+            event = _FIRST_SIGHT_EVENT[info.source] if first_sight and kind == Kind.REPEAT else parsed.event
+            severity = match_rules(info.effective_rules, parsed, event)
+            if severity is not None:
+                return open_incident(session, info, parsed, row.id, severity, at, delivery_id)
+        elif parsed.reason:  # item_velocity, exp_repeat_item: worth a line on an open incident
+            _alert_entry(session, incident_id, parsed.reason, parsed, row.id, delivery_id, at, only_open=True)
+        return incident_id
+
+    if kind == Kind.REACTIVATE:
+        incident = _incident(session, incident_id) if incident_id else None
+        verb = "reactivated" if parsed.event == "reactivated_item" else "reopened"
+        if incident is not None and incident.is_open:
+            _alert_entry(session, incident_id, f"{label}: item {verb}", parsed, row.id, delivery_id, at)
+            return incident_id
+        previous = incident or previous_incident(session, info.id, parsed.fingerprint, row.id)
+        severity = match_rules(info.effective_rules, parsed, parsed.event)
+        if previous is not None:
+            severity = severity or previous.severity
+        if severity is None:
+            return incident_id
+        return open_incident(session, info, parsed, row.id, severity, at, delivery_id, repeat_of=previous)
+
+    if incident_id is None:
+        return None
+    by = f" by {parsed.actor}" if parsed.actor else ""
+    if kind == Kind.ACKNOWLEDGE:
+        incident = _incident(session, incident_id)
+        if incident is not None and incident.status == Status.TRIGGERED:
+            # The responder acknowledged in OpsGenie: that moment is this incident's MTTA.
+            incidents.acknowledge_incident(session, incident, at=max(at, incident.detected_at))
+        _alert_entry(session, incident_id, f"{label}: alert acknowledged{by}", parsed, row.id, delivery_id, at)
+    elif kind == Kind.UNACKNOWLEDGE:
+        _alert_entry(session, incident_id, f"{label}: alert unacknowledged{by}", parsed, row.id, delivery_id, at)
+    elif kind == Kind.NOTE:
+        incident = _incident(session, incident_id)
+        if incident is not None and parsed.note:
+            incidents.add_note(session, incident, f"{parsed.note}\n\n*{parsed.actor or 'Someone'}, in {label}*",
+                               occurred_at=at)
+    elif kind == Kind.CLOSE:
+        verb = "item resolved" if info.source == "rollbar" else f"alert {parsed.event.lower()}d"
+        _alert_entry(session, incident_id, f"{label}: {verb}{by}", parsed, row.id, delivery_id, at)
+    else:  # INFO, ESCALATE
+        _alert_entry(session, incident_id, parsed.reason, parsed, row.id, delivery_id, at)
+    return incident_id
+
+
+_STATUS_OF_INCIDENT = sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id"))
+
+
+def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEvent, alert_id: int,
+                 delivery_id: int, at: datetime, only_open: bool = False) -> None:
+    # The status only, and the entry as a plain INSERT: loading the incident (and its tags) and an ORM flush
+    # cost more than the rest of the delivery. Alert entries announce nothing, so no notification is skipped.
+    status = session.connection().execute(_STATUS_OF_INCIDENT, {"id": incident_id}).scalar()
+    if status is None or (only_open and not status.is_open):
+        return
+    incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, occurred_at=at, data={
+        "source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id})
+
+
+def previous_incident(session: Session, integration_id: int, fingerprint: str | None, alert_id: int):
+    """The incident of the most recent earlier alert with this fingerprint, if any."""
+    incident_id = session.scalar(
+        sa.select(Alert.incident_id).where(Alert.integration_id == integration_id, Alert.fingerprint == fingerprint,
+                                           Alert.id != alert_id, Alert.incident_id.is_not(None))
+        .order_by(Alert.id.desc()).limit(1))
+    return _incident(session, incident_id) if incident_id else None
+
+
+def _incident(session: Session, incident_id: int) -> Incident | None:
+    # Without the eager load of its tags: the webhook path reads the status and writes entries, nothing more
+    # (anything else it touches still loads, lazily).
+    return session.get(Incident, incident_id, options=[lazyload("*")])
+
+
+def open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, alert_id: int,
+                   severity: Severity, at: datetime, delivery_id: int | None, *,
+                   repeat_of: Incident | None = None, by: User | None = None) -> int:
+    label = Source(info.source).label
+    summary = "\n\n".join(p for p in (parsed.description, f"[Open in {label}]({parsed.link})" if parsed.link else "")
+                          if p)
+    incident_id = incidents.declare_incident(
+        session, title=parsed.title or f"{label} alert {parsed.fingerprint}", severity=severity,
+        summary=summary, service_id=info.service_id, team_id=info.team_id, tags=[info.source],
+        started_at=at, detected_at=at, created_by=by, repeat_of_id=repeat_of.id if repeat_of is not None else None,
+    )
+    line = f"Opened from {label} alert: {parsed.title}"
+    if repeat_of is not None:
+        line += f" (repeat of {repeat_of.ref})"
+    incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, author=by, occurred_at=at, data={
+        "source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id,
+        "fingerprint": parsed.fingerprint, "link": parsed.link, "repeat_of": repeat_of.id if repeat_of else None})
+    session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident_id))
+    return incident_id
+
+
+def _record_deploy(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime,
+                   delivery_id: int) -> int:
+    """Note a deploy on every open incident fed by this integration's alerts in the deploy's environment."""
+    if not parsed.environment:
+        return 0
+    linked = sa.select(Alert.incident_id).where(Alert.integration_id == info.id,
+                                                Alert.environment == parsed.environment)
+    open_incidents = (sa.select(Incident.id)
+                      .where(Incident.id.in_(linked), Incident.status.not_in([Status.RESOLVED, Status.CLOSED])))
+    # One INSERT .. SELECT, no row through Python: during an alert storm hundreds of incidents can be open, and
+    # this runs while holding the write lock.
+    return incidents.add_timeline_entries_where(
+        session, open_incidents, EntryKind.DEPLOY, parsed.reason, occurred_at=at,
+        data=parsed.deploy | {"delivery_id": delivery_id, "source": parsed.source})
+
+
+def delivery_body(source: str, raw: bytes, payload: Any = None) -> str:
+    """What a webhook delivery of `source` stores, on every path: stored_body with the source's redaction."""
+    return stored_body(raw, payload, SOURCES[source].redact)
