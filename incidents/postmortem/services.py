@@ -17,7 +17,6 @@ from incidents.database import Page, paginate, utcnow
 from incidents.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
 from incidents.formatting import format_duration
 from incidents.incident.models import EntryKind, Incident, Severity, Status
-from incidents.postmortem.defaults import ensure_defaults
 from incidents.postmortem.models import (
     ContributingFactor,
     FactorCategory,
@@ -71,7 +70,6 @@ def reject_nul(**texts) -> None:
 # --- templates -----------------------------------------------------------------------------------
 
 def list_templates(session: Session, *, include_inactive: bool = False) -> list[PostmortemTemplate]:
-    ensure_defaults(session)
     stmt = sa.select(PostmortemTemplate).order_by(PostmortemTemplate.builtin.desc(), PostmortemTemplate.name)
     if not include_inactive:
         stmt = stmt.where(PostmortemTemplate.active.is_(True))
@@ -81,7 +79,6 @@ def list_templates(session: Session, *, include_inactive: bool = False) -> list[
 def _by_key(session: Session, model, key: str | int, what: str):
     """A seeded row by id or slug (templates and factor categories are addressed both ways)."""
     reject_nul(**{what.split()[-1]: key})
-    ensure_defaults(session)
     if isinstance(key, int) or str(key).isdigit():
         row = get_by_id(session, model, key)
     else:
@@ -94,7 +91,6 @@ def _by_key(session: Session, model, key: str | int, what: str):
 def _new_slug(session: Session, model, name: str, slug: str | None) -> str:
     """A valid, unused slug for a new template or category, derived from the name unless given."""
     reject_nul(name=name, slug=slug)
-    ensure_defaults(session)
     if not (name or "").strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
     slug = (slug or catalog.slugify(name)).strip()
@@ -179,7 +175,6 @@ def update_template(session: Session, tpl: PostmortemTemplate, *, name: str | No
 # --- taxonomy ------------------------------------------------------------------------------------
 
 def list_categories(session: Session, *, include_inactive: bool = False) -> list[FactorCategory]:
-    ensure_defaults(session)
     stmt = sa.select(FactorCategory).order_by(FactorCategory.position, FactorCategory.name)
     if not include_inactive:
         stmt = stmt.where(FactorCategory.active.is_(True))
