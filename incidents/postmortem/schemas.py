@@ -13,7 +13,8 @@ from incidents.extensions import db
 from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.services import PostmortemFilter, impact_durations
+from incidents.postmortem.presentation import impact_durations
+from incidents.postmortem.queries import PostmortemFilter
 
 
 def filter_from_args(args) -> PostmortemFilter:
