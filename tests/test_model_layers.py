@@ -1,5 +1,6 @@
-"""Models depend one way (tracker -> action items -> post-mortem -> incident -> catalog/auth): each domain's models
-import only the layers below, never by name or under TYPE_CHECKING, and configure on their own."""
+"""Models and schemas depend one way (tracker -> action items -> post-mortem -> incident -> catalog/auth): each
+domain's models and schemas import only the layers below, never under TYPE_CHECKING, and models configure on their
+own. An upper domain adds its part to a lower one from above: a backref, or `openapi.add_field` for JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "incidents"
 MODELS = sorted(p.parent.name for p in PACKAGE.glob("*/models.py"))
+SCHEMAS = sorted(p.parent.name for p in PACKAGE.glob("*/schemas.py"))
 
 # A domain's models may import the models of a domain of a lower rank only.
 RANK = {"auth": 0, "catalog": 0, "incident": 1, "alert": 2, "postmortem": 2, "action_item": 3, "tracker": 4,
@@ -28,15 +30,16 @@ def _imported_domains(path: Path) -> set[str]:
     return found & set(RANK)
 
 
-def test_every_domain_with_models_has_a_rank():
-    assert set(MODELS) <= set(RANK)
+def test_every_domain_with_models_or_schemas_has_a_rank():
+    assert set(MODELS) | set(SCHEMAS) <= set(RANK)
 
 
-@pytest.mark.parametrize("domain", MODELS)
-def test_models_import_only_lower_domains(domain):
-    path = PACKAGE / domain / "models.py"
+@pytest.mark.parametrize("path", [f"{d}/models.py" for d in MODELS] + [f"{d}/schemas.py" for d in SCHEMAS])
+def test_models_and_schemas_import_only_lower_domains(path):
+    domain = path.split("/")[0]
+    path = PACKAGE / path
     upward = {d for d in _imported_domains(path) - {domain} if RANK[d] >= RANK[domain]}
-    assert not upward, f"{domain}.models imports {sorted(upward)}"
+    assert not upward, f"{path.relative_to(PACKAGE)} imports {sorted(upward)}"
     assert "TYPE_CHECKING" not in path.read_text()
 
 
@@ -59,3 +62,14 @@ def test_backrefs_give_lower_models_their_upper_collections():
     export = ActionItem.export.property
     assert not export.uselist and export.lazy == "selectin" and export.passive_deletes
     assert export.cascade.delete_orphan
+
+
+def test_the_tracker_adds_export_to_every_action_items_json(app):
+    """action_item.schemas knows nothing of Shortcut; the tracker's init_app gives each item its `export`."""
+    from incidents.action_item.schemas import ActionItemSchema
+    from incidents.postmortem.schemas import PostmortemSchema
+    from incidents.tracker.schemas import NOT_EXPORTED
+
+    assert "export" in ActionItemSchema().fields and "action_items" in PostmortemSchema().fields
+    assert "Shortcut" not in (PACKAGE / "action_item" / "schemas.py").read_text()
+    assert NOT_EXPORTED["status"] == "not_exported"

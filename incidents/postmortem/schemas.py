@@ -7,7 +7,6 @@ from datetime import date
 from flask import current_app, has_app_context
 from marshmallow import Schema, fields, validate
 
-from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.openapi import MAX_INT, JsonInteger
@@ -137,6 +136,8 @@ class EventSchema(Schema):
 
 
 class PostmortemSchema(Schema):
+    """A post-mortem as the API answers it; action items add their `action_items` (incidents.action_item.schemas)."""
+
     id = fields.Integer()
     title = fields.String()
     incident = fields.Nested(IncidentRefSchema)
@@ -145,7 +146,6 @@ class PostmortemSchema(Schema):
     sections = fields.List(fields.Nested(SectionSchema))
     contributing_factors = fields.List(fields.Nested(ContributingFactorSchema), attribute="factors")
     participants = fields.List(fields.Nested(ParticipantSchema))
-    action_items = fields.List(fields.Nested(ActionItemSchema))
     impact = fields.Function(lambda p: DurationSchema(many=True).dump(impact_durations(p.incident)))
     history = fields.List(fields.Nested(EventSchema), attribute="events")
     created_at = fields.DateTime()
