@@ -102,3 +102,19 @@ def test_postmortem_defaults_seed_a_database_never_used(tmp_path):
         assert db.session.scalar(sa.select(sa.func.count(PostmortemTemplate.id))) == 3
         assert db.session.scalar(sa.select(sa.func.count(FactorCategory.id))) == 7
         _close(app)
+
+
+def test_migrations_import_no_app_code():
+    """A revision records what it did: importing the app would let a later change of the app rewrite it."""
+    import ast
+
+    from incidents import resource_path
+
+    for path in sorted(resource_path("migrations").glob("*.py")):
+        modules = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names}
+        assert not {m for m in modules if m.split(".")[0] == "incidents"}, path.name
