@@ -1,4 +1,10 @@
-"""Imports every domain's models so the metadata is complete (for migrations and the shell)."""
+"""Imports every domain's models so the metadata is complete (for migrations and the shell).
+
+Then configures the mappers: relationships a higher domain adds to a lower one's model by backref
+(`Postmortem.action_items`, `ActionItem.export`) exist as class attributes from here on, so queries may name them.
+"""
+
+from sqlalchemy.orm import configure_mappers
 
 from incidents.action_item.models import ActionItem  # noqa: F401
 from incidents.alert.models import Alert, Delivery, Integration  # noqa: F401
@@ -20,3 +26,5 @@ from incidents.postmortem.models import (  # noqa: F401
 )
 from incidents.report.models import ReportRecipient  # noqa: F401
 from incidents.tracker.models import ShortcutDelivery, ShortcutExport, ShortcutSettings  # noqa: F401
+
+configure_mappers()

@@ -114,6 +114,13 @@ class JsonInteger(fields.Integer):
         return super()._validated(value)
 
 
+def add_field(schema: type[Schema], name: str, field: fields.Field) -> None:
+    """Add a field to a lower domain's schema from the domain above it, so the lower package never imports the
+    upper one (the tracker adds `export` to ActionItemSchema). Called from the upper domain's `init_app`; instances
+    made afterwards, and the OpenAPI document, see it like a declared field."""
+    schema._declared_fields[name] = field
+
+
 class PageArgsSchema(Schema):
     """`page` and `per_page` query parameters; per_page above MAX_PER_PAGE is lowered to it."""
 

@@ -58,13 +58,14 @@ def _app(db_url, tmp_path_factory):
 
 
 def empty_tables() -> None:
-    """Back to a freshly migrated database: no rows but the data migrations add (the coach's word list)."""
-    from incidents.postmortem.defaults import seed_blameless_phrases
+    """Back to a freshly migrated database: no rows but those the data migrations add (the coach's word list,
+    the built-in post-mortem templates and factor categories)."""
+    from tests.seeds import reseed
 
     with db.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-        seed_blameless_phrases(conn)
+        reseed(conn)
 
 
 @pytest.fixture

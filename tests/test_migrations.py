@@ -31,3 +31,90 @@ def test_title_search_uses_trigram_index_on_postgresql(app):
         rows = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'incident'"))
         names = {row[0] for row in rows}
     assert "ix_incident_title_trgm" in names
+
+
+def _migrated_app(tmp_path, target: str):
+    """An app on its own fresh SQLite database, migrated up to `target`."""
+    from incidents import create_app
+    from incidents.extensions import alembic
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'upgrade.sqlite3'}", "SECRET_KEY": "x",
+                      "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        alembic.upgrade(target)
+    return app
+
+
+def _close(app) -> None:
+    db.session.close()
+    for engine in db.engines.values():
+        engine.dispose()
+
+
+def test_postmortem_defaults_upgrade_a_database_seeded_on_first_use(tmp_path):
+    """Before revision 0010 a first read seeded the defaults through the ORM; admins then edited them. The upgrade
+    adds nothing that exists by slug, keeps every edit and fills in only what is missing."""
+    import sqlalchemy as sa
+
+    from incidents.extensions import alembic
+    from incidents.postmortem.models import FactorCategory, PostmortemTemplate
+    from tests.seeds import POSTMORTEM_DEFAULTS, revision
+
+    defaults = revision(POSTMORTEM_DEFAULTS)
+    app = _migrated_app(tmp_path, "0009_session_version")
+    with app.app_context():
+        s = db.session
+        # What the first read used to write: every built-in template and category (admins' edits follow).
+        s.add_all(PostmortemTemplate(**row) for row in defaults.template_rows())
+        s.add_all(FactorCategory(**row) for row in defaults.category_rows() if row["slug"] != "unknown")
+        s.flush()
+        light = s.scalar(sa.select(PostmortemTemplate).where(PostmortemTemplate.slug == "lightweight"))
+        light.name, light.version, light.sections = "Quick review", 2, light.sections[:2]
+        s.scalar(sa.select(FactorCategory).where(FactorCategory.slug == "process")).active = False
+        s.add(PostmortemTemplate(slug="ops-review", name="Ops review", sections=light.sections[:1]))
+        s.add(FactorCategory(slug="vendor", name="Vendor", position=9))
+        s.commit()
+
+        alembic.upgrade()
+
+        templates = {t.slug: t for t in s.scalars(sa.select(PostmortemTemplate))}
+        assert sorted(templates) == ["full-blameless", "lightweight", "ops-review", "pagerduty-style"]
+        assert (templates["lightweight"].name, templates["lightweight"].version,
+                len(templates["lightweight"].sections)) == ("Quick review", 2, 2)
+        categories = {c.slug: c for c in s.scalars(sa.select(FactorCategory))}
+        assert sorted(categories) == sorted({r["slug"] for r in defaults.category_rows()} | {"vendor"})
+        assert not categories["process"].active  # retired by an admin: stays retired
+        assert categories["unknown"].active and categories["unknown"].position == 6  # missing: added
+        _close(app)
+
+
+def test_postmortem_defaults_seed_a_database_never_used(tmp_path):
+    import sqlalchemy as sa
+
+    from incidents.extensions import alembic
+    from incidents.postmortem.models import FactorCategory, PostmortemTemplate
+
+    app = _migrated_app(tmp_path, "0009_session_version")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(PostmortemTemplate.id))) == 0
+        db.session.rollback()
+        alembic.upgrade()
+        assert db.session.scalar(sa.select(sa.func.count(PostmortemTemplate.id))) == 3
+        assert db.session.scalar(sa.select(sa.func.count(FactorCategory.id))) == 7
+        _close(app)
+
+
+def test_migrations_import_no_app_code():
+    """A revision records what it did: importing the app would let a later change of the app rewrite it."""
+    import ast
+
+    from incidents import resource_path
+
+    for path in sorted(resource_path("migrations").glob("*.py")):
+        modules = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module)
+            elif isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names}
+        assert not {m for m in modules if m.split(".")[0] == "incidents"}, path.name

@@ -15,10 +15,10 @@ from incidents.auth.models import ApiToken, LoginAttempt
 from incidents.database import utcnow
 from incidents.extensions import db
 from incidents.postmortem import blameless
-from incidents.postmortem.defaults import BLAMELESS_PHRASES
 from incidents.postmortem.models import BlamelessPhrase
 from tests.conftest import csrf_token
 from tests.factories import PASSWORD, make_user
+from tests.seeds import WORD_LIST, revision
 
 
 def another_writer_can_begin() -> bool:
@@ -115,7 +115,7 @@ def test_migrations_seed_the_word_list(tmp_path):
         alembic.upgrade()
         phrases = db.session.execute(sa.select(BlamelessPhrase.phrase, BlamelessPhrase.category,
                                                BlamelessPhrase.suggestion).order_by(BlamelessPhrase.id)).all()
-        assert [tuple(p) for p in phrases] == BLAMELESS_PHRASES
+        assert [tuple(p) for p in phrases] == revision(WORD_LIST).BLAMELESS_PHRASES
         db.session.close()
         for engine in db.engines.values():
             engine.dispose()

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from incidents.auth.models import User
 from incidents.database import Base, UTCDateTime, str_enum, utcnow
 from incidents.postmortem.models import Postmortem
-
-if TYPE_CHECKING:
-    from incidents.tracker.models import ShortcutExport
 
 
 class ItemType(StrEnum):
@@ -48,6 +44,8 @@ class ItemStatus(StrEnum):
 
 
 class ActionItem(Base):
+    """One follow-up of a post-mortem. `export` (its Shortcut card) comes from incidents.tracker.models."""
+
     __tablename__ = "action_item"
     __table_args__ = (
         sa.Index("ix_action_item_status_due", "status", "due_date"),
@@ -72,11 +70,10 @@ class ActionItem(Base):
     # When the debt left the ledger: set on the move to done or won't do, cleared when the item is reopened.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    postmortem: Mapped[Postmortem] = relationship(back_populates="action_items")
+    # Declared here, not on Postmortem: action items depend on post-mortems, so the backref gives the post-mortem
+    # its `action_items` without postmortem.models importing this module.
+    postmortem: Mapped[Postmortem] = relationship(
+        backref=backref("action_items", cascade="all, delete-orphan", order_by="ActionItem.id"),
+    )
     owner: Mapped[User | None] = relationship(foreign_keys=[owner_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
-    # Declared by name: the tracker depends on action items, not the other way round.
-    export: Mapped[ShortcutExport | None] = relationship(
-        "ShortcutExport", back_populates="action_item", uselist=False, lazy="selectin",
-        cascade="all, delete-orphan", passive_deletes=True,
-    )

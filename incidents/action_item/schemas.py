@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from flask import Flask
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.models import ItemStatus, ItemType, Priority
-from incidents.openapi import MAX_INT, JsonInteger
+from incidents.openapi import MAX_INT, JsonInteger, add_field
+from incidents.postmortem.schemas import PostmortemSchema
 from incidents.singleline import SingleLine
 
 
@@ -13,39 +15,9 @@ def _values(enum_cls) -> list[str]:
     return [m.value for m in enum_cls]
 
 
-class ExportSchema(Schema):
-    """The item's Shortcut card: the outbox status until sent, then the card as last synced."""
-
-    status = fields.Function(lambda e: e.status.value,
-                             metadata={"enum": ["not_exported", "pending", "sent", "failed", "abandoned"]})
-    story_id = fields.Integer(allow_none=True)
-    story_url = fields.Function(lambda e: e.story_url or None, allow_none=True, metadata={"type": "string"})
-    attempts = fields.Integer()
-    last_error = fields.Function(lambda e: e.last_error or None, allow_none=True,
-                                 metadata={"type": "string"})
-    next_attempt_at = fields.DateTime(allow_none=True)
-    card_state = fields.Function(lambda e: e.card_state or None, allow_none=True, metadata={
-        "type": "string",
-        "description": "unstarted, started, done, archived or deleted, as last seen by webhook or reconcile"})
-    card_closed_without_completion = fields.Boolean(attribute="card_closed")
-    completed_at = fields.DateTime(allow_none=True)
-
-
-NOT_EXPORTED = {"status": "not_exported", "story_id": None, "story_url": None, "attempts": 0, "last_error": None,
-                "next_attempt_at": None, "card_state": None, "card_closed_without_completion": False,
-                "completed_at": None}
-
-
-class ExportField(fields.Nested):
-    """An item never exported still carries the object, with status not_exported."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return dict(NOT_EXPORTED)
-        return super()._serialize(value, attr, obj, **kwargs)
-
-
 class ActionItemSchema(Schema):
+    """An action item as the API answers it; the tracker adds its `export` part (incidents.tracker.schemas)."""
+
     id = fields.Integer()
     postmortem_id = fields.Integer()
     title = fields.String()
@@ -62,7 +34,6 @@ class ActionItemSchema(Schema):
     wont_do_reason = fields.String()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
-    export = ExportField(ExportSchema)
 
 
 class ActionItemUpdateSchema(Schema):
@@ -86,3 +57,8 @@ class ActionItemListSchema(Schema):
     page = fields.Integer()
     pages = fields.Integer()
     total = fields.Integer()
+
+
+def init_app(app: Flask) -> None:
+    """A post-mortem's JSON lists its action items: this package adds them, as post-mortems never import it."""
+    add_field(PostmortemSchema, "action_items", fields.List(fields.Nested(ActionItemSchema)))

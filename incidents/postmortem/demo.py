@@ -11,7 +11,7 @@ from incidents.action_item import services as items
 from incidents.auth.models import Role, User
 from incidents.database import utcnow
 from incidents.incident.models import Incident, Severity, Status
-from incidents.postmortem import services
+from incidents.postmortem import editing, review
 from incidents.postmortem.models import Postmortem, PostmortemStatus, SectionKind
 
 # Each story fills Markdown sections by key (missing keys fall back to "summary"-style text), and brings
@@ -85,10 +85,10 @@ def _fill(session: Session, pm: Postmortem, story: dict, author: User, owners: l
             if text is None and section.kind == SectionKind.MARKDOWN and (complete or section.key == "summary"):
                 text = story["text"]["summary"] if section.position == 0 else story["text"]["lessons"]
             if text and (complete or section.position < 3):
-                services.save_section(session, pm, section.key, text.format(service=service), section.version,
+                editing.save_section(session, pm, section.key, text.format(service=service), section.version,
                                       by=author)
     for slug, description in story["factors"][: None if complete else 1]:
-        services.add_factor(session, pm, slug, description, by=author)
+        editing.add_factor(session, pm, slug, description, by=author)
     today = utcnow().date()
     for i, (title, kind, priority, points) in enumerate(story["items"]):
         owner = owners[i % len(owners)]
@@ -118,14 +118,14 @@ def load_demo_postmortems(session: Session) -> str:
         author = incident.commander or people[n % len(people)]
         template = "lightweight" if incident.severity in (Severity.SEV3, Severity.SEV4) else (
             "full-blameless" if n % 2 == 0 else "pagerduty-style")
-        pm = services.start_postmortem(session, incident, template, by=author)
+        pm = editing.start_postmortem(session, incident, template, by=author)
         _fill(session, pm, story, author, people, complete=state != PostmortemStatus.DRAFT)
         if state != PostmortemStatus.DRAFT:
-            services.submit_for_review(session, pm, by=author)
+            review.submit_for_review(session, pm, by=author)
             reviewer = people[(n + 1) % len(people)]
-            services.add_comment(session, pm, pm.sections[0].key, _COMMENTS[n % len(_COMMENTS)], by=reviewer)
+            editing.add_comment(session, pm, pm.sections[0].key, _COMMENTS[n % len(_COMMENTS)], by=reviewer)
         if state == PostmortemStatus.PUBLISHED:
-            services.publish_postmortem(session, pm, by=author)
+            review.publish_postmortem(session, pm, by=author)
             items.update_action_item(session, pm.action_items[0], status="in_progress")
             if len(pm.action_items) > 2:
                 items.update_action_item(session, pm.action_items[-1], status="done")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -12,9 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from incidents.auth.models import User
 from incidents.database import Base, UTCDateTime, str_enum, utcnow
 from incidents.incident.models import Incident
-
-if TYPE_CHECKING:
-    from incidents.action_item.models import ActionItem
 
 
 class PostmortemStatus(StrEnum):
@@ -61,6 +57,9 @@ class PostmortemTemplate(Base):
 
 
 class Postmortem(Base):
+    """One incident's review. `action_items` comes from incidents.action_item.models (a backref there), so this
+    module never names the packages above it."""
+
     __tablename__ = "postmortem"
     __table_args__ = (sa.Index("ix_postmortem_status_created", "status", "created_at"),)
 
@@ -92,10 +91,6 @@ class Postmortem(Base):
     participants: Mapped[list[Participant]] = relationship(cascade="all, delete-orphan", order_by="Participant.id")
     comments: Mapped[list[ReviewComment]] = relationship(cascade="all, delete-orphan", order_by="ReviewComment.id")
     events: Mapped[list[PostmortemEvent]] = relationship(cascade="all, delete-orphan", order_by="PostmortemEvent.id")
-    # Declared by name: action items depend on post-mortems, not the other way round.
-    action_items: Mapped[list[ActionItem]] = relationship(
-        "ActionItem", back_populates="postmortem", cascade="all, delete-orphan", order_by="ActionItem.id",
-    )
 
     @property
     def is_published(self) -> bool:

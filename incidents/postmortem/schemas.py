@@ -7,13 +7,13 @@ from datetime import date
 from flask import current_app, has_app_context
 from marshmallow import Schema, fields, validate
 
-from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.services import PostmortemFilter, impact_durations
+from incidents.postmortem.presentation import impact_durations
+from incidents.postmortem.queries import PostmortemFilter
 
 
 def filter_from_args(args) -> PostmortemFilter:
@@ -136,6 +136,8 @@ class EventSchema(Schema):
 
 
 class PostmortemSchema(Schema):
+    """A post-mortem as the API answers it; action items add their `action_items` (incidents.action_item.schemas)."""
+
     id = fields.Integer()
     title = fields.String()
     incident = fields.Nested(IncidentRefSchema)
@@ -144,7 +146,6 @@ class PostmortemSchema(Schema):
     sections = fields.List(fields.Nested(SectionSchema))
     contributing_factors = fields.List(fields.Nested(ContributingFactorSchema), attribute="factors")
     participants = fields.List(fields.Nested(ParticipantSchema))
-    action_items = fields.List(fields.Nested(ActionItemSchema))
     impact = fields.Function(lambda p: DurationSchema(many=True).dump(impact_durations(p.incident)))
     history = fields.List(fields.Nested(EventSchema), attribute="events")
     created_at = fields.DateTime()

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from incidents.action_item.models import ActionItem
 from incidents.auth.models import User
@@ -54,7 +54,11 @@ class ShortcutExport(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    action_item: Mapped[ActionItem] = relationship(back_populates="export")
+    # The item's `export` (None until one is requested) is this relationship's backref: action items never import
+    # the tracker. Loaded with the item (selectin), deleted with it.
+    action_item: Mapped[ActionItem] = relationship(backref=backref(
+        "export", uselist=False, lazy="selectin", cascade="all, delete-orphan", passive_deletes=True,
+    ))
     requested_by: Mapped[User | None] = relationship()
 
     @property

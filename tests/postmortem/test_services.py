@@ -10,7 +10,6 @@ from incidents.auth.models import User
 from incidents.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
 from incidents.extensions import db
 from incidents.postmortem import services as svc
-from incidents.postmortem.defaults import BUILTIN_TEMPLATES, ensure_defaults
 from incidents.postmortem.models import (
     BlamelessPhrase,
     FactorCategory,
@@ -21,13 +20,13 @@ from incidents.postmortem.models import (
 )
 from tests.factories import make_incident, make_service, make_user
 from tests.postmortem.factories import fill_for_publishing, make_postmortem, make_resolved_incident
+from tests.seeds import POSTMORTEM_DEFAULTS, revision
 
 
-def test_defaults_are_seeded_once_and_never_overwrite_admin_edits(session):
-    ensure_defaults(session)
-    ensure_defaults(session)
+def test_defaults_come_from_the_migration_and_never_overwrite_admin_edits(session):
+    defaults = revision(POSTMORTEM_DEFAULTS)
     slugs = [t.slug for t in svc.list_templates(session)]
-    assert sorted(slugs) == sorted(t["slug"] for t in BUILTIN_TEMPLATES) == [
+    assert sorted(slugs) == sorted(r["slug"] for r in defaults.template_rows()) == [
         "full-blameless", "lightweight", "pagerduty-style"]
     full = svc.get_template(session, "full-blameless")
     assert [s["key"] for s in full.sections] == [
@@ -37,10 +36,12 @@ def test_defaults_are_seeded_once_and_never_overwrite_admin_edits(session):
     cats = [c.slug for c in svc.list_categories(session)]
     assert cats == ["change", "dependency", "capacity", "configuration", "monitoring-gap", "process", "unknown"]
     assert session.scalar(sa.select(sa.func.count(BlamelessPhrase.id))) >= 7
-    # An admin retires a category: seeding again does not bring it back.
+    # An admin retires a category: seeding again (the migration over rows it finds) does not bring it back.
     cat = svc.get_category(session, "unknown")
     svc.update_category(session, cat, name=cat.name, description="", active=False)
-    ensure_defaults(session)
+    session.commit()
+    with db.engine.begin() as conn:
+        assert defaults.seed(conn) == 0
     assert "unknown" not in [c.slug for c in svc.list_categories(session)]
     assert session.scalar(sa.select(sa.func.count(FactorCategory.id))) == 7
 
@@ -312,7 +313,6 @@ def test_markdown_export_holds_every_section(session):
 
 
 def test_template_rows_survive_as_json(session):
-    ensure_defaults(session)
     session.commit()
     session.expire_all()
     tpl = session.scalar(sa.select(PostmortemTemplate).where(PostmortemTemplate.slug == "pagerduty-style"))

@@ -1,16 +1,29 @@
-"""Built-in templates, the default contributing-factor taxonomy and the default blameless word list.
+"""postmortem defaults: the built-in templates and the default contributing-factor taxonomy, seeded here instead
+of on first use, so reading templates or categories never writes.
+
+Rows are inserted only where their slug is missing: a database that seeded them on first use keeps its rows as
+they are (admins' edits, retired entries), and a fresh one gets them all. The rows are written out below and import
+no app code, so later changes to the app cannot change what this revision wrote; tests seed an emptied database
+through `seed` and hold the app to these rows (tests/postmortem/test_defaults.py).
 
 Written in our own words after the public models (Google SRE workbook, PagerDuty, Atlassian, Etsy).
-Templates and the taxonomy are seeded on first use, per table and only into an empty table, so admins' edits
-always win. The word list is seeded by migration 0008 (also only into an empty table): the coach answers reads,
-and a read must not write."""
 
-from __future__ import annotations
+Revision ID: 0010_postmortem_defaults
+Revises: 0009_session_version
+Create Date: 2026-11-30 00:30:00.000000
+
+"""
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from alembic import op
 
-from incidents.postmortem.models import FactorCategory, PostmortemTemplate
+# revision identifiers, used by Alembic.
+revision: str = '0010_postmortem_defaults'
+down_revision: str | Sequence[str] | None = '0009_session_version'
+branch_labels: str | Sequence[str] | None = ()
+depends_on: str | Sequence[str] | None = None
 
 
 def _s(key: str, title: str, kind: str, required: bool, guidance: str) -> dict:
@@ -43,7 +56,7 @@ PARTICIPANTS = _s("participants", "Participants", "participants", False,
                   "context, not who is to blame.")
 
 
-BUILTIN_TEMPLATES: list[dict] = [
+TEMPLATES: list[dict] = [
     {
         "slug": "full-blameless",
         "name": "Full blameless review",
@@ -118,64 +131,47 @@ FACTOR_CATEGORIES: list[tuple[str, str, str]] = [
     ("unknown", "Unknown", "We could not establish this factor yet; say what would tell us."),
 ]
 
-# (phrase, category, suggestion)
-BLAMELESS_PHRASES: list[tuple[str, str, str]] = [
-    ("should have", "hindsight",
-     "Hindsight makes the right move look obvious. Describe what people knew then and what made their choice "
-     "reasonable: \"At the time, the dashboard showed ..., so ...\"."),
-    ("should've", "hindsight", "Describe what was known at the time rather than what we know now."),
-    ("could have", "hindsight", "Ask what would make the better option easier next time, rather than "
-                                "what could have been done."),
-    ("failed to", "blame", "Say what the system allowed or did not support: \"The deploy check did not flag "
-                           "...\" instead of \"X failed to ...\"."),
-    ("human error", "blame", "Human error is where an investigation starts, not where it ends. Which "
-                             "conditions made the error likely or its effect large?"),
-    ("careless", "blame", "Describe the conditions (time pressure, unclear signals) instead of judging care."),
-    ("forgot", "blame", "Ask what would make the step hard to miss: a checklist, an automated check, a "
-                        "default."),
-    ("obviously", "hindsight", "What is obvious now was not then. Describe the signals as they looked at "
-                               "the time."),
-    ("clearly", "hindsight", "Describe the evidence instead; it was not clear to everyone at the time."),
-    ("why didn't", "hindsight", "Ask \"what made X hard to see or do at the time?\" instead of \"why didn't "
-                                "...?\"."),
-    ("why did not", "hindsight", "Ask \"what made X hard to see or do at the time?\" instead."),
-    ("negligence", "blame", "Describe the gap in tooling or process that let this happen."),
-    ("mistake by", "blame", "Describe the action and its context, not who made it."),
-    ("fault of", "blame", "Incidents have several contributing factors; describe them instead of a fault."),
-    ("blame", "blame", "Focus on how the system made the outcome possible, not on who is to blame."),
-    ("just needed to", "hindsight", "\"Just\" hides the real difficulty; describe what the task involved."),
-]
+
+_TEMPLATE = sa.table("postmortem_template", sa.column("slug"), sa.column("name"), sa.column("description"),
+                     sa.column("sections", sa.JSON), sa.column("version"), sa.column("builtin"), sa.column("active"),
+                     sa.column("created_at", sa.DateTime(timezone=True)),
+                     sa.column("updated_at", sa.DateTime(timezone=True)))
+_CATEGORY = sa.table("factor_category", sa.column("slug"), sa.column("name"), sa.column("description"),
+                     sa.column("position"), sa.column("active"))
 
 
-def ensure_defaults(session: Session) -> None:
-    """Seed each empty table with its defaults; a race with another first use is harmless."""
-    seeds = [
-        (PostmortemTemplate, lambda: [
-            PostmortemTemplate(slug=t["slug"], name=t["name"], description=t["description"],
-                               sections=[dict(s) for s in t["sections"]], builtin=True)
-            for t in BUILTIN_TEMPLATES]),
-        (FactorCategory, lambda: [
-            FactorCategory(slug=slug, name=name, description=desc, position=i)
-            for i, (slug, name, desc) in enumerate(FACTOR_CATEGORIES)]),
-    ]
-    for model, rows in seeds:
-        if session.scalar(sa.select(sa.exists().where(model.id.isnot(None)))):
-            continue
-        try:
-            with session.begin_nested():  # a concurrent first use may have seeded it: keep theirs
-                session.add_all(rows())
-        except sa.exc.IntegrityError:
-            pass
+def template_rows() -> list[dict]:
+    """The built-in templates as rows of `postmortem_template` (without timestamps)."""
+    return [{"slug": t["slug"], "name": t["name"], "description": t["description"],
+             "sections": [dict(s) for s in t["sections"]], "version": 1, "builtin": True, "active": True}
+            for t in TEMPLATES]
 
 
-def seed_blameless_phrases(connection: sa.Connection) -> int:
-    """Put the default word list into an empty `blameless_phrase` table (migration 0008, and tests after emptying
-    it); a list someone has edited is left alone. Core SQL on the columns 0008 knows, so later model changes
-    cannot break the migration. Returns the rows added."""
-    table = sa.table("blameless_phrase", sa.column("phrase"), sa.column("category"), sa.column("suggestion"),
-                     sa.column("active"))
-    if connection.scalar(sa.select(sa.func.count()).select_from(table)):
-        return 0
-    rows = [{"phrase": p, "category": c, "suggestion": s, "active": True} for p, c, s in BLAMELESS_PHRASES]
-    connection.execute(table.insert(), rows)
-    return len(rows)
+def category_rows() -> list[dict]:
+    """The default taxonomy as rows of `factor_category`, in display order."""
+    return [{"slug": slug, "name": name, "description": description, "position": i, "active": True}
+            for i, (slug, name, description) in enumerate(FACTOR_CATEGORIES)]
+
+
+def seed(connection: sa.Connection) -> int:
+    """Insert every default template and category whose slug is missing; returns the rows added."""
+    now = datetime.now(UTC)
+    added = 0
+    for table, rows in ((_TEMPLATE, [{**r, "created_at": now, "updated_at": now} for r in template_rows()]),
+                        (_CATEGORY, category_rows())):
+        present = set(connection.scalars(sa.select(table.c.slug)))
+        missing = [r for r in rows if r["slug"] not in present]
+        if missing:
+            connection.execute(table.insert(), missing)
+        added += len(missing)
+    return added
+
+
+def upgrade() -> None:
+    """Add the missing defaults."""
+    seed(op.get_bind())
+
+
+def downgrade() -> None:
+    """Nothing: the rows stay, as they did after a first use before this revision (0005's downgrade drops the
+    tables)."""
