@@ -94,9 +94,9 @@ def list_deliveries():
         422: ValidationError
     """
     args = schemas.DeliveryQuerySchema().load(request.args)
-    page, per_page = page_window(args)
+    number, per_page = page_window(args)
     page = services.list_deliveries(db.session, integration=args.get("integration"), outcome=args.get("outcome"),
-                                    alert=args.get("alert"), page=page, per_page=per_page)
+                                    alert=args.get("alert"), page=number, per_page=per_page)
     return jsonify(page_response(page, schemas.DeliverySchema()))
 
 
