@@ -2,11 +2,14 @@
 
 How a domain adds documented JSON routes (nothing in this file needs editing):
 
-1. Put the routes in ``incidents/<domain>/api.py`` on the one blueprint, and the schemas in
+1. Put the routes in ``incidents/<domain>/api.py`` on a blueprint of the domain's own, and the schemas in
    ``incidents/<domain>/schemas.py`` (``XSchema`` out, ``XCreateSchema``/``XUpdateSchema`` in)::
 
-       from incidents.api import bp, page_response, page_window, query_args
-       from incidents.openapi import PageArgsSchema
+       from flask import Blueprint
+
+       from incidents.apihttp import page_args, page_response
+
+       bp = Blueprint("alert", __name__)  # no url_prefix: the parent adds /api/v1
 
        @bp.get("/alerts")
        @require(Role.VIEWER)
@@ -27,11 +30,14 @@ How a domain adds documented JSON routes (nothing in this file needs editing):
                      schema: AlertPageSchema
                422: ValidationError
            \"\"\"
-           page, per_page = page_window(query_args(PageArgsSchema()))
+           page, per_page = page_args()
            return jsonify(page_response(services.list_alerts(db.session, page, per_page), AlertSchema()))
 
-2. Import the module at the bottom of ``incidents/api.py`` (next to the others), so its routes exist
-   before the blueprint is registered on the app.
+   The domain's api.py imports helpers from ``incidents.apihttp`` only, never ``incidents.api``.
+
+2. Add the blueprint to ``DOMAINS`` in ``incidents/api.py``: the ``api`` parent mounts it (endpoints become
+   ``api.<domain>.<view>``, e.g. ``url_for("api.alert.list_alerts")``) and gives it bearer-token authentication,
+   CSRF exemption and the rollback of refused requests.
 
 3. Write the operation as YAML after a ``---`` line of the view's docstring, keyed by HTTP method
    (the apispec FlaskPlugin convention; every response needs a ``description``). Refer to marshmallow schemas
@@ -43,15 +49,16 @@ How a domain adds documented JSON routes (nothing in this file needs editing):
    ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
    ``items = fields.List(fields.Nested(XSchema), required=True)``.
 
-Request bodies go through ``incidents.api.load_json(XCreateSchema())`` (400 for a body that is not a JSON
+Request bodies go through ``incidents.apihttp.load_json(XCreateSchema())`` (400 for a body that is not a JSON
 object, 422 with field messages), unknown slugs or ids named in a body through ``lookup_field`` (422 on that
-field), and a refused request is rolled back by the blueprint, so services may flush freely before raising.
+field), and a refused request is rolled back by the parent blueprint, so services may flush freely before raising.
 
 The generator walks every ``api.*`` endpoint in ``app.url_map``; path parameters come from the URL rule,
 every operation needs the bearer token unless it says ``security: []``, and an operation that does not list
 401 gets the shared ``Unauthorized`` response (likewise 400/422 for a request body
 and 403 for a write; 404 where the path has parameters, 413 for a body, 414 everywhere). Operations are
-named by their endpoint (``operationId``), and ``LINKS`` below adds the OpenAPI links between them.
+named by their view function (``operationId``: ``list_alerts``, without the blueprint names, so view names must be
+unique across the API), and ``LINKS`` below adds the OpenAPI links between them.
 tests/test_openapi.py fails when a route or method has no
 operation, so an undocumented route cannot ship.
 """
@@ -211,7 +218,7 @@ def build_spec(app: Flask, blueprint: str = BLUEPRINT) -> dict:
         if not operations:
             log.warning("OpenAPI: %s (%s) has no documented operation", rule.rule, rule.endpoint)
             continue
-        name = rule.endpoint.split(".", 1)[1]
+        name = rule.endpoint.rsplit(".", 1)[1]  # the view's name: api.incident.get_incident -> get_incident
         path_types = {n: _CONVERTER_TYPES.get(c or "", {}) for c, n in _RULE_ARG.findall(rule.rule)}
         for method, operation in operations.items():
             operation.setdefault("operationId", name)

@@ -122,7 +122,7 @@ def register(app: Flask) -> None:
         if count_users(db.session):
             app.extensions["incidents.has_users"] = True
             return None
-        if request.blueprint == "api":
+        if "api" in request.blueprints:
             return None
         return redirect(url_for("auth.setup"))
 

@@ -1,18 +1,18 @@
-"""Action item JSON routes on the API blueprint."""
+"""Action item JSON routes, mounted under /api/v1 as api.action_item."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Blueprint, jsonify, request
 
 from incidents.action_item import schemas as s
 from incidents.action_item import services
-from incidents.api import bp
+from incidents.apihttp import load_json, page_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 from incidents.postmortem import services as pm_services
-from incidents.postmortem.api import page_args
-from incidents.postmortem.schemas import json_body
+
+bp = Blueprint("action_item", __name__)
 
 
 @bp.post("/postmortems/<int:postmortem_id>/action-items")
@@ -30,7 +30,7 @@ def create_action_item(postmortem_id: int):
         409: Conflict
         422: ValidationError
     """
-    data = json_body(s.ActionItemCreateSchema())
+    data = load_json(s.ActionItemCreateSchema())
     pm = pm_services.get_postmortem(db.session, postmortem_id)
     item = services.create_action_item(db.session, pm, by=actor(), **data)
     db.session.commit()
@@ -91,7 +91,7 @@ def update_action_item(item_id: int):
         409: Conflict
         422: ValidationError
     """
-    data = json_body(s.ActionItemUpdateSchema())
+    data = load_json(s.ActionItemUpdateSchema())
     item = services.update_action_item(db.session, services.get_action_item(db.session, item_id), **data)
     db.session.commit()
     return jsonify(s.ActionItemSchema().dump(item))

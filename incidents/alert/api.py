@@ -1,23 +1,17 @@
-"""JSON API for alerts and deliveries, on the shared /api/v1 blueprint (read-only: alerts for viewers and up,
+"""JSON API for alerts and deliveries, mounted under /api/v1 as api.alert (read-only: alerts for viewers and up,
 deliveries for responders and up, as on the web pages: they carry the senders' data)."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from incidents.alert import schemas, services
-from incidents.api import bp
+from incidents.apihttp import page_response, page_window
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 
-
-def _per_page(asked: int | None) -> int:
-    return min(asked or current_app.config["PER_PAGE"], current_app.config["MAX_PER_PAGE"])
-
-
-def _page_json(page, schema) -> dict:
-    return {"items": schema.dump(page.items, many=True), "page": page.page, "pages": page.pages, "total": page.total}
+bp = Blueprint("alert", __name__)
 
 
 @bp.get("/alerts")
@@ -44,8 +38,8 @@ def list_alerts():
     f = services.AlertFilter(status=args.get("status"), source=args.get("source"),
                              integration=args.get("integration"), severity=args.get("severity"),
                              environment=args.get("environment"), q=args.get("q"))
-    page = services.list_alerts(db.session, f, args["page"], _per_page(args["per_page"]))
-    return jsonify(_page_json(page, schemas.AlertSchema()))
+    page = services.list_alerts(db.session, f, *page_window(args))
+    return jsonify(page_response(page, schemas.AlertSchema()))
 
 
 @bp.get("/alerts/<int:alert_id>")
@@ -100,9 +94,10 @@ def list_deliveries():
         422: ValidationError
     """
     args = schemas.DeliveryQuerySchema().load(request.args)
+    number, per_page = page_window(args)
     page = services.list_deliveries(db.session, integration=args.get("integration"), outcome=args.get("outcome"),
-                                    alert=args.get("alert"), page=args["page"], per_page=_per_page(args["per_page"]))
-    return jsonify(_page_json(page, schemas.DeliverySchema()))
+                                    alert=args.get("alert"), page=number, per_page=per_page)
+    return jsonify(page_response(page, schemas.DeliverySchema()))
 
 
 @bp.get("/deliveries/<int:delivery_id>")

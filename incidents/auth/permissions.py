@@ -12,7 +12,7 @@ from incidents.auth.models import Role, User
 
 def actor() -> User | None:
     """The authenticated user of this request: the API token's owner, or the logged-in web user."""
-    if request.blueprint == "api":  # the API trusts tokens only, never the session cookie
+    if "api" in request.blueprints:  # the API (and every domain under it) trusts tokens only, never the cookie
         return g.get("api_user")
     return current_user if current_user.is_authenticated else None
 
@@ -24,7 +24,7 @@ def require(role: Role = Role.VIEWER):
         def wrapper(*args, **kwargs):
             user = actor()
             if user is None:
-                if request.blueprint == "api":
+                if "api" in request.blueprints:
                     abort(401, description="A valid API token is required: Authorization: Bearer <token>.")
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if not user.can(role):

@@ -1,10 +1,19 @@
-"""JSON routes for teams and services: everyone reads, admins write."""
+"""JSON routes for teams and services, mounted under /api/v1 as api.catalog: everyone reads, admins write."""
 
 from __future__ import annotations
 
-from flask import jsonify, url_for
+from flask import Blueprint, jsonify, url_for
 
-from incidents.api import bp, checked_key, load_json, lookup_field, page_of, page_response, page_window, query_args
+from incidents.apihttp import (
+    checked_key,
+    load_json,
+    lookup_field,
+    page_args,
+    page_of,
+    page_response,
+    page_window,
+    query_args,
+)
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
 from incidents.catalog import services
@@ -18,7 +27,8 @@ from incidents.catalog.schemas import (
     TeamUpdateSchema,
 )
 from incidents.extensions import db
-from incidents.openapi import PageArgsSchema
+
+bp = Blueprint("catalog", __name__)
 
 
 @bp.get("/teams")
@@ -40,7 +50,7 @@ def list_teams():
               schema: TeamPageSchema
         422: ValidationError
     """
-    page, per_page = page_window(query_args(PageArgsSchema()))
+    page, per_page = page_args()
     return jsonify(page_response(page_of(services.list_teams(db.session), page, per_page), TeamSchema()))
 
 
@@ -70,7 +80,7 @@ def create_team():
     """
     team = services.create_team(db.session, **load_json(TeamCreateSchema()))
     db.session.commit()
-    return jsonify(TeamSchema().dump(team)), 201, {"Location": url_for("api.get_team", key=team.slug)}
+    return jsonify(TeamSchema().dump(team)), 201, {"Location": url_for("api.catalog.get_team", key=team.slug)}
 
 
 @bp.get("/teams/<key>")
@@ -176,7 +186,8 @@ def create_service():
     data["team_id"] = lookup_field(services.get_team, data.pop("team"), "team").id
     service = services.create_service(db.session, **data)
     db.session.commit()
-    return jsonify(ServiceSchema().dump(service)), 201, {"Location": url_for("api.get_service", key=service.slug)}
+    location = url_for("api.catalog.get_service", key=service.slug)
+    return jsonify(ServiceSchema().dump(service)), 201, {"Location": location}
 
 
 @bp.get("/services/<key>")

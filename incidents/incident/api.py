@@ -1,11 +1,12 @@
-"""JSON routes for incidents and their timeline: viewers read, responders write."""
+"""JSON routes for incidents and their timeline, mounted under /api/v1 as api.incident: viewers read, responders
+write."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import jsonify, url_for
+from flask import Blueprint, jsonify, url_for
 
-from incidents.api import bp, load_json, lookup_field, page_response, page_window, query_args
+from incidents.apihttp import load_json, lookup_field, page_args, page_response, page_window, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.catalog import services as catalog
@@ -21,7 +22,8 @@ from incidents.incident.schemas import (
     NoteCreateSchema,
     TimelineEntrySchema,
 )
-from incidents.openapi import PageArgsSchema
+
+bp = Blueprint("incident", __name__)
 
 
 def _placement(data: dict) -> dict:
@@ -93,7 +95,7 @@ def create_incident():
     data |= _placement(data)
     incident = services.create_incident(db.session, created_by=actor(), **data)
     db.session.commit()
-    location = url_for("api.get_incident", ref=incident.ref)
+    location = url_for("api.incident.get_incident", ref=incident.ref)
     return jsonify(IncidentSchema().dump(incident)), 201, {"Location": location}
 
 
@@ -183,7 +185,7 @@ def list_timeline(ref):
         422: ValidationError
     """
     incident = services.get_incident(db.session, ref)
-    page, per_page = page_window(query_args(PageArgsSchema()))
+    page, per_page = page_args()
     stmt = (sa.select(TimelineEntry).where(TimelineEntry.incident_id == incident.id)
             .order_by(TimelineEntry.occurred_at, TimelineEntry.id))
     return jsonify(page_response(paginate(db.session, stmt, page, per_page), TimelineEntrySchema()))
@@ -217,4 +219,5 @@ def add_note(ref):
     data = load_json(NoteCreateSchema())
     entry = services.add_note(db.session, incident, data["body"], by=actor(), occurred_at=data.get("occurred_at"))
     db.session.commit()
-    return jsonify(TimelineEntrySchema().dump(entry)), 201, {"Location": url_for("api.list_timeline", ref=incident.ref)}
+    location = url_for("api.incident.list_timeline", ref=incident.ref)
+    return jsonify(TimelineEntrySchema().dump(entry)), 201, {"Location": location}

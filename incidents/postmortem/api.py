@@ -1,10 +1,10 @@
-"""Post-mortem JSON routes on the API blueprint: parse -> one service call -> commit -> JSON."""
+"""Post-mortem JSON routes, mounted under /api/v1 as api.postmortem: parse -> one service call -> commit -> JSON."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Blueprint, jsonify, request
 
-from incidents.api import PageArgsSchema, bp, load_json, lookup_field, page_window, query_args
+from incidents.apihttp import load_json, lookup_field, page_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.database import reads_only
@@ -14,10 +14,7 @@ from incidents.incident import services as incident_services
 from incidents.postmortem import schemas as s
 from incidents.postmortem import services
 
-
-def page_args() -> tuple[int, int]:
-    """page/per_page the way every list of the API reads them."""
-    return page_window(query_args(PageArgsSchema()))
+bp = Blueprint("postmortem", __name__)
 
 
 def _dump(pm):
@@ -67,7 +64,7 @@ def start_postmortem(ref: str):
         409: Conflict
         422: ValidationError
     """
-    data = s.json_body(s.PostmortemStartSchema())
+    data = load_json(s.PostmortemStartSchema())
     incident = incident_services.get_incident(db.session, ref)
     lookup_field(services.get_template, data["template"], "template")  # an unknown slug in a body is a 422
     pm = services.start_postmortem(db.session, incident, data["template"], by=actor())
@@ -109,7 +106,7 @@ def save_section(postmortem_id: int, key: str):
           content: {application/json: {schema: SectionConflictSchema}}
         422: ValidationError
     """
-    data = s.json_body(s.SectionUpdateSchema())
+    data = load_json(s.SectionUpdateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     try:
         section = services.save_section(db.session, pm, key, data["body"], data["version"], by=actor())
@@ -154,7 +151,7 @@ def add_factor(postmortem_id: int):
         409: Conflict
         422: ValidationError
     """
-    data = s.json_body(s.ContributingFactorCreateSchema())
+    data = load_json(s.ContributingFactorCreateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     factor = services.add_factor(db.session, pm, data["category"], data["description"], by=actor())
     db.session.commit()
@@ -176,7 +173,7 @@ def add_comment(postmortem_id: int):
         409: Conflict
         422: ValidationError
     """
-    data = s.json_body(s.CommentCreateSchema())
+    data = load_json(s.CommentCreateSchema())
     pm = services.get_postmortem(db.session, postmortem_id)
     comment = services.add_comment(db.session, pm, data["section"], data["body"], by=actor())
     db.session.commit()

@@ -7,6 +7,7 @@ from datetime import date
 from flask import current_app, has_app_context
 from marshmallow import Schema, fields, validate
 
+from incidents.apihttp import load_json
 from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.openapi import MAX_INT, JsonInteger
@@ -236,16 +237,9 @@ class BlamelessCheckResultSchema(Schema):
     truncated = fields.Boolean(metadata={"description": "True when the text has more findings than were listed."})
 
 
-def json_body(schema: Schema) -> dict:
-    """The request's JSON object loaded through `schema`: the API's one body reader (400 / 422)."""
-    from incidents.api import load_json  # the api module imports this domain's routes: import late
-
-    return load_json(schema)
-
-
 def blameless_findings() -> dict:
     """The coach's answer to this request's {"text"}: the API route and the page's endpoint share it."""
-    text = json_body(BlamelessCheckSchema())["text"]
+    text = load_json(BlamelessCheckSchema())["text"]
     max_length, max_findings = coach_limits()
     findings = blameless.check_text(db.session, text, max_length=max_length, max_findings=max_findings + 1)
     return BlamelessCheckResultSchema().dump({"findings": findings[:max_findings],

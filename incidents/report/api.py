@@ -1,10 +1,10 @@
-"""The ledger's figures for other tools, on the API blueprint."""
+"""The ledger's figures for other tools, mounted under /api/v1 as api.report."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import Blueprint, current_app, jsonify
 
-from incidents.api import bp, lookup_field, query_args
+from incidents.apihttp import lookup_field, query_args
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
 from incidents.catalog import services as catalog
@@ -14,6 +14,8 @@ from incidents.extensions import db
 from incidents.report import schemas as s
 from incidents.report.queries import Week, build_ledger
 from incidents.report.services import report_tz
+
+bp = Blueprint("report", __name__)
 
 
 @bp.get("/debt")

@@ -1,17 +1,18 @@
-"""Shortcut export routes on the API blueprint (202: the export is recorded; a job sends it)."""
+"""Shortcut export routes, mounted under /api/v1 as api.tracker (202: the export is recorded; a job sends it)."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from incidents.action_item import schemas as item_schemas
 from incidents.action_item import services as items
-from incidents.api import bp
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.extensions import db
 from incidents.postmortem import services as pm_services
 from incidents.tracker.jobs import queue_export, queue_postmortem_export
+
+bp = Blueprint("tracker", __name__)
 
 
 @bp.post("/action-items/<int:item_id>/export")

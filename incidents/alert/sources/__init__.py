@@ -3,119 +3,33 @@
 Parsers never touch the database or the clock; anything they cannot read raises ParseError (400, kept as
 `rejected`). Everything they return is already safe to store: strings are cleaned of NUL bytes and lone
 surrogates (PostgreSQL refuses both), capped to column sizes, timestamps are sane and timezone-aware.
+A new source is one module that imports its helpers from `base` (never from this package) plus its line in SOURCES.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-# The cleaning and redaction shared with every inbound webhook; the parsers import them from here.
-from incidents.redaction import REDACTED, redact_keys, text  # noqa: F401
+from incidents.alert.sources import opsgenie, rollbar
+from incidents.alert.sources.base import (
+    REDACTED,
+    Kind,
+    ParsedEvent,
+    ParseError,
+    SourceSpec,
+    dig,
+    fingerprint,
+    http_link,
+    obj,
+    redact_keys,
+    redact_text,
+    scalar_text,
+    text,
+    timestamp,
+)
 
-
-class ParseError(ValueError):
-    """The payload is JSON but not a shape this source sends; the message says what is missing."""
-
-
-class Kind(StrEnum):
-    TRIGGER = "trigger"  # a new problem (OpsGenie Create, Rollbar new_item): upsert, counts as an occurrence
-    REPEAT = "repeat"  # another occurrence (Rollbar occurrence, exp_repeat_item, item_velocity)
-    REACTIVATE = "reactivate"  # Rollbar reactivated_item / reopened_item
-    ACKNOWLEDGE = "acknowledge"
-    UNACKNOWLEDGE = "unacknowledge"
-    NOTE = "note"
-    CLOSE = "close"  # OpsGenie Close / Delete, Rollbar resolved_item
-    INFO = "info"  # known actions that only annotate an existing alert (tags, owner, team ...)
-    ESCALATE = "escalate"  # OpsGenie Escalate: only alertId is known
-    DEPLOY = "deploy"
-    IGNORE = "ignore"  # a test event or an unknown action/event name: stored, answered 2xx, nothing else
-
-
-@dataclass(frozen=True)
-class ParsedEvent:
-    source: str
-    event: str  # the sender's action / event name, as sent (cleaned)
-    kind: Kind
-    fingerprint: str | None = None
-    external_id: str | None = None
-    title: str = ""
-    description: str = ""
-    severity: str | None = None
-    environment: str | None = None
-    link: str | None = None
-    occurred_at: datetime | None = None
-    bump: bool = False  # counts as one more occurrence of the alert
-    dedup_key: str | None = None  # identity of this delivery when the source has one (else: body hash)
-    actor: str | None = None
-    note: str | None = None
-    reason: str = ""  # why an IGNORE was ignored, or a one-line summary of INFO/ESCALATE
-    deploy: dict[str, Any] = field(default_factory=dict)
-
-
-# Timestamps outside this window are treated as absent: they come from broken clocks or hostile input.
-_MIN_TS = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
-_MAX_TS = datetime(2200, 1, 1, tzinfo=UTC).timestamp()
-
-
-def scalar_text(value: Any, limit: int) -> str:
-    """Like text(), but also accepts ints (ids arrive as either)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)[:limit]
-    return text(value, limit)
-
-
-def dig(payload: Any, *path: str) -> Any:
-    """payload[a][b]... or None when any step is missing or not an object."""
-    for key in path:
-        if not isinstance(payload, dict):
-            return None
-        payload = payload.get(key)
-    return payload
-
-
-def obj(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def timestamp(value: Any, unit: float = 1.0) -> datetime | None:
-    """Epoch number in `unit` seconds (1e-3 for ms, 1e-9 for ns) to aware UTC; None if absent or absurd."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        seconds = value * unit
-        if not (_MIN_TS <= seconds <= _MAX_TS):
-            return None
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def http_link(value: Any) -> str | None:
-    """Only http(s) links are kept: anything else (javascript:, data:) would be a stored XSS in the UI."""
-    link = text(value, 1000)
-    return link if link.lower().startswith(("https://", "http://")) and " " not in link else None
-
-
-def fingerprint(value: str) -> str:
-    """Fingerprints longer than the column are hashed, so two long aliases never collide by truncation."""
-    if len(value) <= 255:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    parse: Callable[[dict], ParsedEvent]
-    redact: Callable[[dict], bool]
-
-
-# The parsers import the helpers above, so they are imported (and registered) last.
-from incidents.alert.sources import opsgenie, rollbar  # noqa: E402
+__all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSpec", "dig", "fingerprint",
+           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "text", "timestamp"]
 
 SOURCES: dict[str, SourceSpec] = {
     "opsgenie": SourceSpec(opsgenie.parse, opsgenie.redact),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from incidents.alert.sources import (
+from incidents.alert.sources.base import (
     REDACTED,
     Kind,
     ParsedEvent,
