@@ -3,7 +3,6 @@ a sender's fields safe to store (cleaned strings, sane timestamps, only http(s) 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,7 +103,6 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
-@functools.lru_cache(maxsize=4096)
 @dataclass(frozen=True)
 class SourceSpec:
     parse: Callable[[dict], ParsedEvent]
