@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.auth.models import Role, User
 from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
@@ -385,6 +386,7 @@ def save_section(session: Session, pm: Postmortem, key: str, body, version, *,
     if version == section.version and body == section.body:
         return section  # nothing changed: no new version
     now = utcnow()
+    before = section.body
     result = session.execute(
         sa.update(PostmortemSection)
         .where(PostmortemSection.id == section.id, PostmortemSection.version == version)
@@ -398,6 +400,7 @@ def save_section(session: Session, pm: Postmortem, key: str, body, version, *,
     pm.updated_at = now
     refresh_search_text(pm)
     session.flush()
+    events.emit(session, "postmortem.updated", postmortem_id=pm.id, changes={f"sections.{key}": [before, body]})
     return section
 
 
@@ -589,6 +592,7 @@ def publish_postmortem(session: Session, pm: Postmortem, *, by: User | None = No
     _move(session, pm, PostmortemStatus.PUBLISHED, (PostmortemStatus.IN_REVIEW,), by, "publish")
     pm.published_at = utcnow()
     session.flush()
+    events.emit(session, "postmortem.published", postmortem_id=pm.id, incident_id=pm.incident_id)
     return pm
 
 
