@@ -398,3 +398,24 @@ def test_overdue_reminders_are_queued_once_after_the_scan_commits(session, queue
     session.rollback()
     session.commit()
     assert len(queued(queue)) == 1
+
+
+def test_an_after_commit_handler_runs_in_the_context_of_its_emitter(announcing, session, queue):
+    """The webhook writer commits several requests' deliveries at once: each job keeps its own request's id."""
+    from incidents import logs
+
+    service = make_service()
+    ids = []
+    for request_id in ("req-a", "req-b"):
+        token = logs.request_id.set(request_id)
+        try:
+            ids.append(incidents.declare_incident(session, title=request_id, severity="SEV1", service_id=service.id))
+        finally:
+            logs.request_id.reset(token)
+    token = logs.request_id.set("req-committer")
+    try:
+        session.commit()
+    finally:
+        logs.request_id.reset(token)
+    assert [(task.args[0], task.kwargs.get("request_id")) for task in queue.huey.pending()] == [
+        (ids[0], "req-a"), (ids[1], "req-b")]
