@@ -11,11 +11,23 @@ subscribers register in their domain's `init_app` with `subscribe(app, name, pha
   leaves the process goes through a job.
 
 Events carry ids and plain values, never rows. `EVENTS` is the catalogue: emitting a name it lacks is a bug.
+An after-commit handler runs in the context of the code that emitted (contextvars: the request id a job it
+queues carries), even when a batch commits the work of several requests at once.
 `run_after_commit` is the one after-commit mechanism; `jobs.enqueue_after_commit` is built on it.
+
+The subscribers (tests/test_events.py holds this table to the code):
+
+    incident.declared          notify.jobs.announce_declared         after commit: queue the "opened" notification
+    incident.status_changed    notify.jobs.announce_status_change    after commit: queue the status notification
+    postmortem.published       notify.jobs.announce_publication      after commit: queue the notification
+                               tracker.jobs.export_on_publish        in the transaction: outbox rows (auto export)
+    action_item.overdue        notify.jobs.remind_overdue            after commit: queue the owner's reminder
+    the others                 none yet (the audit log and search index will read `<domain>.updated`)
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,17 +46,18 @@ PHASES = (IN_TRANSACTION, AFTER_COMMIT)
 # name -> what it means and what it carries. Field edits are `<domain>.updated` with
 # changes={field: [before, after]} (JSON-ready values).
 EVENTS: dict[str, str] = {
-    "incident.declared": "an incident was opened (incident_id, severity)",
+    "incident.declared": "an incident was opened, by a person or an alert (incident_id, severity)",
     "incident.status_changed": "an incident moved through the status machine (incident_id, entry_id, before, after)",
     "incident.severity_changed": "an incident's severity changed (incident_id, before, after)",
     "incident.role_assigned": "a commander, communications lead or scribe was set or cleared "
-                              "(incident_id, role, user_id)",
+                              "(incident_id, role, user_id or None, entry_id)",
     "incident.note_added": "a note was added to an incident's timeline (incident_id, entry_id)",
     "incident.updated": "an incident's descriptive fields were edited (incident_id, changes)",
     "alert.received": "a delivery was accepted for an alert (alert_id, delivery_id, kind, incident_id)",
     "postmortem.published": "a post-mortem was published (postmortem_id, incident_id)",
-    "postmortem.updated": "a post-mortem's fields were edited (postmortem_id, changes)",
-    "action_item.overdue": "an action item became overdue (action_item_id, incident_id, since)",
+    "postmortem.updated": "a post-mortem's section was saved (postmortem_id, changes: {'sections.<key>': [...]})",
+    "action_item.overdue": "the daily scan found an item overdue since `since`, an ISO date "
+                           "(action_item_id, incident_id, since)",
     "action_item.updated": "an action item's fields were edited (action_item_id, changes)",
 }
 
@@ -119,8 +132,10 @@ def emit(session: Session, name: str, **data: Any) -> Event:
 
 
 def _bind(handler: Callable[[Event], Any], ev: Event) -> Callable[[], Any]:
+    context = contextvars.copy_context()  # the emitter's request id, not that of whoever commits
+
     def run() -> Any:
-        return handler(ev)
+        return context.run(handler, ev)
 
     run.__qualname__ = f"{getattr(handler, '__qualname__', handler)}({ev.name})"
     return run

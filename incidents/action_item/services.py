@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.action_item.models import ActionItem, ItemStatus, ItemType, Priority
 from incidents.auth.models import User
 from incidents.bounds import as_id, get_by_id
@@ -104,18 +105,51 @@ def create_action_item(session: Session, pm: Postmortem, *, by: User | None = No
     return item
 
 
+def _field_values(item: ActionItem) -> dict:
+    """The editable fields as JSON-ready values, for the `changes` of `action_item.updated`."""
+    return {"title": item.title, "description": item.description, "owner_id": item.owner_id,
+            "due_date": item.due_date.isoformat() if item.due_date else None,
+            "type": item.type.value if item.type else None, "priority": item.priority.value,
+            "estimate": item.estimate, "status": item.status.value, "wont_do_reason": item.wont_do_reason}
+
+
 def update_action_item(session: Session, item: ActionItem, *, at: datetime | None = None, **changes) -> ActionItem:
-    """Edit an item; on a published post-mortem only its status (and won't-do reason) may change.
+    """Edit an item; on a published post-mortem only its status (and won't-do reason) may change. Emits
+    `action_item.updated` with the fields that changed.
 
     `at` is when it happened (default now): a status change back-dated by an import or the demo."""
     if item.postmortem.is_published and set(changes) - TRACKING_FIELDS:
         raise Conflict("The post-mortem is published: only the status of its action items can change; "
                        "an admin can reopen it.")
+    before = _field_values(item)
     _apply(session, item, changes, at)
     item.updated_at = at or utcnow()
     session.flush()
     pm_services.refresh_search_text(item.postmortem)
+    after = _field_values(item)
+    edited = {field: [before[field], after[field]] for field in before if before[field] != after[field]}
+    if edited:
+        events.emit(session, "action_item.updated", action_item_id=item.id, changes=edited)
     return item
+
+
+def announce_overdue(session: Session, today: date, window_days: int = 7) -> int:
+    """Emit `action_item.overdue` for each open item that became overdue in the last `window_days` days; returns
+    how many.
+
+    An item becomes overdue the day after its due date; that day (`since`) keys the reminder, so a daily scan
+    that sees it again (or two scans at once) sends nothing new, and moving the due date makes it a new reminder
+    later. The window lets a missed day catch up without reminding about ancient debt on a first run."""
+    rows = session.execute(
+        sa.select(ActionItem.id, ActionItem.due_date, Postmortem.incident_id)
+        .join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
+        .where(ActionItem.status.in_([ItemStatus.OPEN, ItemStatus.IN_PROGRESS]), ActionItem.due_date < today,
+               ActionItem.due_date >= today - timedelta(days=window_days + 1))
+        .order_by(ActionItem.due_date, ActionItem.id)).all()
+    for item_id, due, incident_id in rows:
+        events.emit(session, "action_item.overdue", action_item_id=item_id, incident_id=incident_id,
+                    since=(due + timedelta(days=1)).isoformat())
+    return len(rows)
 
 
 def delete_action_item(session: Session, item: ActionItem) -> None:

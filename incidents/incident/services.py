@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from incidents import events
 from incidents.auth.models import Role, User
 from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
@@ -57,6 +58,13 @@ def add_timeline_entry(session: Session, incident: Incident, kind: EntryKind, te
                        data: dict | None = None, author: User | None = None,
                        occurred_at: datetime | None = None) -> TimelineEntry:
     """Append one entry to an incident's timeline; every other capability writes through here."""
+    _check_free_kind(kind)
+    return _write_entry(session, incident, kind, text, body=body, data=data, author=author, occurred_at=occurred_at)
+
+
+def _write_entry(session: Session, incident: Incident, kind: EntryKind, text: str, *, body: str = "",
+                 data: dict | None = None, author: User | None = None,
+                 occurred_at: datetime | None = None) -> TimelineEntry:
     entry = TimelineEntry(
         incident=incident, kind=kind, text=text[:500], body=body or "", data=data or {}, author=author,
         occurred_at=occurred_at or utcnow(),
@@ -66,18 +74,28 @@ def add_timeline_entry(session: Session, incident: Incident, kind: EntryKind, te
     return entry
 
 
-# Entries that announce something (notify/jobs.py reads them as ORM objects after flush): never bulk-inserted.
-_ANNOUNCING = frozenset({EntryKind.CREATED, EntryKind.STATUS})
+# Declaration and status entries are written only by `declare_incident` and the status machine, which emit the
+# matching events: written alone (ORM or core alike), they would record a change that nobody hears about.
+_OWNED_KINDS = frozenset({EntryKind.CREATED, EntryKind.STATUS})
+
+
+def _check_free_kind(kind: EntryKind) -> None:
+    if kind in _OWNED_KINDS:
+        raise ValueError(f"{kind} entries come with their event: declare the incident or move its status instead")
 
 
 def add_timeline_entries(session: Session, incident_ids: Iterable[int], kind: EntryKind, text: str, *,
                          data: dict | None = None, occurred_at: datetime | None = None,
                          author: User | None = None) -> int:
     """The same entry on one or many incidents (a deploy noted on every open incident, an alert event) as one
-    INSERT, without loading the incidents or an ORM flush; returns how many were written. Only for kinds that
-    announce nothing: the notification hook sees ORM objects, not core inserts."""
-    if kind in _ANNOUNCING:
-        raise ValueError(f"{kind} entries announce themselves: write them with add_timeline_entry")
+    INSERT, without loading the incidents or an ORM flush; returns how many were written."""
+    _check_free_kind(kind)
+    return _insert_entries(session, incident_ids, kind, text, data=data, occurred_at=occurred_at, author=author)
+
+
+def _insert_entries(session: Session, incident_ids: Iterable[int], kind: EntryKind, text: str, *,
+                    data: dict | None = None, occurred_at: datetime | None = None,
+                    author: User | None = None) -> int:
     at, now = occurred_at or utcnow(), utcnow()
     rows = [dict(incident_id=incident_id, kind=kind, text=text[:500], body="", data=dict(data or {}),
                  author_id=author.id if author is not None else None,
@@ -90,9 +108,8 @@ def add_timeline_entries(session: Session, incident_ids: Iterable[int], kind: En
 def add_timeline_entries_where(session: Session, incident_ids: sa.Select, kind: EntryKind, text: str, *,
                                data: dict | None = None, occurred_at: datetime | None = None) -> int:
     """The same entry on every incident the `incident_ids` select returns, as one INSERT .. SELECT: no row
-    passes through Python (a deploy noted on hundreds of open incidents). Only for kinds that announce nothing."""
-    if kind in _ANNOUNCING:
-        raise ValueError(f"{kind} entries announce themselves: write them with add_timeline_entry")
+    passes through Python (a deploy noted on hundreds of open incidents)."""
+    _check_free_kind(kind)
     t = TimelineEntry.__table__
     at, now = occurred_at or utcnow(), utcnow()
     ids = incident_ids.subquery()
@@ -140,50 +157,30 @@ def create_incident(session: Session, *, title: str, severity: Severity | str, s
                     tags: Iterable[str] = (), started_at: datetime | None = None,
                     detected_at: datetime | None = None, created_by: User | None = None,
                     commander_id: int | None = None) -> Incident:
-    """Declare an incident; it starts `triggered`, owned by the service's team unless a team is given."""
-    if not title or not title.strip():
-        raise Invalid("A title is required.", {"title": ["Required."]})
-    check_single_line(title=title.strip())
-    now = utcnow()
-    service, team = _resolve_placement(session, service_id, team_id)
-    incident = Incident(
-        title=title.strip()[:200], summary=summary or "", severity=_choice(Severity, severity, 'severity'),
-        status=Status.TRIGGERED,
-        service=service, team=team, created_by=created_by, created_at=now,
-        started_at=started_at or detected_at or now, detected_at=detected_at or now,
-    )
-    if incident.started_at > incident.detected_at:
-        raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
-    _set_tags(incident, tags)
-    session.add(incident)
-    # The declaration entry goes in with the incident: one flush instead of two (alerts open incidents on the
-    # webhook hot path). It is still an ORM object in this flush, so notify/jobs.py announces it.
-    session.add(TimelineEntry(incident=incident, kind=EntryKind.CREATED,
-                              text=f"Incident declared ({incident.severity})", body="",
-                              data={"severity": incident.severity.value}, author=created_by,
-                              occurred_at=incident.detected_at))
-    session.flush()
+    """Declare an incident (see `declare_incident`) and return it, with its commander when one is given."""
+    incident_id = declare_incident(session, title=title, severity=severity, summary=summary, service_id=service_id,
+                                   team_id=team_id, tags=tags, started_at=started_at, detected_at=detected_at,
+                                   created_by=created_by)
+    incident = session.get(Incident, incident_id)
     if commander_id:
         set_role(session, incident, IncidentRole.COMMANDER, commander_id, by=created_by)
     return incident
 
 
 def declare_incident(session: Session, *, title: str, severity: Severity | str, summary: str = "",
-                     service_id: int | None = None, team_id: int | None = None, tags: Iterable[str] = (),
-                     started_at: datetime | None = None, detected_at: datetime | None = None,
-                     repeat_of_id: int | None = None, created_by: User | None = None) -> int:
-    """`create_incident` for paths that need only the new incident's id (alerts opening incidents on the
-    webhook hot path): the same checks and rows, but the incident and its tags are core INSERTs and only the
-    declaration entry is an ORM object, still flushed, so notify/jobs.py announces it as for any incident.
-    The incident's own unit of work (three mappers, relationship sorting) cost ~4 ms per opened incident
-    while holding the write lock (bench/README.md, section 3)."""
+                     service_id: int | str | None = None, team_id: int | str | None = None,
+                     tags: Iterable[str] = (), started_at: datetime | None = None,
+                     detected_at: datetime | None = None, repeat_of_id: int | None = None,
+                     created_by: User | None = None) -> int:
+    """Declare an incident and return its id: it starts `triggered`, owned by the service's team unless a team is
+    given, with its declaration entry; emits `incident.declared`.
+
+    The incident, its tags and the entry are core INSERTs without an ORM flush, because alerts open incidents
+    here on the webhook hot path while holding the write lock; `create_incident` loads the row afterwards."""
     if not title or not title.strip():
         raise Invalid("A title is required.", {"title": ["Required."]})
     check_single_line(title=title.strip())
     title, summary = title.strip()[:200], summary or ""
-    for field, value in (("title", title), ("summary", summary)):  # what refuse_nul_characters checks on flush
-        if "\x00" in value:
-            raise Invalid(f"The {field} must not contain NUL characters.", {field: ["Contains a NUL (\\0) character."]})
     severity = _choice(Severity, severity, "severity")
     now = utcnow()
     service, team = _resolve_placement(session, service_id, team_id)
@@ -192,6 +189,11 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
     if started_at > detected_at:
         raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
     wanted = _normalise_tags(tags)
+    for field, value in (("title", title), ("summary", summary)):  # what refuse_nul_characters checks on flush
+        if "\x00" in value:
+            raise Invalid(f"The {field} must not contain NUL characters.", {field: ["Contains a NUL (\\0) character."]})
+    if created_by is not None and created_by.id is None:
+        session.flush()  # a user added in this transaction: its id is the author
     conn = session.connection()
     incident_id = conn.execute(_INSERT_INCIDENT, dict(
         title=title, summary=summary, severity=severity, status=Status.TRIGGERED,
@@ -201,9 +203,9 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
         acknowledged_at=None, mitigated_at=None, resolved_at=None, closed_at=None)).scalar_one()
     if wanted:
         conn.execute(sa.insert(IncidentTag.__table__), [{"incident_id": incident_id, "name": t} for t in wanted])
-    session.add(TimelineEntry(incident_id=incident_id, kind=EntryKind.CREATED, text=f"Incident declared ({severity})",
-                              body="", data={"severity": severity.value}, author=created_by, occurred_at=detected_at))
-    session.flush()
+    _insert_entries(session, [incident_id], EntryKind.CREATED, f"Incident declared ({severity})",
+                    data={"severity": severity.value}, author=created_by, occurred_at=detected_at)
+    events.emit(session, "incident.declared", incident_id=incident_id, severity=severity.value)
     return incident_id
 
 
@@ -213,11 +215,20 @@ _INSERT_INCIDENT = sa.insert(Incident.__table__).returning(Incident.__table__.c.
 _EDITABLE = ("title", "summary", "severity", "service_id", "team_id", "tags", "started_at", "detected_at")
 
 
+def _editable_values(incident: Incident) -> dict:
+    """The editable fields as JSON-ready values, for the `changes` of `incident.updated`."""
+    return {"title": incident.title, "summary": incident.summary, "severity": incident.severity.value,
+            "service_id": incident.service_id, "team_id": incident.team_id, "tags": sorted(incident.tags),
+            "started_at": incident.started_at.isoformat(), "detected_at": incident.detected_at.isoformat()}
+
+
 def update_incident(session: Session, incident: Incident, *, by: User | None = None, **changes) -> Incident:
-    """Edit descriptive fields; severity changes and re-placement are written to the timeline."""
+    """Edit descriptive fields; severity changes and re-placement are written to the timeline. Emits
+    `incident.severity_changed` when the severity changed and `incident.updated` with every field that did."""
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
         raise Invalid(f"Cannot edit {', '.join(sorted(unknown))}.")
+    before = _editable_values(incident)
     notes: list[str] = []
     if "title" in changes:
         if not (changes["title"] or "").strip():
@@ -246,20 +257,31 @@ def update_incident(session: Session, incident: Incident, *, by: User | None = N
     session.flush()
     for text in notes:
         add_timeline_entry(session, incident, EntryKind.EDIT, text, author=by)
+    after = _editable_values(incident)
+    if before["severity"] != after["severity"]:
+        events.emit(session, "incident.severity_changed", incident_id=incident.id, before=before["severity"],
+                    after=after["severity"])
+    edited = {field: [before[field], after[field]] for field in before if before[field] != after[field]}
+    if edited:
+        events.emit(session, "incident.updated", incident_id=incident.id, changes=edited)
     return incident
 
 
 def add_note(session: Session, incident: Incident, body: str, *, by: User | None = None,
              occurred_at: datetime | None = None) -> TimelineEntry:
+    """A Markdown note on the timeline; emits `incident.note_added`."""
     if not body or not body.strip():
         raise Invalid("A note cannot be empty.", {"body": ["Required."]})
-    return add_timeline_entry(session, incident, EntryKind.NOTE, "Note", body=body.strip(), author=by,
-                              occurred_at=occurred_at)
+    entry = add_timeline_entry(session, incident, EntryKind.NOTE, "Note", body=body.strip(), author=by,
+                               occurred_at=occurred_at)
+    events.emit(session, "incident.note_added", incident_id=incident.id, entry_id=entry.id)
+    return entry
 
 
 def set_role(session: Session, incident: Incident, role: IncidentRole | str, user_id: int | None, *,
              by: User | None = None) -> Incident:
-    """Assign (or clear, with None) the commander, communications lead or scribe."""
+    """Assign (or clear, with None) the commander, communications lead or scribe; emits `incident.role_assigned`
+    when the holder changes."""
     role = IncidentRole(role)
     user = session.get(User, user_id) if user_id else None
     if user_id and user is None:
@@ -269,8 +291,10 @@ def set_role(session: Session, incident: Incident, role: IncidentRole | str, use
     setattr(incident, role.value, user)
     session.flush()
     text = f"{role.label}: {user.name}" if user else f"{role.label} cleared"
-    add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by,
-                       data={"role": role.value, "user_id": user.id if user else None})
+    entry = add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by,
+                               data={"role": role.value, "user_id": user.id if user else None})
+    events.emit(session, "incident.role_assigned", incident_id=incident.id, role=role.value,
+                user_id=user.id if user else None, entry_id=entry.id)
     return incident
 
 
@@ -307,8 +331,10 @@ def _move(session: Session, incident: Incident, to: Status, allowed_from: tuple[
         incident.closed_at = at
     incident.status = to
     session.flush()
-    add_timeline_entry(session, incident, EntryKind.STATUS, f"Status: {old.value} -> {to.value}", author=by,
-                       occurred_at=at, data={"from": old.value, "to": to.value})
+    entry = _write_entry(session, incident, EntryKind.STATUS, f"Status: {old.value} -> {to.value}", author=by,
+                         occurred_at=at, data={"from": old.value, "to": to.value})
+    events.emit(session, "incident.status_changed", incident_id=incident.id, entry_id=entry.id, before=old.value,
+                after=to.value)
     return incident
 
 

@@ -1,21 +1,23 @@
 """Notification jobs: declarations, status changes and published post-mortems are announced after their commit;
-a daily scan reminds owners (and the channels) of action items that became overdue."""
+a daily scan reminds owners (and the channels) of action items that became overdue.
+
+The announcements are after-commit subscribers of domain events (registered in `init_app`): each only queues
+`send_notification`, which decides who hears it and sends each delivery once."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app
 from huey import crontab
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
+from incidents import events
+from incidents.action_item import services as action_items
 from incidents.database import utcnow
 from incidents.extensions import db
-from incidents.incident.models import TimelineEntry
-from incidents.jobs import enqueue_after_commit, job, periodic
+from incidents.jobs import enqueue_now, job, periodic
 from incidents.notify import services
-from incidents.postmortem.models import Postmortem, PostmortemEvent, PostmortemStatus
 
 
 @job(retries=8, retry_delay=30, backoff=2)
@@ -24,28 +26,41 @@ def send_notification(incident_id: int, event_json: str) -> None:
     services.send_incident_notification(int(incident_id), json.loads(event_json))
 
 
-def _announce_new_entries(session: Session, _flush_context) -> None:
-    # after_flush still lists the flushed objects as new, with their ids: any path that writes a
-    # timeline entry (web, API, alerts, jobs) announces it, once its transaction commits.
-    if not has_app_context() or not current_app.config.get("NOTIFY_ON_COMMIT", True):
-        return
-    for obj in session.new:
-        if isinstance(obj, TimelineEntry):
-            for ev in services.notification_events_for_timeline_entry(obj):
-                enqueue_after_commit(send_notification, obj.incident_id, json.dumps(ev.as_dict()), session=session)
-        elif isinstance(obj, PostmortemEvent) and obj.kind == PostmortemStatus.PUBLISHED.value:
-            pm = session.get(Postmortem, obj.postmortem_id)
-            ev = services.Event.postmortem_published(obj.postmortem_id)
-            enqueue_after_commit(send_notification, pm.incident_id, json.dumps(ev.as_dict()), session=session)
+def _queue(incident_id: int, note: services.Event) -> None:
+    enqueue_now(send_notification, incident_id, json.dumps(note.as_dict()))
 
 
-def queue_overdue_reminders(today=None) -> int:
-    """Queue one notification job per action item that became overdue lately; each sends once (the log)."""
-    found = services.overdue_events(db.session, today or utcnow().date())
-    for incident_id, ev in found:
-        enqueue_after_commit(send_notification, incident_id, json.dumps(ev.as_dict()))
+def _automatic() -> bool:
+    """NOTIFY_ON_COMMIT switches the incident and post-mortem announcements (most tests turn them off)."""
+    return bool(current_app.config["NOTIFY_ON_COMMIT"])
+
+
+def announce_declared(event: events.Event) -> None:
+    if _automatic():
+        _queue(event["incident_id"], services.Event.opened(event["incident_id"]))
+
+
+def announce_status_change(event: events.Event) -> None:
+    if _automatic():
+        _queue(event["incident_id"], services.Event.status_changed(event["entry_id"], event["before"], event["after"]))
+
+
+def announce_publication(event: events.Event) -> None:
+    if _automatic():
+        _queue(event["incident_id"], services.Event.postmortem_published(event["postmortem_id"]))
+
+
+def remind_overdue(event: events.Event) -> None:
+    _queue(event["incident_id"],
+           services.Event.action_item_overdue(event["action_item_id"], date.fromisoformat(event["since"])))
+
+
+def queue_overdue_reminders(today: date | None = None) -> int:
+    """Announce every action item that became overdue lately (one reminder job each, after the commit); each
+    reminder is sent once (the notification log)."""
+    found = action_items.announce_overdue(db.session, today or utcnow().date())
     db.session.commit()
-    return len(found)
+    return found
 
 
 @periodic(crontab(minute="0", hour="6"))
@@ -55,5 +70,7 @@ def scan_overdue_action_items() -> None:
 
 
 def init_app(app: Flask) -> None:
-    if not event.contains(Session, "after_flush", _announce_new_entries):
-        event.listen(Session, "after_flush", _announce_new_entries)
+    events.subscribe(app, "incident.declared", events.AFTER_COMMIT, announce_declared)
+    events.subscribe(app, "incident.status_changed", events.AFTER_COMMIT, announce_status_change)
+    events.subscribe(app, "postmortem.published", events.AFTER_COMMIT, announce_publication)
+    events.subscribe(app, "action_item.overdue", events.AFTER_COMMIT, remind_overdue)

@@ -80,30 +80,13 @@ class Event:
 
 
 def notification_events_for_timeline_entry(entry: TimelineEntry) -> list[Event]:
-    """The events a new timeline entry announces: a declaration, or a status change."""
+    """The notifications a timeline entry stands for (a declaration, or a status change): the same keys the
+    `incident.declared` and `incident.status_changed` subscribers in notify/jobs.py queue."""
     if entry.kind == EntryKind.CREATED:
         return [Event.opened(entry.incident_id)]
     if entry.kind == EntryKind.STATUS and entry.data.get("from") and entry.data.get("to"):
         return [Event.status_changed(entry.id, entry.data["from"], entry.data["to"])]
     return []
-
-
-def overdue_events(session: Session, today: date, window_days: int = 7) -> list[tuple[int, Event]]:
-    """(incident id, event) of each open action item that became overdue in the last `window_days` days.
-
-    An item becomes overdue the day after its due date; that day keys the event, so a daily scan that sees it
-    again (or two scans at once) sends nothing new, and moving the due date makes it a new reminder later.
-    The window lets a missed day catch up without reminding about ancient debt on a first run."""
-    from incidents.postmortem.models import Postmortem  # notify sits above post-mortems for this one event
-
-    rows = session.execute(
-        sa.select(ActionItem.id, ActionItem.due_date, Postmortem.incident_id)
-        .join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
-        .where(ActionItem.status.in_(["open", "in_progress"]), ActionItem.due_date < today,
-               ActionItem.due_date >= today - timedelta(days=window_days + 1))
-        .order_by(ActionItem.due_date, ActionItem.id))
-    return [(incident_id, Event.action_item_overdue(item_id, due + timedelta(days=1)))
-            for item_id, due, incident_id in rows]
 
 
 # --- who hears it -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.auth.models import User
 from incidents.bounds import get_by_id
 from incidents.database import utcnow
@@ -125,6 +126,7 @@ def save_section(session: Session, pm: Postmortem, key: str, body, version, *,
     if version == section.version and body == section.body:
         return section  # nothing changed: no new version
     now = utcnow()
+    before = section.body
     result = session.execute(
         sa.update(PostmortemSection)
         .where(PostmortemSection.id == section.id, PostmortemSection.version == version)
@@ -138,6 +140,7 @@ def save_section(session: Session, pm: Postmortem, key: str, body, version, *,
     pm.updated_at = now
     refresh_search_text(pm)
     session.flush()
+    events.emit(session, "postmortem.updated", postmortem_id=pm.id, changes={f"sections.{key}": [before, body]})
     return section
 
 

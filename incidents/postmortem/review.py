@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.auth.models import Role, User
 from incidents.database import utcnow
 from incidents.errors import Forbidden, Invalid, InvalidTransition
@@ -121,6 +122,7 @@ def publish_postmortem(session: Session, pm: Postmortem, *, by: User | None = No
     _move(session, pm, PostmortemStatus.PUBLISHED, (PostmortemStatus.IN_REVIEW,), by, "publish")
     pm.published_at = utcnow()
     session.flush()
+    events.emit(session, "postmortem.published", postmortem_id=pm.id, incident_id=pm.incident_id)
     return pm
 
 

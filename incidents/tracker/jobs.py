@@ -1,6 +1,7 @@
 """Shortcut jobs: the export of one action item, the retry sweep of the outbox, and the reconcile pass.
 
-Each owns its transactions: no transaction stays open across a call to Shortcut.
+Each owns its transactions: no transaction stays open across a call to Shortcut. Publishing a post-mortem
+exports its items when the team asked for it: an in-transaction subscriber of `postmortem.published`.
 """
 
 from __future__ import annotations
@@ -8,17 +9,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app
 from huey import crontab
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.action_item.models import ActionItem
 from incidents.auth.models import User
 from incidents.database import utcnow
 from incidents.extensions import db
 from incidents.jobs import enqueue_after_commit, job, periodic
-from incidents.postmortem.models import Postmortem, PostmortemEvent
+from incidents.postmortem.models import Postmortem
 from incidents.tracker import services
 from incidents.tracker.models import ExportStatus, ShortcutExport
 from incidents.tracker.shortcut import (
@@ -153,38 +154,17 @@ def reconcile(limit: int | None = None) -> int:
     return changed
 
 
-_PUBLISHED = "incidents.tracker.published"
-
-
-def _note_published(session: Session, _flush_context) -> None:
-    # Publishing writes a "published" history entry; remember the post-mortem until the commit.
-    if not has_app_context():
+def export_on_publish(session: Session, event: events.Event) -> None:
+    """When the team asked for it, every item of the post-mortem just published gets its outbox row in the
+    publishing transaction (so it rolls back with it), and its job after the commit."""
+    config = current_app.config
+    if not services.configured(config):
         return
-    for obj in session.new:
-        if isinstance(obj, PostmortemEvent) and obj.kind == "published":
-            session.info.setdefault(_PUBLISHED, set()).add(obj.postmortem_id)
-
-
-def _export_on_publish(session: Session) -> None:
-    # When the team asked for it, every item of a post-mortem being published gets its outbox row in the
-    # same transaction, and its job after the commit.
-    published = session.info.pop(_PUBLISHED, set())
-    if not published or not has_app_context() or not services.configured(current_app.config):
+    pm = session.get(Postmortem, event["postmortem_id"])
+    if pm is None or not services.auto_export_enabled(session, pm.incident.team_id):
         return
-    for pm_id in sorted(published):
-        pm = session.get(Postmortem, pm_id)
-        if pm is None or not pm.is_published or not services.auto_export_enabled(session, pm.incident.team_id):
-            continue
-        queue_postmortem_export(session, pm, current_app.config)
-
-
-def _forget_published(session: Session, transaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_PUBLISHED, None)
+    queue_postmortem_export(session, pm, config)
 
 
 def init_app(app: Flask) -> None:
-    if not event.contains(Session, "after_flush", _note_published):
-        event.listen(Session, "after_flush", _note_published)
-        event.listen(Session, "before_commit", _export_on_publish)
-        event.listen(Session, "after_transaction_end", _forget_published)
+    events.subscribe(app, "postmortem.published", events.IN_TRANSACTION, export_on_publish)

@@ -342,8 +342,8 @@ def test_alert_driven_changes_announce_exactly_the_declaration_and_status_change
 
     announced = []
     monkeypatch.setitem(app.config, "NOTIFY_ON_COMMIT", True)
-    monkeypatch.setattr(notify_jobs, "enqueue_after_commit",
-                        lambda job, incident_id, event, session: announced.append((incident_id, json.loads(event))))
+    monkeypatch.setattr(notify_jobs, "enqueue_now",
+                        lambda job, incident_id, event: announced.append((incident_id, json.loads(event))))
     token = opsgenie[1]
     incident_id = post(client, "opsgenie", fixture("opsgenie_create_p1"), token).get_json()["incident"]
     assert [(i, e["kind"]) for i, e in announced] == [(incident_id, "opened")]

@@ -1,0 +1,421 @@
+"""Domain events: the catalogue and its subscribers, and each subscriber runs once, in its phase.
+
+Real services on the real database. A non-immediate queue stands in for the worker, so the jobs an after-commit
+subscriber queues are counted instead of run. In-transaction work rolls back with the change; after-commit
+handlers never run for a change (or a savepoint) that rolled back, and run once after the commit, whether the
+change was written through the ORM (create_incident) or core INSERTs (declare_incident)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from incidents import events
+from incidents.action_item import services as items
+from incidents.incident import services as incidents
+from incidents.jobs import JobQueue, QueueMemoryHuey
+from incidents.notify.jobs import queue_overdue_reminders
+from incidents.postmortem import services as pm_services
+from incidents.tracker import services as tracker
+from incidents.tracker.models import ShortcutExport
+from tests.factories import make_incident, make_service, make_user
+from tests.postmortem.factories import fill_for_publishing, make_postmortem, make_resolved_incident
+
+AFTER, IN_TX = events.AFTER_COMMIT, events.IN_TRANSACTION
+
+# Adding a subscriber is a conscious change: add it here and to the table in incidents/events.py.
+EXPECTED = {
+    "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared")],
+    "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change")],
+    "incident.severity_changed": [],
+    "incident.role_assigned": [],
+    "incident.note_added": [],
+    "incident.updated": [],
+    "alert.received": [],
+    "postmortem.published": [(AFTER, "incidents.notify.jobs.announce_publication"),
+                             (IN_TX, "incidents.tracker.jobs.export_on_publish")],
+    "postmortem.updated": [],
+    "action_item.overdue": [(AFTER, "incidents.notify.jobs.remind_overdue")],
+    "action_item.updated": [],
+}
+
+
+def test_every_event_and_its_subscribers(app):
+    assert list(events.subscribers()) == list(events.EVENTS)
+    assert events.subscribers() == EXPECTED
+
+
+# --- fixtures -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def queue(app):
+    """The app's queue swapped for one that only stores what is enqueued."""
+    original = app.extensions["incidents.jobs"]
+    swapped = JobQueue(app, QueueMemoryHuey("events-test", immediate=False))
+    app.extensions["incidents.jobs"] = swapped
+    yield swapped
+    app.extensions["incidents.jobs"] = original
+
+
+def queued(queue: JobQueue, name: str | None = None) -> list[tuple]:
+    """(job name, ids) of every job enqueued so far (or only those of job `name`, as ids)."""
+    jobs = [(task.name, tuple(task.args)) for task in queue.huey.pending()]
+    return jobs if name is None else [ids for job, ids in jobs if job == name]
+
+
+def notifications(queue: JobQueue) -> list[tuple[int, str, str]]:
+    return [(incident_id, (e := json.loads(event))["kind"], e["key"])
+            for incident_id, event in queued(queue, "send_notification")]
+
+
+@pytest.fixture
+def announcing(app):
+    app.config["NOTIFY_ON_COMMIT"] = True
+    yield
+    app.config["NOTIFY_ON_COMMIT"] = False
+
+
+class Probes:
+    """A recorder subscribed to every event in both phases, beside the app's own subscribers."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def in_transaction(self, _session, event: events.Event) -> None:
+        self.calls.append((IN_TX, event.name, event.data))
+
+    def after_commit(self, event: events.Event) -> None:
+        self.calls.append((AFTER, event.name, event.data))
+
+    def of(self, phase: str, name: str) -> list[dict]:
+        return [data for p, n, data in self.calls if p == phase and n == name]
+
+
+@pytest.fixture
+def probes(app):
+    original = events.registry(app)
+    copy = events.Registry()
+    copy.subscribers = {name: list(subs) for name, subs in original.subscribers.items()}
+    app.extensions["incidents.events"] = copy
+    probes = Probes()
+    for name in events.EVENTS:
+        events.subscribe(app, name, IN_TX, probes.in_transaction)
+        events.subscribe(app, name, AFTER, probes.after_commit)
+    yield probes
+    app.extensions["incidents.events"] = original
+
+
+# --- every service that announces something: the event, once, in each phase ------------------------------------
+# Each scenario builds what it needs (committed), then returns the change to make (not committed) and what the
+# event must carry. alert.received is emitted by incidents/alert (its scenario belongs with that change).
+
+TODAY = date(2026, 11, 26)
+
+
+def _declared_orm(session):
+    service = make_service()
+    return (lambda: incidents.create_incident(session, title="Checkout 502", severity="SEV1",
+                                              service_id=service.id).id,
+            lambda incident_id: {"incident_id": incident_id, "severity": "SEV1"})
+
+
+def _declared_core(session):
+    service = make_service()
+    return (lambda: incidents.declare_incident(session, title="Checkout 502", severity="SEV2",
+                                               service_id=service.id),
+            lambda incident_id: {"incident_id": incident_id, "severity": "SEV2"})
+
+
+def _status_changed(session):
+    incident = make_incident()
+
+    def change():
+        incidents.acknowledge_incident(session, incident)
+        return incident.timeline[-1].id
+
+    return change, lambda entry_id: {"incident_id": incident.id, "entry_id": entry_id, "before": "triggered",
+                                     "after": "acknowledged"}
+
+
+def _reopened(session):
+    incident = make_resolved_incident()
+
+    def change():
+        incidents.transition(session, incident, "investigating")
+        return incident.timeline[-1].id
+
+    return change, lambda entry_id: {"incident_id": incident.id, "entry_id": entry_id, "before": "resolved",
+                                     "after": "investigating"}
+
+
+def _severity_changed(session):
+    incident = make_incident(severity="SEV3")
+    return (lambda: incidents.update_incident(session, incident, severity="SEV1"),
+            lambda _: {"incident_id": incident.id, "before": "SEV3", "after": "SEV1"})
+
+
+def _updated(session):
+    incident = make_incident(title="Slow search", severity="SEV3", tags=["search"])
+    return (lambda: incidents.update_incident(session, incident, title="Search down", severity="SEV2",
+                                              tags=["search", "db"], summary=incident.summary),
+            lambda _: {"incident_id": incident.id, "changes": {
+                "title": ["Slow search", "Search down"], "severity": ["SEV3", "SEV2"],
+                "tags": [["search"], ["db", "search"]]}})
+
+
+def _role_assigned(session):
+    incident, user = make_incident(), make_user()
+
+    def change():
+        incidents.set_role(session, incident, "commander", user.id)
+        return incident.timeline[-1].id
+
+    return change, lambda entry_id: {"incident_id": incident.id, "role": "commander", "user_id": user.id,
+                                     "entry_id": entry_id}
+
+
+def _note_added(session):
+    incident = make_incident()
+    return (lambda: incidents.add_note(session, incident, "Rolled back").id,
+            lambda entry_id: {"incident_id": incident.id, "entry_id": entry_id})
+
+
+def _published(session):
+    pm = fill_for_publishing(make_postmortem())
+    pm_services.submit_for_review(session, pm)
+    session.commit()
+    return (lambda: pm_services.publish_postmortem(session, pm),
+            lambda _: {"postmortem_id": pm.id, "incident_id": pm.incident_id})
+
+
+def _pm_updated(session):
+    pm = make_postmortem()
+    section = next(s for s in pm.sections if not s.body)
+    key, version = section.key, section.version
+    return (lambda: pm_services.save_section(session, pm, key, "What happened.", version),
+            lambda _: {"postmortem_id": pm.id, "changes": {f"sections.{key}": ["", "What happened."]}})
+
+
+def _item_updated(session):
+    owner = make_user()
+    pm = make_postmortem()
+    item = items.create_action_item(session, pm, title="Add a timeout", due_date=TODAY)
+    session.commit()
+    return (lambda: items.update_action_item(session, item, owner_id=owner.id, status="in_progress", title=item.title),
+            lambda _: {"action_item_id": item.id, "changes": {"owner_id": [None, owner.id],
+                                                              "status": ["open", "in_progress"]}})
+
+
+def _overdue(session):
+    pm = make_postmortem()
+    item = items.create_action_item(session, pm, title="Add a timeout", due_date=TODAY - timedelta(days=1))
+    items.create_action_item(session, pm, title="Not yet", due_date=TODAY + timedelta(days=1))
+    session.commit()
+    return (lambda: items.announce_overdue(session, TODAY),
+            lambda _: {"action_item_id": item.id, "incident_id": pm.incident_id, "since": TODAY.isoformat()})
+
+
+SCENARIOS: dict[str, Callable] = {
+    "incident.declared (create_incident)": _declared_orm,
+    "incident.declared (declare_incident, core)": _declared_core,
+    "incident.status_changed": _status_changed,
+    "incident.status_changed (reopen)": _reopened,
+    "incident.severity_changed": _severity_changed,
+    "incident.updated": _updated,
+    "incident.role_assigned": _role_assigned,
+    "incident.note_added": _note_added,
+    "postmortem.published": _published,
+    "postmortem.updated": _pm_updated,
+    "action_item.updated": _item_updated,
+    "action_item.overdue": _overdue,
+}
+
+
+def _event(scenario: str) -> str:
+    return scenario.split(" ")[0]
+
+
+def test_every_event_but_alerts_has_a_scenario():
+    assert {_event(s) for s in SCENARIOS} | {"alert.received"} == set(events.EVENTS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_an_event_runs_in_the_transaction_then_once_after_the_commit(scenario, session, probes):
+    change, expected = SCENARIOS[scenario](session)
+    name = _event(scenario)
+    probes.calls.clear()
+    result = change()
+    assert probes.of(IN_TX, name) == [expected(result)]
+    assert probes.of(AFTER, name) == []  # nothing before the commit
+    session.commit()
+    assert probes.of(AFTER, name) == [expected(result)]
+    session.commit()
+    assert len(probes.of(AFTER, name)) == 1  # once
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_rolled_back_change_runs_no_after_commit_handler(scenario, session, probes):
+    change, _ = SCENARIOS[scenario](session)
+    name = _event(scenario)
+    probes.calls.clear()
+    change()
+    assert len(probes.of(IN_TX, name)) == 1
+    session.rollback()
+    session.commit()
+    assert probes.of(AFTER, name) == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_rolled_back_savepoint_runs_no_after_commit_handler(scenario, session, probes):
+    change, _ = SCENARIOS[scenario](session)
+    name = _event(scenario)
+    probes.calls.clear()
+    savepoint = session.begin_nested()
+    change()
+    savepoint.rollback()
+    session.commit()
+    assert len(probes.of(IN_TX, name)) == 1 and probes.of(AFTER, name) == []
+
+
+# --- the real subscribers ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("declare", ["create_incident", "declare_incident"])
+def test_a_declaration_is_announced_once_after_its_commit(declare, announcing, session, queue):
+    service = make_service()
+    incident_id = getattr(incidents, declare)(session, title="Checkout 502", severity="SEV1", service_id=service.id)
+    incident_id = getattr(incident_id, "id", incident_id)
+    assert queued(queue) == []
+    session.commit()
+    assert notifications(queue) == [(incident_id, "opened", f"incident:{incident_id}:opened")]
+    session.commit()
+    assert len(queued(queue)) == 1
+
+
+@pytest.mark.parametrize("declare", ["create_incident", "declare_incident"])
+def test_a_rolled_back_declaration_is_not_announced(declare, announcing, session, queue):
+    service = make_service()
+    getattr(incidents, declare)(session, title="Never committed", severity="SEV1", service_id=service.id)
+    session.rollback()
+    session.commit()
+    savepoint = session.begin_nested()
+    getattr(incidents, declare)(session, title="Rolled back inside", severity="SEV1", service_id=service.id)
+    savepoint.rollback()
+    session.commit()
+    assert queued(queue) == []
+
+
+def test_each_status_change_is_announced_once_after_its_commit(announcing, session, queue):
+    incident = make_incident(severity="SEV1")
+    queue.huey.flush()
+    incidents.acknowledge_incident(session, incident)
+    incidents.resolve_incident(session, incident)
+    assert queued(queue) == []
+    session.commit()
+    entries = [e.id for e in incident.timeline if e.kind == "status"]
+    assert notifications(queue) == [(incident.id, "status_changed", f"timeline:{entry_id}") for entry_id in entries]
+    assert len(entries) == 2
+
+    incidents.close_incident(session, incident)
+    session.rollback()
+    session.commit()
+    assert len(queued(queue)) == 2
+
+
+def test_nothing_is_announced_when_notify_on_commit_is_off(session, queue):
+    incident = make_incident(severity="SEV1")
+    incidents.acknowledge_incident(session, incident)
+    session.commit()
+    assert queued(queue) == []
+
+
+@pytest.fixture
+def auto_export(app, session, monkeypatch):
+    """Shortcut configured (the jobs are only queued here, never run) and auto export on for every team."""
+    monkeypatch.setitem(app.config, "SHORTCUT_API_TOKEN", "test-token")
+    tracker.save_settings(session, None, workflow_state_id=None, auto_export=True)
+    session.commit()
+
+
+def _in_review(session):
+    pm = fill_for_publishing(make_postmortem())
+    pm_services.submit_for_review(session, pm)
+    session.commit()
+    return pm
+
+
+def _exports(session) -> list[int]:
+    return list(session.scalars(sa.select(ShortcutExport.action_item_id)))
+
+
+def test_publishing_writes_the_outbox_in_its_transaction_and_announces_after_commit(announcing, auto_export,
+                                                                                    session, queue):
+    pm = _in_review(session)
+    [item] = pm.action_items
+    queue.huey.flush()
+    pm_services.publish_postmortem(session, pm)
+    assert _exports(session) == [item.id]  # the outbox row is part of the publishing transaction
+    assert queued(queue) == []
+    session.commit()
+    export_id = session.scalar(sa.select(ShortcutExport.id))
+    assert queued(queue, "export_action_item") == [(export_id,)]
+    assert notifications(queue) == [(pm.incident_id, "postmortem_published", f"postmortem:{pm.id}:published")]
+    session.commit()
+    assert len(queued(queue)) == 2
+
+
+def test_a_rolled_back_publish_leaves_no_outbox_row_and_queues_nothing(announcing, auto_export, session, queue):
+    pm = _in_review(session)
+    queue.huey.flush()
+    pm_services.publish_postmortem(session, pm)
+    session.rollback()
+    session.commit()
+    assert _exports(session) == [] and queued(queue) == []
+
+    savepoint = session.begin_nested()
+    pm_services.publish_postmortem(session, pm)
+    assert len(_exports(session)) == 1
+    savepoint.rollback()
+    session.commit()
+    assert _exports(session) == [] and queued(queue) == []
+    assert not pm.is_published
+
+
+def test_overdue_reminders_are_queued_once_after_the_scan_commits(session, queue):
+    pm = make_postmortem(make_resolved_incident(severity="SEV4"))
+    late = items.create_action_item(session, pm, title="Add a timeout", due_date=TODAY - timedelta(days=1))
+    session.commit()
+    queue.huey.flush()
+    assert queue_overdue_reminders(TODAY) == 1
+    assert notifications(queue) == [(pm.incident_id, "action_item_overdue",
+                                     f"action_item:{late.id}:overdue:{TODAY.isoformat()}")]
+    items.announce_overdue(session, TODAY)
+    session.rollback()
+    session.commit()
+    assert len(queued(queue)) == 1
+
+
+def test_an_after_commit_handler_runs_in_the_context_of_its_emitter(announcing, session, queue):
+    """The webhook writer commits several requests' deliveries at once: each job keeps its own request's id."""
+    from incidents import logs
+
+    service = make_service()
+    ids = []
+    for request_id in ("req-a", "req-b"):
+        token = logs.request_id.set(request_id)
+        try:
+            ids.append(incidents.declare_incident(session, title=request_id, severity="SEV1", service_id=service.id))
+        finally:
+            logs.request_id.reset(token)
+    token = logs.request_id.set("req-committer")
+    try:
+        session.commit()
+    finally:
+        logs.request_id.reset(token)
+    assert [(task.args[0], task.kwargs.get("request_id")) for task in queue.huey.pending()] == [
+        (ids[0], "req-a"), (ids[1], "req-b")]
