@@ -30,7 +30,7 @@ def _next_page() -> str:
 def _start_session(user: User, *, remember: bool = False) -> None:
     """A signed-in session that keeps nothing of the one before it (no fixation: a planted cookie's contents,
     its CSRF token included, are gone), carrying the user's session version."""
-    had_remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+    had_remember_cookie = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
     session.clear()
     login_user(user, remember=remember)
     if not remember and had_remember_cookie:

@@ -27,7 +27,7 @@ def send_notification(incident_id: int, event_json: str) -> None:
 def _announce_new_entries(session: Session, _flush_context) -> None:
     # after_flush still lists the flushed objects as new, with their ids: any path that writes a
     # timeline entry (web, API, alerts, jobs) announces it, once its transaction commits.
-    if not has_app_context() or not current_app.config.get("NOTIFY_ON_COMMIT", True):
+    if not has_app_context() or not current_app.config["NOTIFY_ON_COMMIT"]:
         return
     for obj in session.new:
         if isinstance(obj, TimelineEntry):

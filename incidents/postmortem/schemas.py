@@ -14,6 +14,7 @@ from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.services import PostmortemFilter, impact_durations
+from incidents.settings import defaults
 
 
 def filter_from_args(args) -> PostmortemFilter:
@@ -207,8 +208,8 @@ class ReopenSchema(Schema):
 
 def coach_limits() -> tuple[int, int]:
     """(longest text, most findings) of the blameless coach: the settings BLAMELESS_MAX_TEXT and _MAX_FINDINGS."""
-    cfg = current_app.config if has_app_context() else {}
-    return cfg.get("BLAMELESS_MAX_TEXT", blameless.MAX_TEXT), cfg.get("BLAMELESS_MAX_FINDINGS", blameless.MAX_FINDINGS)
+    cfg = current_app.config if has_app_context() else defaults()
+    return cfg["BLAMELESS_MAX_TEXT"], cfg["BLAMELESS_MAX_FINDINGS"]
 
 
 class BlamelessCheckSchema(Schema):

@@ -29,7 +29,7 @@ class Filters:
     def __init__(self, args):
         self.team = catalog.get_team(db.session, args["team"]) if args.get("team") else None
         self.service = catalog.get_service(db.session, args["service"]) if args.get("service") else None
-        raw_weeks = args.get("weeks") or str(current_app.config.get("DEBT_WEEKS", 12))
+        raw_weeks = args.get("weeks") or str(current_app.config["DEBT_WEEKS"])
         if not raw_weeks.isdigit() or not 1 <= int(raw_weeks) <= 104:
             raise Invalid("Weeks must be a whole number from 1 to 104.", {"weeks": ["1 to 104."]})
         self.weeks = int(raw_weeks)
