@@ -20,6 +20,7 @@ from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, error_body
 from incidents.extensions import csrf, db
+from incidents.forms import form_errors
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
 from incidents.responses import no_store
@@ -134,15 +135,6 @@ def _answer(result: services.Result):
 bp = Blueprint("alert", __name__)
 
 
-@bp.context_processor
-def _roles():
-    return {"Role": Role}
-
-
-def _form_errors(e: DomainError) -> dict[str, list[str]]:
-    return e.fields if e.fields else {"_": [e.message]}
-
-
 @bp.get("/alerts")
 @require(Role.VIEWER)
 def alerts():
@@ -172,7 +164,7 @@ def open_incident(alert_id: int):
         incident = services.open_incident_from_alert(db.session, row, request.form.get("severity", ""), by=actor())
     except DomainError as e:
         db.session.rollback()
-        return alert(alert_id, _form_errors(e), e.status)
+        return alert(alert_id, form_errors(e), e.status)
     db.session.commit()
     flash(f"Opened {incident.ref} from this alert.", "success")
     return redirect(url_for("alert.alert", alert_id=alert_id))
@@ -187,7 +179,7 @@ def attach(alert_id: int):
         services.attach_alert(db.session, row, incident, by=actor())
     except DomainError as e:
         db.session.rollback()
-        return alert(alert_id, _form_errors(e), e.status)
+        return alert(alert_id, form_errors(e), e.status)
     db.session.commit()
     flash(f"Attached to {incident.ref}.", "success")
     return redirect(url_for("alert.alert", alert_id=alert_id))
@@ -260,7 +252,7 @@ def create_integration():
             service=form.get("service") or None, rules=rules)
     except DomainError as e:
         db.session.rollback()
-        return _integrations_page(_form_errors(e), form, status=e.status)
+        return _integrations_page(form_errors(e), form, status=e.status)
     db.session.commit()
     return no_store(_integrations_page(created=_shown_once(row, token), status=201))
 
@@ -301,7 +293,7 @@ def update_integration(integration_id: int):
                                     active=bool(form.get("active")), rules=rules)
     except DomainError as e:
         db.session.rollback()
-        return _integration_page(services.get_integration(db.session, integration_id), _form_errors(e),
+        return _integration_page(services.get_integration(db.session, integration_id), form_errors(e),
                                  status=e.status)
     db.session.commit()
     flash("Integration saved.", "success")

@@ -13,14 +13,10 @@ from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.responses import no_store, safe_next
 
 bp = Blueprint("auth", __name__)
-
-
-def form_errors(e: DomainError) -> dict[str, list[str]]:
-    """Field errors of a refused form; a message without field goes under '_'."""
-    return e.fields if e.fields else {"_": [e.message]}
 
 
 def _next_page() -> str:

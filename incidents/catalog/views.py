@@ -6,10 +6,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
-from incidents.auth.views import form_errors
 from incidents.catalog import services
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors
 
 bp = Blueprint("catalog", __name__)
 

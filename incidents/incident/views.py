@@ -9,22 +9,16 @@ from werkzeug.datastructures import MultiDict
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
-from incidents.auth.views import form_errors
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.incident import services
 from incidents.incident.models import Incident, IncidentRole, Severity, Status
 
 bp = Blueprint("incident", __name__)
-
-
-@bp.app_context_processor
-def _template_names():
-    # Templates decide which write buttons to show with actor.can(Role.RESPONDER).
-    return {"Role": Role}
 
 
 # --- list -----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from incidents.postmortem.models import (
     SectionKind,
     SectionRevision,
 )
+from incidents.singleline import has_nul, reject_nul
 
 MAX_BODY = 100_000
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -59,13 +60,6 @@ class QualityGatesFailed(Invalid):
     def __init__(self, missing: list[dict]):
         super().__init__(f"{len(missing)} thing(s) must be fixed before publishing.")
         self.missing = missing
-
-
-def reject_nul(**texts) -> None:
-    """PostgreSQL cannot store NUL characters: refuse them as invalid input (422) instead of failing in SQL."""
-    bad = [name for name, value in texts.items() if isinstance(value, str) and "\x00" in value]
-    if bad:
-        raise Invalid("Text cannot contain NUL characters.", {name: ["Contains a NUL character."] for name in bad})
 
 
 # --- templates -----------------------------------------------------------------------------------
@@ -122,7 +116,7 @@ def clean_sections(raw) -> list[dict]:
         title = str(s.get("title") or "").strip()
         kind = str(s.get("kind") or "markdown")
         problems = []
-        if "\x00" in title + str(s.get("guidance") or ""):
+        if has_nul(title + str(s.get("guidance") or "")):
             problems.append("Title and guidance cannot contain NUL characters.")
         if not _KEY.match(key):
             problems.append("Key: lowercase letters, digits, '-' or '_'.")

@@ -6,11 +6,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
-from incidents.auth.views import form_errors
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, NotFound
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.report import charts, services
 from incidents.report.queries import AGE_BUCKETS, Week, build_ledger, repeat_flags
 
