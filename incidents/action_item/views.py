@@ -7,25 +7,24 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.action_item import services
 from incidents.action_item.models import ItemStatus
+from incidents.action_item.schemas import ActionItemFormSchema
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.errors import DomainError
 from incidents.extensions import db
-from incidents.forms import form_errors
+from incidents.forms import form_errors, load_form
 from incidents.postmortem import services as pm_services
 from incidents.postmortem.models import SectionKind
 from incidents.postmortem.views import render_section
 
 bp = Blueprint("action_item", __name__)
 
-_FORM_FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status",
-                "wont_do_reason")
-
 
 def _fields() -> dict:
-    return {k: request.form.get(k, "") for k in _FORM_FIELDS if k in request.form}
+    """The inputs the form posted, validated by the API's action-item fields."""
+    return load_form(ActionItemFormSchema(), request.form, complete=False)
 
 
 def _back(pm, errors: dict | None = None, status: int = 200):
