@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from incidents.action_item.schemas import ActionItemSchema
 from incidents.errors import Invalid
 from incidents.extensions import db
+from incidents.forms import not_blank
 from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
@@ -204,6 +205,26 @@ class CommentSchema(Schema):
 
 class ReopenSchema(Schema):
     reason = fields.String(load_default="", validate=validate.Length(max=400))
+
+
+class SectionFormSchema(SectionUpdateSchema):
+    """The section editor's form: the API's fields with the page's messages."""
+
+    body = fields.String(required=True, validate=validate.Length(max=100_000, error="Too long."))
+    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT - 1, error="A positive integer."))
+
+
+class ContributingFactorFormSchema(ContributingFactorCreateSchema):
+    """The factors form of a section page; a blank category is the service's to refuse, with its message."""
+
+    description = fields.String(load_default="", validate=validate.Length(max=10_000, error="Too long."))
+
+
+class CommentFormSchema(CommentCreateSchema):
+    """The review comment box of a section page."""
+
+    body = fields.String(required=True, validate=[validate.Length(max=10_000, error="Too long."),
+                                                  not_blank("Required.")], error_messages={"required": "Required."})
 
 
 def coach_limits() -> tuple[int, int]:

@@ -13,11 +13,18 @@ from incidents.catalog import services as catalog
 from incidents.database import read_only, reads_only
 from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
-from incidents.forms import form_errors
+from incidents.forms import form_errors, load_form
 from incidents.incident import services as incident_services
 from incidents.postmortem import blameless, services
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.schemas import blameless_findings, coach_limits, filter_from_args
+from incidents.postmortem.schemas import (
+    CommentFormSchema,
+    ContributingFactorFormSchema,
+    SectionFormSchema,
+    blameless_findings,
+    coach_limits,
+    filter_from_args,
+)
 
 bp = Blueprint("postmortem", __name__)
 
@@ -138,7 +145,8 @@ def save_section(postmortem_id: int, key: str):
     if not raw_version.isdigit():
         return render_section(pm, key, {"_": ["The form lost its version number; reload the page."]}, 400, body)
     try:
-        services.save_section(db.session, pm, key, body, int(raw_version), by=actor())
+        data = load_form(SectionFormSchema(), request.form)
+        services.save_section(db.session, pm, key, data["body"], data["version"], by=actor())
         db.session.commit()
     except services.SectionConflict as e:
         db.session.rollback()
@@ -199,17 +207,19 @@ def comment(postmortem_id: int):
         raise Invalid("Comment on one of this post-mortem's sections.", {"section": ["Unknown section."]})
     if pm.is_published:
         return _editable_or_redirect(pm)
-    return _after_form(pm, key, lambda: services.add_comment(db.session, pm, key, request.form.get("body", ""),
-                                                             by=actor()), "Comment added.")
+    return _after_form(pm, key, lambda: services.add_comment(
+        db.session, pm, key, load_form(CommentFormSchema(), request.form)["body"], by=actor()), "Comment added.")
 
 
 @bp.post("/postmortems/<int:postmortem_id>/factors")
 @require(Role.RESPONDER)
 def add_factor(postmortem_id: int):
     pm = services.get_postmortem(db.session, postmortem_id)
-    return _after_form(pm, _section_key(pm, SectionKind.FACTORS), lambda: services.add_factor(
-        db.session, pm, request.form.get("category", ""), request.form.get("description", ""), by=actor()),
-        "Contributing factor added.")
+    def add():
+        data = load_form(ContributingFactorFormSchema(), request.form)
+        services.add_factor(db.session, pm, data["category"], data["description"], by=actor())
+
+    return _after_form(pm, _section_key(pm, SectionKind.FACTORS), add, "Contributing factor added.")
 
 
 @bp.post("/postmortems/<int:postmortem_id>/factors/<int:factor_id>/delete")
