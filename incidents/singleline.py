@@ -2,10 +2,10 @@
 
 Single-line text (titles, names, slugs, tags): no control characters, checked once wherever it comes in.
 
-A CR or LF stored in a title used to end up in e-mail headers, where the mail library refuses it: the
-notification could never be built. So single-line fields refuse every control character (Unicode Cc, which
-includes CR, LF and TAB, plus the line and paragraph separators) with a 422 naming the field, and text that
-must be accepted anyway (senders' alert titles, data stored before this rule) is folded with `one_line`.
+A CR or LF in a title would reach e-mail headers, where the mail library refuses it and the notification
+could never be built. So single-line fields refuse every control character (Unicode Cc, which includes CR,
+LF and TAB, plus the line and paragraph separators) with a 422 naming the field, and text that must be
+accepted anyway (senders' alert titles, rows stored without this check) is folded with `one_line`.
 
 NUL: PostgreSQL text cannot hold it (nor compare with it, in a query), so any text with one is bad input, a 422
 naming the field rather than a 500 from SQL; database.py applies the same check to every column on flush."""
