@@ -2,6 +2,8 @@
 
 # SQLAlchemy URL; empty means an SQLite file `incidents.sqlite3` in the instance folder.
 DATABASE_URL = ""
+# Connections each process keeps open to PostgreSQL (plus up to 10 more at peaks); SQLite ignores it.
+DATABASE_POOL_SIZE = 5
 # Public URL of this installation, used in links and e-mails; https also makes cookies Secure. Production should
 # set it. Empty: inside a request the address it came to; elsewhere (jobs, e-mails) the one `serve` listens on and
 # hands to its workers, else http://127.0.0.1:5000 (incidents/urls.py).
@@ -28,6 +30,8 @@ LOGIN_THROTTLE_DELAY = 30
 MAX_CONTENT_LENGTH = 1024 * 1024
 # Session lifetime in seconds: how long "keep me signed in" (the remember cookie) lasts.
 PERMANENT_SESSION_LIFETIME = 14 * 24 * 3600
+# Name of the "keep me signed in" cookie (Flask-Login's own default).
+REMEMBER_COOKIE_NAME = "remember_token"
 # Hosts (JSON list, like ["grafana.example.com"]) that images in Markdown may load from over https, besides this
 # site; other images are dropped (no tracking pixels), and the Content-Security-Policy allows only these.
 MARKDOWN_IMAGE_HOSTS = []
@@ -60,6 +64,9 @@ NOTIFY_SEND_LEASE = 600
 INGEST_BATCH = True
 # The most deliveries one such transaction applies.
 INGEST_BATCH_MAX = 32
+# Seconds each process trusts its cached lookup of a webhook token: a disabled or rotated integration token
+# stops working within this time on every worker, and a busy webhook does not query for it on every delivery.
+INTEGRATION_CACHE_TTL = 10.0
 
 # Background jobs (huey). Empty QUEUE_URL = an SQLite file `queue.sqlite3` in the instance folder (one host);
 # `redis://host:6379/0` lets many workers on many machines share the queue; `memory://` is for tests.

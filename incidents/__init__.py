@@ -87,7 +87,7 @@ def _finish_config(app: Flask) -> None:
     cfg["DATABASE_URL"] = url
     engine = {"url": url, "pool_pre_ping": True}
     if not url.startswith("sqlite"):
-        engine.update(pool_size=cfg.get("DATABASE_POOL_SIZE", 5), max_overflow=10)
+        engine.update(pool_size=cfg["DATABASE_POOL_SIZE"], max_overflow=10)
     cfg.setdefault("SQLALCHEMY_ENGINES", {"default": engine})
     cfg.setdefault("ALEMBIC", {"script_location": str(resource_path("migrations"))})
     from incidents.database import include_in_migrations, render_migration_item
@@ -102,7 +102,7 @@ def _finish_config(app: Flask) -> None:
             key_file.write_text(secrets.token_hex(32))
         cfg["SECRET_KEY"] = key_file.read_text().strip()
 
-    secure = str(cfg.get("BASE_URL", "")).startswith("https://")
+    secure = str(cfg["BASE_URL"]).startswith("https://")
     lifetime = cfg["PERMANENT_SESSION_LIFETIME"]
     cfg.update(
         # "Keep me signed in" lasts the session lifetime (Flask-Login's own default is a year).

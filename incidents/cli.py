@@ -74,7 +74,7 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
         engine.dispose()  # workers open their own connections after fork
     # Every process (web workers, the job worker) writes its counters here; a scrape merges them.
     metrics.use_multiprocess_dir(Path(current_app.instance_path) / "metrics")
-    log_format = current_app.config.get("LOG_FORMAT", "text")
+    log_format = current_app.config["LOG_FORMAT"]
     job_worker = None if no_worker else _job_worker_command(current_app)
     from gunicorn.app.base import BaseApplication
 
@@ -158,7 +158,7 @@ def worker(workers: int | None, burst: bool, niceness: int, metrics_port: int | 
         ran = run_burst(queue, periodic=True)
         click.echo(f"Ran {ran} job(s).")
         return
-    logs.configure(current_app.config.get("LOG_FORMAT", "text"), logging.INFO)
+    logs.configure(current_app.config["LOG_FORMAT"], logging.INFO)
     if metrics_port:
         metrics.serve_standalone(current_app._get_current_object(), metrics_host, metrics_port)
     metrics.warm()

@@ -134,18 +134,16 @@ def tune_engine(engine: sa.Engine, busy_timeout: float) -> None:
 
 
 def refuse_nul_characters(session: Session, _flush_context, _instances) -> None:
-    """One rule for every table: text with a NUL character is bad input (PostgreSQL cannot store it),
-    refused with a 422 naming the field instead of failing in SQL as a 500."""
-    from incidents.errors import Invalid
+    """The NUL rule (incidents/singleline.py) on every column of every table, whatever wrote it."""
+    from incidents.singleline import has_nul, reject_nul
 
     new = session.new
     for obj in (*new, *session.dirty):
         state = sa.inspect(obj)
         for attr in state.mapper.column_attrs:
             values = [state.dict.get(attr.key)] if obj in new else (state.attrs[attr.key].history.added or ())
-            if any(isinstance(v, str) and "\x00" in v for v in values):
-                raise Invalid(f"The {attr.key.replace('_', ' ')} must not contain NUL characters.",
-                              {attr.key: ["Contains a NUL (\\0) character."]})
+            for value in filter(has_nul, values):
+                reject_nul(**{attr.key: value})
 
 
 def listen_once() -> None:

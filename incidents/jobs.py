@@ -143,7 +143,7 @@ class JobQueue:
 
 def init_app(app: Flask) -> JobQueue:
     """Build the app's queue from QUEUE_URL, import the job modules and bind every declared job."""
-    for module in (*JOB_MODULES, *app.config.get("JOB_IMPORTS", ())):
+    for module in (*JOB_MODULES, *app.config["JOB_IMPORTS"]):
         importlib.import_module(module)
     queue = JobQueue(app, make_huey(app))
     queue.bind_all()

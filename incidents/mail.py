@@ -13,6 +13,7 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from incidents import metrics
+from incidents.settings import with_defaults
 from incidents.singleline import one_line
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,11 @@ def parse_smtp_url(url: str, *, timeout: float = 10.0) -> SMTPSettings:
 
 def smtp_settings(config: Mapping) -> SMTPSettings:
     """The SMTP server of this installation; MailNotConfigured when SMTP_URL is empty."""
+    config = with_defaults(config)
     url = config.get("SMTP_URL") or ""
     if not url:
         raise MailNotConfigured()
-    return parse_smtp_url(url, timeout=float(config.get("SMTP_TIMEOUT", 10)))
+    return parse_smtp_url(url, timeout=float(config["SMTP_TIMEOUT"]))
 
 
 def message_id_for(key: str, sender: str) -> str:

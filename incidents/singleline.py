@@ -1,9 +1,14 @@
-"""Single-line text (titles, names, slugs, tags): no control characters, checked once wherever it comes in.
+"""The rules on text coming in, each implemented once: single-line fields, and no NUL character anywhere.
 
-A CR or LF stored in a title used to end up in e-mail headers, where the mail library refuses it: the
-notification could never be built. So single-line fields refuse every control character (Unicode Cc, which
-includes CR, LF and TAB, plus the line and paragraph separators) with a 422 naming the field, and text that
-must be accepted anyway (senders' alert titles, data stored before this rule) is folded with `one_line`."""
+Single-line text (titles, names, slugs, tags): no control characters, checked once wherever it comes in.
+
+A CR or LF in a title would reach e-mail headers, where the mail library refuses it and the notification
+could never be built. So single-line fields refuse every control character (Unicode Cc, which includes CR,
+LF and TAB, plus the line and paragraph separators) with a 422 naming the field, and text that must be
+accepted anyway (senders' alert titles, rows stored without this check) is folded with `one_line`.
+
+NUL: PostgreSQL text cannot hold it (nor compare with it, in a query), so any text with one is bad input, a 422
+naming the field rather than a 500 from SQL; database.py applies the same check to every column on flush."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from incidents.errors import Invalid
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MESSAGE = "Must be a single line without control characters (line breaks, tabs)."
+NUL_MESSAGE = "Contains a NUL character."
 
 
 def has_control(value: str) -> bool:
@@ -41,3 +47,15 @@ class SingleLine(fields.String):
         if has_control(text):
             raise ValidationError(MESSAGE)
         return text
+
+
+def has_nul(value) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def reject_nul(**texts) -> None:
+    """Raise Invalid naming every field whose text holds a NUL character (non-strings pass)."""
+    bad = [name for name, value in texts.items() if has_nul(value)]
+    if bad:
+        names = ", ".join(name.replace("_", " ") for name in bad)
+        raise Invalid(f"The {names} must not contain NUL characters.", {name: [NUL_MESSAGE] for name in bad})

@@ -6,6 +6,7 @@ from flask import Flask
 from marshmallow import Schema, fields, validate
 
 from incidents.action_item.models import ItemStatus, ItemType, Priority
+from incidents.forms import not_blank
 from incidents.openapi import MAX_INT, JsonInteger, add_field
 from incidents.postmortem.schemas import PostmortemSchema
 from incidents.singleline import SingleLine
@@ -57,6 +58,25 @@ class ActionItemListSchema(Schema):
     page = fields.Integer()
     pages = fields.Integer()
     total = fields.Integer()
+
+
+def _one_of(enum_cls) -> validate.OneOf:
+    return validate.OneOf(_values(enum_cls), error=f"One of: {', '.join(_values(enum_cls))}.")
+
+
+class ActionItemFormSchema(ActionItemCreateSchema):
+    """The action-item forms of a post-mortem page, which post only the inputs they show: the API's fields with
+    the page's messages; a blank priority or status leaves it as it is."""
+
+    title = SingleLine(validate=[validate.Length(max=200, error="Required, at most 200."), not_blank("Required.")])
+    owner_id = JsonInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_INT, error="Unknown user."),
+                           error_messages={"invalid": "Unknown user."})
+    due_date = fields.Date(allow_none=True, error_messages={"invalid": "Due date must be YYYY-MM-DD."})
+    type = fields.String(allow_none=True, validate=_one_of(ItemType))
+    priority = fields.String(allow_none=True, validate=_one_of(Priority))
+    estimate = JsonInteger(allow_none=True, validate=validate.Range(min=0, max=100, error="Out of range."),
+                           error_messages={"invalid": "Not a number."})
+    status = fields.String(allow_none=True, validate=_one_of(ItemStatus))
 
 
 def init_app(app: Flask) -> None:

@@ -18,7 +18,7 @@ from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident.models import Incident
 from incidents.postmortem import services as pm_services
 from incidents.postmortem.models import Postmortem
-from incidents.singleline import check_single_line
+from incidents.singleline import check_single_line, reject_nul
 
 FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status", "wont_do_reason")
 # Once the post-mortem is published, the plan is fixed but the work is still tracked.
@@ -36,7 +36,7 @@ def _apply(session: Session, item: ActionItem, changes: dict, at: datetime | Non
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise Invalid(f"Cannot set {', '.join(sorted(unknown))}.", {k: ["Unknown field."] for k in unknown})
-    pm_services.reject_nul(**{k: v for k, v in changes.items() if isinstance(v, str)})
+    reject_nul(**{k: v for k, v in changes.items() if isinstance(v, str)})
     if "title" in changes:
         title = (changes["title"] or "").strip()
         if not title or len(title) > 200:
@@ -177,7 +177,7 @@ class ActionItemFilter:
 
 def list_action_items(session: Session, f: ActionItemFilter, page: int = 1, per_page: int = 25) -> Page:
     """Soonest due first (undated last); `owner` is a user id or e-mail, `team` a team slug or id."""
-    pm_services.reject_nul(owner=f.owner, team=f.team)
+    reject_nul(owner=f.owner, team=f.team)
     stmt = sa.select(ActionItem).order_by(ActionItem.due_date.is_(None), ActionItem.due_date, ActionItem.id)
     if f.status:
         stmt = stmt.where(ActionItem.status.in_([_enum(ItemStatus, s, "status") for s in f.status]))

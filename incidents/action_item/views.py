@@ -7,24 +7,24 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.action_item import services
 from incidents.action_item.models import ItemStatus
+from incidents.action_item.schemas import ActionItemFormSchema
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors, load_form
 from incidents.postmortem import services as pm_services
 from incidents.postmortem.models import SectionKind
-from incidents.postmortem.views import form_errors, render_section
+from incidents.postmortem.views import render_section
 
 bp = Blueprint("action_item", __name__)
 
-_FORM_FIELDS = ("title", "description", "owner_id", "due_date", "type", "priority", "estimate", "status",
-                "wont_do_reason")
-
 
 def _fields() -> dict:
-    return {k: request.form.get(k, "") for k in _FORM_FIELDS if k in request.form}
+    """The inputs the form posted, validated by the API's action-item fields."""
+    return load_form(ActionItemFormSchema(), request.form, complete=False)
 
 
 def _back(pm, errors: dict | None = None, status: int = 200):
@@ -48,7 +48,7 @@ def index():
     try:
         page, errors, code = services.list_action_items(db.session, f, max(page_no, 1), 50), {}, 200
     except DomainError as e:
-        page, errors, code = None, form_errors(e), e.status
+        page, errors, code = None, form_errors(e, headline=True), e.status
     users = db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.name))
     return render_template("postmortem/action_items.html", page=page, errors=errors, args=args, status=status,
                            statuses=list(ItemStatus), users=users, teams=catalog.list_teams(db.session)), code
@@ -63,7 +63,7 @@ def create(postmortem_id: int):
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
-        return _back(pm_services.get_postmortem(db.session, postmortem_id), form_errors(e), e.status)
+        return _back(pm_services.get_postmortem(db.session, postmortem_id), form_errors(e, headline=True), e.status)
     flash(f"Action item \u201c{item.title}\u201d added.", "success")
     return _back(pm)
 
@@ -82,7 +82,7 @@ def update(item_id: int):
         if pm.is_published:
             flash(e.message, "error")
             return _back(pm)
-        return _back(pm, form_errors(e), e.status)
+        return _back(pm, form_errors(e, headline=True), e.status)
     flash(f"Action item \u201c{item.title}\u201d saved.", "success")
     return _back(item.postmortem)
 

@@ -157,8 +157,8 @@ def lock_order(work: Work) -> tuple[int, str]:
 
 def init_app(app: Flask) -> None:
     """Batching is on unless INGEST_BATCH is false."""
-    if app.config.get("INGEST_BATCH", True):
-        app.extensions[EXTENSION] = Batcher(app, int(app.config.get("INGEST_BATCH_MAX", 32)))
+    if app.config["INGEST_BATCH"]:
+        app.extensions[EXTENSION] = Batcher(app, int(app.config["INGEST_BATCH_MAX"]))
 
 
 def batcher(app: Flask) -> Batcher | None:

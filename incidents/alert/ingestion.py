@@ -48,7 +48,7 @@ def _receive(source: str, request: Request):
     """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
     session = db.session
     token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
-    info = services.integration_for_token(session, source, token, current_app.config.get("INTEGRATION_CACHE_TTL", 10.0))
+    info = services.integration_for_token(session, source, token, current_app.config["INTEGRATION_CACHE_TTL"])
     if info is None:
         return "unauthorized", error_body(
             401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header "

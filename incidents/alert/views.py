@@ -16,6 +16,7 @@ from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.incident import services as incident_services
 from incidents.incident.models import Severity
 from incidents.responses import no_store
@@ -34,15 +35,6 @@ def receive(source: str):
 # --- pages --------------------------------------------------------------------------------------------
 
 bp = Blueprint("alert", __name__)
-
-
-@bp.context_processor
-def _roles():
-    return {"Role": Role}
-
-
-def _form_errors(e: DomainError) -> dict[str, list[str]]:
-    return e.fields if e.fields else {"_": [e.message]}
 
 
 @bp.get("/alerts")
@@ -74,7 +66,7 @@ def open_incident(alert_id: int):
         incident = services.open_incident_from_alert(db.session, row, request.form.get("severity", ""), by=actor())
     except DomainError as e:
         db.session.rollback()
-        return alert(alert_id, _form_errors(e), e.status)
+        return alert(alert_id, form_errors(e), e.status)
     db.session.commit()
     flash(f"Opened {incident.ref} from this alert.", "success")
     return redirect(url_for("alert.alert", alert_id=alert_id))
@@ -89,7 +81,7 @@ def attach(alert_id: int):
         services.attach_alert(db.session, row, incident, by=actor())
     except DomainError as e:
         db.session.rollback()
-        return alert(alert_id, _form_errors(e), e.status)
+        return alert(alert_id, form_errors(e), e.status)
     db.session.commit()
     flash(f"Attached to {incident.ref}.", "success")
     return redirect(url_for("alert.alert", alert_id=alert_id))
@@ -162,7 +154,7 @@ def create_integration():
             service=form.get("service") or None, rules=rules)
     except DomainError as e:
         db.session.rollback()
-        return _integrations_page(_form_errors(e), form, status=e.status)
+        return _integrations_page(form_errors(e), form, status=e.status)
     db.session.commit()
     return no_store(_integrations_page(created=_shown_once(row, token), status=201))
 
@@ -203,7 +195,7 @@ def update_integration(integration_id: int):
                                     active=bool(form.get("active")), rules=rules)
     except DomainError as e:
         db.session.rollback()
-        return _integration_page(services.get_integration(db.session, integration_id), _form_errors(e),
+        return _integration_page(services.get_integration(db.session, integration_id), form_errors(e),
                                  status=e.status)
     db.session.commit()
     flash("Integration saved.", "success")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from incidents.auth.models import ApiToken, LoginAttempt, Role, User
 from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
-from incidents.singleline import check_single_line
+from incidents.singleline import check_single_line, reject_nul
 
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
 _DUMMY_HASH = _hasher.hash("timing equaliser")
@@ -205,8 +205,7 @@ def begin_sign_in(session: Session, email: str, address: str, limits: LoginLimit
     """Refuse with 429 while this account or address is throttled (check_login_throttle); else record the attempt
     as a failure (so attempts checked in parallel count against the limits too) and read the account's hash.
     A short write: the caller commits it before check_password runs."""
-    if "\x00" in email:  # PostgreSQL cannot even compare it: a 422, not a 500 from the first query
-        raise Invalid("The e-mail address must not contain NUL characters.", {"email": ["Contains a NUL character."]})
+    reject_nul(email=email)  # PostgreSQL cannot even compare it: a 422, not a 500 from the first query
     email = email.strip().lower()[:254]
     address = address[:64]
     now = utcnow()

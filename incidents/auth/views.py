@@ -13,14 +13,10 @@ from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.responses import no_store, safe_next
 
 bp = Blueprint("auth", __name__)
-
-
-def form_errors(e: DomainError) -> dict[str, list[str]]:
-    """Field errors of a refused form; a message without field goes under '_'."""
-    return e.fields if e.fields else {"_": [e.message]}
 
 
 def _next_page() -> str:
@@ -30,7 +26,7 @@ def _next_page() -> str:
 def _start_session(user: User, *, remember: bool = False) -> None:
     """A signed-in session that keeps nothing of the one before it (no fixation: a planted cookie's contents,
     its CSRF token included, are gone), carrying the user's session version."""
-    had_remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+    had_remember_cookie = current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies
     session.clear()
     login_user(user, remember=remember)
     if not remember and had_remember_cookie:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from incidents.catalog import services
+from incidents.forms import Choice, not_blank
 from incidents.openapi import MAX_INT, PageArgsSchema, PageSchema
 from incidents.singleline import SingleLine
 
@@ -72,3 +74,27 @@ class ServicePageSchema(PageSchema):
 
 class ServiceListArgsSchema(PageArgsSchema):
     team = fields.String(metadata={"description": "Only the services of this team (slug or id)."})
+
+
+_BAD_SLUG = "Invalid slug."
+
+
+class TeamFormSchema(TeamUpdateSchema):
+    """The team pages: the API's fields with the pages' messages; a blank slug is null (the create page derives
+    it from the name), and the Slack webhook, which the API does not set, with its remove box."""
+
+    name = SingleLine(required=True, validate=[validate.Length(max=120), not_blank("Required.")],
+                      error_messages={"required": "Required."})
+    slug = SingleLine(allow_none=True, validate=[validate.Length(max=64, error=_BAD_SLUG),
+                                                 validate.Regexp(r"^[a-z0-9][a-z0-9-]*$", error=_BAD_SLUG)])
+    slack_webhook_url = fields.String(allow_none=True, validate=validate.Length(max=500))
+    clear_slack_webhook = fields.Boolean()
+
+
+class ServiceFormSchema(TeamFormSchema):
+    """The service pages: the owning team picked by id from a list (blank: none chosen)."""
+
+    class Meta:
+        exclude = ("slack_webhook_url", "clear_slack_webhook")
+
+    team_id = Choice(services.get_team)

@@ -6,10 +6,11 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
-from incidents.auth.views import form_errors
 from incidents.catalog import services
+from incidents.catalog.schemas import ServiceFormSchema, TeamFormSchema
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors, load_form
 
 bp = Blueprint("catalog", __name__)
 
@@ -26,11 +27,6 @@ def _form(kind: str, obj, form, errors: dict, status: int = 200):
                            teams=teams), status
 
 
-def _team_id(form) -> int | None:
-    raw = form.get("team_id", "")
-    return int(raw) if raw.isdigit() else None
-
-
 @bp.route("/admin/teams/new", methods=["GET", "POST"])
 @require(Role.ADMIN)
 def create_team():
@@ -38,8 +34,8 @@ def create_team():
         return _form("team", None, {}, {})
     form = request.form
     try:
-        team = services.create_team(db.session, name=form.get("name", ""), slug=form.get("slug") or None,
-                                    description=form.get("description", ""))
+        data = load_form(TeamFormSchema(), form)
+        team = services.create_team(db.session, name=data["name"], slug=data["slug"], description=data["description"])
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
@@ -56,11 +52,12 @@ def edit_team(team_id: int):
         return _form("team", team, {"name": team.name, "slug": team.slug, "description": team.description}, {})
     form = request.form
     try:
+        data = load_form(TeamFormSchema(), form)
         webhook = {}  # the current URL is a secret and never shown, so a blank field keeps it
-        if form.get("slack_webhook_url") or form.get("clear_slack_webhook"):
-            webhook["slack_webhook_url"] = form.get("slack_webhook_url")
-        services.update_team(db.session, team, name=form.get("name", ""), slug=form.get("slug", "").strip(),
-                             description=form.get("description", ""), **webhook)
+        if data["slack_webhook_url"] or data["clear_slack_webhook"]:
+            webhook["slack_webhook_url"] = data["slack_webhook_url"]
+        services.update_team(db.session, team, name=data["name"], slug=data["slug"] or "",
+                             description=data["description"], **webhook)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
@@ -76,12 +73,13 @@ def create_service():
         return _form("service", None, {"team_id": request.args.get("team_id", "")}, {})
     form = request.form
     try:
-        service = services.create_service(db.session, name=form.get("name", ""), slug=form.get("slug") or None,
-                                          team_id=_team_id(form), description=form.get("description", ""))
+        data = load_form(ServiceFormSchema(), form)
+        service = services.create_service(db.session, name=data["name"], slug=data["slug"], team_id=data["team_id"],
+                                          description=data["description"])
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
-        return _form("service", None, form, _service_errors(e), 422)
+        return _form("service", None, form, form_errors(e), 422)
     flash(f"Service {service.name} created, owned by {service.team.name}.", "success")
     return redirect(url_for("catalog.teams", _anchor=f"team-{service.team.slug}"))
 
@@ -95,18 +93,12 @@ def edit_service(service_id: int):
                                           "description": service.description, "team_id": str(service.team_id)}, {})
     form = request.form
     try:
-        services.update_service(db.session, service, name=form.get("name", ""), slug=form.get("slug", "").strip(),
-                                description=form.get("description", ""), team_id=_team_id(form))
+        data = load_form(ServiceFormSchema(), form)
+        services.update_service(db.session, service, name=data["name"], slug=data["slug"] or "",
+                                description=data["description"], team_id=data["team_id"])
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
-        return _form("service", service, form, _service_errors(e), 422)
+        return _form("service", service, form, form_errors(e), 422)
     flash(f"Saved service {service.name}.", "success")
     return redirect(url_for("catalog.teams", _anchor=f"team-{service.team.slug}"))
-
-
-def _service_errors(e: DomainError) -> dict:
-    # The owning team vanished or was never chosen: that is the team field's problem.
-    if e.status == 404:
-        return {"team_id": [e.message]}
-    return form_errors(e)

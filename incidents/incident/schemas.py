@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, post_load, validate
 
+from incidents.catalog import services as catalog
 from incidents.catalog.schemas import SlugOrId, TeamRefSchema
+from incidents.forms import Choice, not_blank
 from incidents.incident.models import EntryKind, Severity, Status
 from incidents.markdown import render_markdown
 from incidents.openapi import MAX_INT, JsonInteger, PageArgsSchema, PageSchema
@@ -99,6 +101,30 @@ class IncidentUpdateSchema(Schema):
                        "a move the machine does not allow answers 409."})
 
 
+class IncidentFormSchema(IncidentCreateSchema):
+    """The declare and edit pages: the API's fields, with the service and team picked by id from a list, blank
+    times meaning "not given", and the messages the page shows beside each input."""
+
+    class Meta:
+        exclude = ("service", "team", "commander_id")
+
+    title = SingleLine(required=True, validate=[validate.Length(max=200), not_blank("A title is required.")],
+                       error_messages={"required": "A title is required."})
+    severity = fields.Enum(Severity, by_value=True, required=True,
+                           error_messages={"unknown": "Choose a severity.", "required": "Choose a severity."})
+    service_id = Choice(catalog.get_service)
+    team_id = Choice(catalog.get_team)
+    started_at = _utc(allow_none=True, error_messages={"invalid": "Use the date picker, or YYYY-MM-DDTHH:MM."})
+    detected_at = _utc(allow_none=True, error_messages={"invalid": "Use the date picker, or YYYY-MM-DDTHH:MM."})
+
+    @post_load
+    def _in_utc(self, data: dict, **_kwargs) -> dict:
+        for name in ("started_at", "detected_at"):
+            if data.get(name) is not None:
+                data[name] = data[name].astimezone(UTC)
+        return data
+
+
 class IncidentPageSchema(PageSchema):
     items = fields.List(fields.Nested(IncidentSchema), required=True)
 
@@ -138,3 +164,19 @@ class NoteCreateSchema(Schema):
                          metadata={"description": "Markdown."})
     occurred_at = _utc(metadata={"description": "When it happened; defaults to now."})
 
+
+
+class NoteFormSchema(NoteCreateSchema):
+    """The note box on the incident page."""
+
+    body = fields.String(required=True, validate=[validate.Length(max=100_000), not_blank("Required.")],
+                         error_messages={"required": "Required."}, metadata={"description": "Markdown."})
+
+
+class RolesFormSchema(Schema):
+    """The roles form on the incident page: per role, a person picked from a list, or blank to clear; a role
+    missing from the post is left as it is."""
+
+    commander_id = _user_id(data_key="commander", error_messages={"invalid": "Choose from the list."})
+    comms_lead_id = _user_id(data_key="comms_lead", error_messages={"invalid": "Choose from the list."})
+    scribe_id = _user_id(data_key="scribe", error_messages={"invalid": "Choose from the list."})

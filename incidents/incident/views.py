@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
-from incidents.auth.views import form_errors
 from incidents.bounds import int_arg
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
-from incidents.errors import DomainError, Invalid
+from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors, load_form
 from incidents.incident import services
 from incidents.incident.models import Incident, IncidentRole, Severity, Status
+from incidents.incident.schemas import IncidentFormSchema, NoteFormSchema, RolesFormSchema
 
 bp = Blueprint("incident", __name__)
-
-
-@bp.app_context_processor
-def _template_names():
-    # Templates decide which write buttons to show with actor.can(Role.RESPONDER).
-    return {"Role": Role}
 
 
 # --- list -----------------------------------------------------------------------------------------
@@ -69,41 +62,9 @@ def index():
 
 # --- forms ----------------------------------------------------------------------------------------
 
-def _parse_time(form: MultiDict, name: str, errors: dict) -> datetime | None:
-    """A datetime-local value, read as UTC; blank means 'not given'."""
-    raw = (form.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        errors[name] = ["Use the date picker, or YYYY-MM-DDTHH:MM."]
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _incident_fields(form: MultiDict) -> dict:
-    """Turn the incident form into service arguments; bad choices raise Invalid with every field error."""
-    errors: dict[str, list[str]] = {}
-    severity = form.get("severity", "")
-    if severity not in Severity.__members__.values():
-        errors["severity"] = ["Choose a severity."]
-    for name in ("service_id", "team_id"):
-        if form.get(name) and not form[name].isdigit():
-            errors[name] = ["Choose from the list."]
-    fields = {
-        "title": form.get("title", ""), "severity": severity, "summary": form.get("summary", ""),
-        "service_id": int(form["service_id"]) if form.get("service_id", "").isdigit() else None,
-        "team_id": int(form["team_id"]) if form.get("team_id", "").isdigit() else None,
-        "tags": [t for t in form.get("tags", "").split(",") if t.strip()],
-        "started_at": _parse_time(form, "started_at", errors),
-        "detected_at": _parse_time(form, "detected_at", errors),
-    }
-    if not fields["title"].strip():
-        errors["title"] = ["A title is required."]
-    if errors:
-        raise Invalid("Please correct the marked fields.", errors)
-    return fields
+    """The declare/edit form as service arguments, validated by the API's incident fields."""
+    return load_form(IncidentFormSchema(), form)
 
 
 def _form_page(incident: Incident | None, form, errors: dict, status: int = 200):
@@ -111,15 +72,6 @@ def _form_page(incident: Incident | None, form, errors: dict, status: int = 200)
         "incident/form.html", incident=incident, form=form, errors=errors, severities=list(Severity),
         services=catalog.list_services(db.session), teams=catalog.list_teams(db.session),
     ), status
-
-
-def _catalog_errors(e: DomainError) -> dict:
-    # A vanished service or team is a field problem of this form, not a missing page.
-    if e.status == 404 and "service" in e.message:
-        return {"service_id": [e.message]}
-    if e.status == 404 and "team" in e.message:
-        return {"team_id": [e.message]}
-    return form_errors(e)
 
 
 @bp.route("/incidents/new", methods=["GET", "POST"])
@@ -133,7 +85,7 @@ def create():
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
-        return _form_page(None, request.form, _catalog_errors(e), 422)
+        return _form_page(None, request.form, form_errors(e), 422)
     flash(f"{incident.ref} declared. Acknowledge it when someone is on it.", "success")
     return redirect(url_for("incident.show", ref=incident.ref))
 
@@ -159,7 +111,7 @@ def edit(ref: str):
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
-        return _form_page(incident, request.form, _catalog_errors(e), 422)
+        return _form_page(incident, request.form, form_errors(e), 422)
     flash(f"Saved {incident.ref}.", "success")
     return redirect(url_for("incident.show", ref=incident.ref))
 
@@ -201,7 +153,8 @@ def add_note(ref: str):
     incident = services.get_incident(db.session, ref)
     body = request.form.get("body", "")
     try:
-        services.add_note(db.session, incident, body, by=actor())
+        note = load_form(NoteFormSchema(), request.form, complete=False)
+        services.add_note(db.session, incident, note["body"], by=actor())
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
@@ -214,13 +167,10 @@ def add_note(ref: str):
 def set_roles(ref: str):
     incident = services.get_incident(db.session, ref)
     try:
+        chosen = load_form(RolesFormSchema(), request.form, complete=False)
         for role in IncidentRole:
-            raw = request.form.get(role.value)
-            if raw is None:
-                continue  # not on the submitted form: leave as is
-            if raw and not raw.isdigit():
-                raise Invalid("Choose a person from the list.", {role.value: ["Choose from the list."]})
-            services.set_role(db.session, incident, role, int(raw) if raw else None, by=actor())
+            if f"{role.value}_id" in chosen:
+                services.set_role(db.session, incident, role, chosen[f"{role.value}_id"], by=actor())
         db.session.commit()
     except DomainError as e:
         db.session.rollback()

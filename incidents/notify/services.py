@@ -282,7 +282,7 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
         session.commit()  # no transaction stays open across network I/O
     if not deliveries:  # deleted since, or nobody to tell: nothing rendered, nothing logged
         return report
-    lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
+    lease = timedelta(seconds=float(config["NOTIFY_SEND_LEASE"]))
     for delivery in deliveries:
         deliver_once(session, event.key, delivery, incident_id, lease, report,
                      lambda delivery=delivery: _deliver(delivery, rendered, event, config))
@@ -319,7 +319,7 @@ def deliver_once(session: Session, key: str, delivery: Delivery, incident_id: in
 
 def _deliver(delivery: Delivery, rendered: Rendered, event: Event, config: Mapping) -> None:
     if delivery.channel == Channel.SLACK:
-        slack.post_message(delivery.target, rendered.slack, timeout=float(config.get("SLACK_TIMEOUT", 10)),
+        slack.post_message(delivery.target, rendered.slack, timeout=float(config["SLACK_TIMEOUT"]),
                            user_url=delivery.user_url, allow_private=private_allowed(config))
         return
     sender = config.get("MAIL_FROM") or "incidents@localhost"

@@ -6,10 +6,10 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
-from incidents.auth.views import form_errors
 from incidents.catalog.services import list_teams
 from incidents.errors import DomainError
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.incident.models import Severity
 from incidents.notify import services
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from incidents.auth.models import User
 from incidents.errors import Conflict, Invalid, NotFound
-from incidents.postmortem.checks import reject_nul
 from incidents.postmortem.models import BlamelessPhrase
+from incidents.singleline import reject_nul
 
 MAX_TEXT = 100_000  # characters: the default of the BLAMELESS_MAX_TEXT setting
 MAX_FINDINGS = 100  # the default of BLAMELESS_MAX_FINDINGS

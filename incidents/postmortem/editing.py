@@ -12,7 +12,6 @@ from incidents.bounds import get_by_id
 from incidents.database import utcnow
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.incident.models import Incident
-from incidents.postmortem.checks import reject_nul
 from incidents.postmortem.models import (
     ContributingFactor,
     Participant,
@@ -27,6 +26,7 @@ from incidents.postmortem.presentation import seed_timeline
 from incidents.postmortem.queries import get_section, postmortem_for
 from incidents.postmortem.review import record_event
 from incidents.postmortem.templates import get_category, get_template
+from incidents.singleline import reject_nul
 
 MAX_BODY = 100_000
 

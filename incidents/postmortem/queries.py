@@ -14,8 +14,8 @@ from incidents.catalog import services as catalog
 from incidents.database import Page, paginate
 from incidents.errors import Invalid, NotFound
 from incidents.incident.models import Incident, Severity, Status
-from incidents.postmortem.checks import reject_nul
 from incidents.postmortem.models import Postmortem, PostmortemSection, PostmortemStatus
+from incidents.singleline import reject_nul
 
 
 def get_postmortem(session: Session, postmortem_id: int | str) -> Postmortem:

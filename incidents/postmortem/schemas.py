@@ -10,11 +10,13 @@ from marshmallow import Schema, fields, validate
 from incidents.apihttp import load_json
 from incidents.errors import Invalid
 from incidents.extensions import db
+from incidents.forms import not_blank
 from incidents.openapi import MAX_INT, JsonInteger
 from incidents.postmortem import blameless
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.presentation import impact_durations
 from incidents.postmortem.queries import PostmortemFilter
+from incidents.settings import defaults
 
 
 def filter_from_args(args) -> PostmortemFilter:
@@ -207,10 +209,30 @@ class ReopenSchema(Schema):
     reason = fields.String(load_default="", validate=validate.Length(max=400))
 
 
+class SectionFormSchema(SectionUpdateSchema):
+    """The section editor's form: the API's fields with the page's messages."""
+
+    body = fields.String(required=True, validate=validate.Length(max=100_000, error="Too long."))
+    version = JsonInteger(required=True, validate=validate.Range(min=1, max=MAX_INT - 1, error="A positive integer."))
+
+
+class ContributingFactorFormSchema(ContributingFactorCreateSchema):
+    """The factors form of a section page; a blank category is the service's to refuse, with its message."""
+
+    description = fields.String(load_default="", validate=validate.Length(max=10_000, error="Too long."))
+
+
+class CommentFormSchema(CommentCreateSchema):
+    """The review comment box of a section page."""
+
+    body = fields.String(required=True, validate=[validate.Length(max=10_000, error="Too long."),
+                                                  not_blank("Required.")], error_messages={"required": "Required."})
+
+
 def coach_limits() -> tuple[int, int]:
     """(longest text, most findings) of the blameless coach: the settings BLAMELESS_MAX_TEXT and _MAX_FINDINGS."""
-    cfg = current_app.config if has_app_context() else {}
-    return cfg.get("BLAMELESS_MAX_TEXT", blameless.MAX_TEXT), cfg.get("BLAMELESS_MAX_FINDINGS", blameless.MAX_FINDINGS)
+    cfg = current_app.config if has_app_context() else defaults()
+    return cfg["BLAMELESS_MAX_TEXT"], cfg["BLAMELESS_MAX_FINDINGS"]
 
 
 class BlamelessCheckSchema(Schema):

@@ -7,7 +7,6 @@ rather than decides). New code may import those modules directly; this one only 
 
 from __future__ import annotations
 
-from incidents.postmortem.checks import reject_nul
 from incidents.postmortem.editing import (
     MAX_BODY,
     SectionConflict,
@@ -61,6 +60,7 @@ from incidents.postmortem.templates import (
     update_category,
     update_template,
 )
+from incidents.singleline import reject_nul
 
 __all__ = [
     "MAX_BODY", "PostmortemFilter", "QualityGatesFailed", "SectionConflict", "add_comment", "add_factor",

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
-from incidents.postmortem.checks import reject_nul
 from incidents.postmortem.models import FactorCategory, PostmortemTemplate, SectionKind
+from incidents.singleline import has_nul, reject_nul
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -67,7 +67,7 @@ def clean_sections(raw) -> list[dict]:
         title = str(s.get("title") or "").strip()
         kind = str(s.get("kind") or "markdown")
         problems = []
-        if "\x00" in title + str(s.get("guidance") or ""):
+        if has_nul(title + str(s.get("guidance") or "")):
             problems.append("Title and guidance cannot contain NUL characters.")
         if not _KEY.match(key):
             problems.append("Key: lowercase letters, digits, '-' or '_'.")

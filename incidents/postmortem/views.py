@@ -13,10 +13,18 @@ from incidents.catalog import services as catalog
 from incidents.database import read_only, reads_only
 from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
+from incidents.forms import form_errors, load_form
 from incidents.incident import services as incident_services
 from incidents.postmortem import blameless, services
 from incidents.postmortem.models import PostmortemStatus, SectionKind
-from incidents.postmortem.schemas import blameless_findings, coach_limits, filter_from_args
+from incidents.postmortem.schemas import (
+    CommentFormSchema,
+    ContributingFactorFormSchema,
+    SectionFormSchema,
+    blameless_findings,
+    coach_limits,
+    filter_from_args,
+)
 
 bp = Blueprint("postmortem", __name__)
 
@@ -24,12 +32,7 @@ bp = Blueprint("postmortem", __name__)
 @bp.app_context_processor
 def _panel_helper():
     """`postmortem_panel(incident)` for templates/postmortem/_incident_panel.html, wherever it is included."""
-    return {"postmortem_panel": lambda incident: services.panel_context(db.session, incident), "Role": Role}
-
-
-def form_errors(e: DomainError) -> dict[str, list[str]]:
-    """The message on top and each field's messages beside its input."""
-    return {**e.fields, "_": [e.message]}
+    return {"postmortem_panel": lambda incident: services.panel_context(db.session, incident)}
 
 
 def _users() -> list[User]:
@@ -50,7 +53,7 @@ def index():
         page = services.list_postmortems(db.session, f, _page_number(), 25)
         errors, status = {}, 200
     except DomainError as e:
-        f, page, errors, status = None, None, form_errors(e), e.status
+        f, page, errors, status = None, None, form_errors(e, headline=True), e.status
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("postmortem/list.html", page=page, errors=errors, args=args,
                            awaiting=services.incidents_awaiting_postmortem(db.session),
@@ -142,7 +145,8 @@ def save_section(postmortem_id: int, key: str):
     if not raw_version.isdigit():
         return render_section(pm, key, {"_": ["The form lost its version number; reload the page."]}, 400, body)
     try:
-        services.save_section(db.session, pm, key, body, int(raw_version), by=actor())
+        data = load_form(SectionFormSchema(), request.form)
+        services.save_section(db.session, pm, key, data["body"], data["version"], by=actor())
         db.session.commit()
     except services.SectionConflict as e:
         db.session.rollback()
@@ -151,7 +155,7 @@ def save_section(postmortem_id: int, key: str):
                                diff=services.diff_lines(e.current["body"], e.yours["body"], "theirs", "yours")), 409
     except DomainError as e:
         db.session.rollback()
-        return render_section(services.get_postmortem(db.session, postmortem_id), key, form_errors(e),
+        return render_section(services.get_postmortem(db.session, postmortem_id), key, form_errors(e, headline=True),
                                e.status, body)
     with read_only():  # saved and committed: the coach's advice must not hold the write lock meanwhile
         findings = blameless.check_text(db.session, body[:coach_limits()[0]])
@@ -181,7 +185,7 @@ def _after_form(pm, key: str, action, message: str):
         pm = services.get_postmortem(db.session, pm.id)
         if pm.section(key) is None:
             key = pm.sections[0].key
-        return render_section(pm, key, form_errors(e), e.status)
+        return render_section(pm, key, form_errors(e, headline=True), e.status)
     flash(message, "success")
     return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=key) + "#" + request.form.get(
         "anchor", "top"))
@@ -203,17 +207,19 @@ def comment(postmortem_id: int):
         raise Invalid("Comment on one of this post-mortem's sections.", {"section": ["Unknown section."]})
     if pm.is_published:
         return _editable_or_redirect(pm)
-    return _after_form(pm, key, lambda: services.add_comment(db.session, pm, key, request.form.get("body", ""),
-                                                             by=actor()), "Comment added.")
+    return _after_form(pm, key, lambda: services.add_comment(
+        db.session, pm, key, load_form(CommentFormSchema(), request.form)["body"], by=actor()), "Comment added.")
 
 
 @bp.post("/postmortems/<int:postmortem_id>/factors")
 @require(Role.RESPONDER)
 def add_factor(postmortem_id: int):
     pm = services.get_postmortem(db.session, postmortem_id)
-    return _after_form(pm, _section_key(pm, SectionKind.FACTORS), lambda: services.add_factor(
-        db.session, pm, request.form.get("category", ""), request.form.get("description", ""), by=actor()),
-        "Contributing factor added.")
+    def add():
+        data = load_form(ContributingFactorFormSchema(), request.form)
+        services.add_factor(db.session, pm, data["category"], data["description"], by=actor())
+
+    return _after_form(pm, _section_key(pm, SectionKind.FACTORS), add, "Contributing factor added.")
 
 
 @bp.post("/postmortems/<int:postmortem_id>/factors/<int:factor_id>/delete")
@@ -333,7 +339,7 @@ def new_template():
             db.session.commit()
         except DomainError as e:
             db.session.rollback()
-            errors, status = form_errors(e), e.status
+            errors, status = form_errors(e, headline=True), e.status
         else:
             flash(f"Template {tpl.name} created.", "success")
             return redirect(url_for("postmortem.templates"))
@@ -356,7 +362,7 @@ def edit_template(template_id: int):
         except DomainError as e:
             db.session.rollback()
             tpl = services.get_template(db.session, template_id)
-            errors, status = form_errors(e), e.status
+            errors, status = form_errors(e, headline=True), e.status
         else:
             flash(f"Template {tpl.name} saved (version {tpl.version}). Post-mortems already started keep "
                   "the version they began with.", "success")
@@ -384,7 +390,7 @@ def factor_categories():
             db.session.commit()
         except DomainError as e:
             db.session.rollback()
-            errors, status = form_errors(e), e.status
+            errors, status = form_errors(e, headline=True), e.status
         else:
             flash("Taxonomy saved.", "success")
             return redirect(url_for("postmortem.factor_categories"))
@@ -408,7 +414,7 @@ def phrases():
             db.session.commit()
         except DomainError as e:
             db.session.rollback()
-            errors, status = form_errors(e), e.status
+            errors, status = form_errors(e, headline=True), e.status
         else:
             flash("Word list saved.", "success")
             return redirect(url_for("postmortem.phrases"))

@@ -267,7 +267,7 @@ def send_weekly_report(session: Session, config: Mapping, *, week: Week, team: T
     key = report_key(week, team)
     sender = config.get("MAIL_FROM") or "incidents@localhost"
     session.commit()  # no transaction stays open across SMTP
-    lease = timedelta(seconds=float(config.get("NOTIFY_SEND_LEASE", 600)))
+    lease = timedelta(seconds=float(config["NOTIFY_SEND_LEASE"]))
     for address in recipients:
         def send(address=address):
             send_message(config, build_message(

@@ -6,11 +6,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
-from incidents.auth.views import form_errors
 from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, NotFound
 from incidents.extensions import db
+from incidents.forms import form_errors
 from incidents.report import charts, services
 from incidents.report.queries import AGE_BUCKETS, Week, build_ledger, repeat_flags
 
@@ -29,7 +29,7 @@ class Filters:
     def __init__(self, args):
         self.team = catalog.get_team(db.session, args["team"]) if args.get("team") else None
         self.service = catalog.get_service(db.session, args["service"]) if args.get("service") else None
-        raw_weeks = args.get("weeks") or str(current_app.config.get("DEBT_WEEKS", 12))
+        raw_weeks = args.get("weeks") or str(current_app.config["DEBT_WEEKS"])
         if not raw_weeks.isdigit() or not 1 <= int(raw_weeks) <= 104:
             raise Invalid("Weeks must be a whole number from 1 to 104.", {"weeks": ["1 to 104."]})
         self.weeks = int(raw_weeks)

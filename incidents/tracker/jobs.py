@@ -78,7 +78,7 @@ def send_export(export_id: int, now: datetime | None = None) -> str:
     """One attempt: claim, build the card, create it once, record; sent, adopted, pending, failed or skipped."""
     session = db.session
     config = current_app.config
-    export = services.claim(session, export_id, float(config.get("SHORTCUT_EXPORT_LEASE", 300)), now)
+    export = services.claim(session, export_id, float(config["SHORTCUT_EXPORT_LEASE"]), now)
     if export is None:
         session.rollback()
         return "skipped"
@@ -130,7 +130,7 @@ def reconcile(limit: int | None = None) -> int:
     config = current_app.config
     if not services.configured(config):
         return 0
-    batch = services.reconcile_candidates(session, limit or int(config.get("SHORTCUT_RECONCILE_BATCH", 100)))
+    batch = services.reconcile_candidates(session, limit or int(config["SHORTCUT_RECONCILE_BATCH"]))
     targets = [(export.id, export.story_id) for export in batch]
     session.commit()
     changed = 0

@@ -218,8 +218,8 @@ def record_failure(session: Session, export: ShortcutExport, error: str, *, perm
         export.status = ExportStatus.FAILED
         export.next_attempt_at = None
     else:
-        base = float(config.get("SHORTCUT_RETRY_BASE", 30))
-        cap = float(config.get("SHORTCUT_RETRY_CAP", 3600))
+        base = float(config["SHORTCUT_RETRY_BASE"])
+        cap = float(config["SHORTCUT_RETRY_CAP"])
         backoff = now + timedelta(seconds=min(cap, base * 2 ** max(export.attempts - 1, 0)))
         export.next_attempt_at = max(backoff, retry_at) if retry_at else backoff
     session.flush()

@@ -33,6 +33,7 @@ import requests
 import urllib3.exceptions
 
 from incidents import metrics
+from incidents.settings import with_defaults
 
 DEFAULT_API_URL = "https://api.app.shortcut.com/api/v3"
 
@@ -390,13 +391,14 @@ def _error_for(method: str, path: str, response: requests.Response) -> ShortcutE
 
 def client_from_config(config: Mapping[str, Any], **overrides) -> ShortcutClient:
     """A client for the configured workspace (SHORTCUT_* keys); raises NotConfigured without a token."""
+    config = with_defaults(config)
     settings = dict(
-        timeout=float(config.get("SHORTCUT_TIMEOUT", 10)),
-        max_per_minute=int(config.get("SHORTCUT_MAX_PER_MINUTE", 180)),
-        circuit_threshold=int(config.get("SHORTCUT_CIRCUIT_THRESHOLD", 5)),
-        circuit_cooldown=float(config.get("SHORTCUT_CIRCUIT_COOLDOWN", 60)),
-        rate_limit_default=float(config.get("SHORTCUT_RATE_LIMIT_WAIT", 60)),
-        max_rate_limit_wait=float(config.get("SHORTCUT_MAX_RATE_LIMIT_WAIT", 120)),
+        timeout=float(config["SHORTCUT_TIMEOUT"]),
+        max_per_minute=int(config["SHORTCUT_MAX_PER_MINUTE"]),
+        circuit_threshold=int(config["SHORTCUT_CIRCUIT_THRESHOLD"]),
+        circuit_cooldown=float(config["SHORTCUT_CIRCUIT_COOLDOWN"]),
+        rate_limit_default=float(config["SHORTCUT_RATE_LIMIT_WAIT"]),
+        max_rate_limit_wait=float(config["SHORTCUT_MAX_RATE_LIMIT_WAIT"]),
     ) | overrides
     return ShortcutClient(config.get("SHORTCUT_API_URL") or DEFAULT_API_URL,
                           config.get("SHORTCUT_API_TOKEN") or "", **settings)
@@ -404,13 +406,14 @@ def client_from_config(config: Mapping[str, Any], **overrides) -> ShortcutClient
 
 def circuit_state(config: Mapping[str, Any]) -> BreakerState | None:
     """The breaker of the configured workspace in this process, or None when Shortcut is not configured."""
+    config = with_defaults(config)
     token = config.get("SHORTCUT_API_TOKEN")
     if not token:
         return None
     _, breaker = shared_guards(config.get("SHORTCUT_API_URL") or DEFAULT_API_URL, token,
-                               int(config.get("SHORTCUT_MAX_PER_MINUTE", 180)),
-                               int(config.get("SHORTCUT_CIRCUIT_THRESHOLD", 5)),
-                               float(config.get("SHORTCUT_CIRCUIT_COOLDOWN", 60)))
+                               int(config["SHORTCUT_MAX_PER_MINUTE"]),
+                               int(config["SHORTCUT_CIRCUIT_THRESHOLD"]),
+                               float(config["SHORTCUT_CIRCUIT_COOLDOWN"]))
     return breaker.state()
 
 
