@@ -349,7 +349,7 @@ def load_incidents(ctx: DemoContext) -> None:
 
 
 def load_postmortems(ctx: DemoContext) -> None:
-    from incidents.postmortem.demo import load_demo_postmortems
+    from incidents.action_item.demo import load_demo_postmortems
 
     ctx.session.flush()
     ctx.lines.append(load_demo_postmortems(ctx.session))

@@ -288,3 +288,68 @@ def test_a_module_that_only_imports_second_is_reported(tmp_path):
     failures = failed_imports(tmp_path, "toypkg", ["toypkg.api", "toypkg.domain.api", "toypkg.domain.models"])
     assert list(failures) == ["toypkg.domain.api"]
     assert "ImportError" in failures["toypkg.domain.api"]
+
+
+# --- layers: each domain imports only the domains below it ------------------------------------------
+
+# Lower number = lower layer. A domain may import a domain of a lower layer only (alert and postmortem both sit on
+# incident and never import each other); notify and report read everything below them.
+LAYERS = {"auth": 0, "catalog": 1, "incident": 2, "alert": 3, "postmortem": 3, "action_item": 4, "tracker": 5,
+          "notify": 6, "report": 7}
+# The composition root: the modules that wire every domain into the app (and the demo data that spans them).
+WIRING = {"incidents", "incidents.api", "incidents.web", "incidents.models", "incidents.cli", "incidents.demo",
+          "incidents.__main__"}
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every `incidents...` module a file names in an import, at any depth (a call-time import is a dependency too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
+
+
+def _domain(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def layer_violations(root: Path) -> list[str]:
+    problems = []
+    for module, path in modules_of(root, PACKAGE).items():
+        if module in WIRING:
+            continue
+        mine = _domain(module)
+        seen = set()
+        for target in sorted(all_imports(path)):
+            theirs = _domain(target)
+            if theirs is None or theirs == mine or theirs in seen:
+                continue
+            seen.add(theirs)  # one line per domain it reaches: the first module named
+            if mine is None:
+                problems.append(f"{module} (shared) imports the {theirs} domain ({target})")
+            elif LAYERS[theirs] >= LAYERS[mine]:
+                problems.append(f"{module} ({mine}) imports {target}, which is not below it")
+    return problems
+
+
+def test_domains_import_only_the_layers_below_them():
+    assert layer_violations(ROOT) == []
+
+
+def test_layer_check_catches_an_upward_import(tmp_path):
+    _write(tmp_path, {
+        "incidents/__init__.py": "",
+        "incidents/jobs.py": "from incidents.notify import jobs\n",
+        "incidents/incident/__init__.py": "",
+        "incidents/incident/services.py": "def f():\n    from incidents.postmortem.models import Postmortem\n",
+        "incidents/postmortem/__init__.py": "",
+        "incidents/postmortem/models.py": "from incidents.incident import services\n",
+    })
+    assert layer_violations(tmp_path) == [
+        "incidents.incident.services (incident) imports incidents.postmortem.models, which is not below it",
+        "incidents.jobs (shared) imports the notify domain (incidents.notify)",
+    ]

@@ -8,9 +8,10 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from incidents.action_item import demo
 from incidents.errors import NotFound
 from incidents.extensions import db
-from incidents.postmortem import demo, services
+from incidents.postmortem import services
 from incidents.postmortem.models import FactorCategory, PostmortemTemplate, SectionKind
 from tests.seeds import POSTMORTEM_DEFAULTS, revision
 

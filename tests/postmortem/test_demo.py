@@ -1,6 +1,6 @@
+from incidents.action_item.demo import load_demo_postmortems
 from incidents.incident import services as incidents
 from incidents.postmortem import services as svc
-from incidents.postmortem.demo import load_demo_postmortems
 from incidents.postmortem.models import PostmortemStatus
 from tests.factories import make_incident, make_service, make_user
 from tests.postmortem.factories import make_resolved_incident

@@ -1,4 +1,5 @@
-"""Demo post-mortems for `incidents demo`: realistic reviews in every state on resolved and closed incidents."""
+"""Demo post-mortems with their action items for `incidents demo`: realistic reviews in every state on resolved
+and closed incidents (here, above both packages, because it builds post-mortems and their items together)."""
 
 from __future__ import annotations
 
