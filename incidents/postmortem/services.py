@@ -1,8 +1,8 @@
 """The post-mortem domain's use cases under one name for views, the API and other domains.
 
 Each seam lives in its own module: `templates` (templates and the factor taxonomy), `editing` (starting and
-editing), `review` (quality gates and publishing), `queries` (reads and lists) and `presentation` (what renders
-rather than decides). New code may import those modules directly; this one only re-exports them.
+editing), `review` (quality gates and publishing), `queries` (reads and lists). What renders rather than decides
+is in `presentation`, which views import directly. New code may import the seams directly; this only re-exports them.
 """
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ from incidents.postmortem.editing import (
     remove_participant,
     save_section,
     start_postmortem,
-)
-from incidents.postmortem.presentation import (
-    diff_lines,
-    impact_durations,
-    panel_context,
-    section_history,
-    seed_timeline,
-    to_markdown,
 )
 from incidents.postmortem.queries import (
     PostmortemFilter,
@@ -64,11 +56,11 @@ from incidents.singleline import reject_nul
 
 __all__ = [
     "MAX_BODY", "PostmortemFilter", "QualityGatesFailed", "SectionConflict", "add_comment", "add_factor",
-    "add_participant", "clean_sections", "create_category", "create_template", "diff_lines", "ensure_editable",
-    "gate_section", "get_category", "get_postmortem", "get_section", "get_template", "impact_durations",
+    "add_participant", "clean_sections", "create_category", "create_template", "ensure_editable",
+    "gate_section", "get_category", "get_postmortem", "get_section", "get_template",
     "incidents_awaiting_postmortem", "list_categories", "list_postmortems", "list_templates",
-    "needs_postmortem_prompt", "panel_context", "postmortem_for", "publish_postmortem", "quality_gates",
+    "needs_postmortem_prompt", "postmortem_for", "publish_postmortem", "quality_gates",
     "record_event", "refresh_search_text", "reject_nul", "remove_factor", "remove_participant", "reopen_postmortem",
-    "return_to_draft", "save_section", "section_filled", "section_history", "section_ticks", "seed_timeline",
-    "start_postmortem", "submit_for_review", "to_markdown", "update_category", "update_template",
+    "return_to_draft", "save_section", "section_filled", "section_ticks",
+    "start_postmortem", "submit_for_review", "update_category", "update_template",
 ]

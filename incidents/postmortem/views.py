@@ -15,7 +15,7 @@ from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
 from incidents.forms import form_errors, load_form
 from incidents.incident import services as incident_services
-from incidents.postmortem import blameless, services
+from incidents.postmortem import blameless, presentation, services
 from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.schemas import (
     CommentFormSchema,
@@ -32,7 +32,7 @@ bp = Blueprint("postmortem", __name__)
 @bp.app_context_processor
 def _panel_helper():
     """`postmortem_panel(incident)` for templates/postmortem/_incident_panel.html, wherever it is included."""
-    return {"postmortem_panel": lambda incident: services.panel_context(db.session, incident)}
+    return {"postmortem_panel": lambda incident: presentation.panel_context(db.session, incident)}
 
 
 def _users() -> list[User]:
@@ -92,7 +92,7 @@ def view(postmortem_id: int):
 
 def _read_view(pm, missing: list | None = None, status: int = 200):
     return render_template("postmortem/view.html", pm=pm, missing=missing,
-                           durations=services.impact_durations(pm.incident), SectionKind=SectionKind,
+                           durations=presentation.impact_durations(pm.incident), SectionKind=SectionKind,
                            gates=services.quality_gates(pm) if missing is None and not pm.is_published else None,
                            ), status
 
@@ -102,7 +102,7 @@ def _read_view(pm, missing: list | None = None, status: int = 200):
 def download(postmortem_id: int):
     pm = services.get_postmortem(db.session, postmortem_id)
     name = f"postmortem-{pm.incident.ref.lower()}.md"
-    return Response(services.to_markdown(pm), mimetype="text/markdown; charset=utf-8",
+    return Response(presentation.to_markdown(pm), mimetype="text/markdown; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -118,7 +118,7 @@ def render_section(pm, key: str, errors: dict | None = None, status: int = 200, 
         next_key=keys[i + 1] if i + 1 < len(keys) else None, SectionKind=SectionKind,
         filled=services.section_ticks(pm),
         comments=[c for c in pm.comments if c.section_key == key], users=_users(),
-        categories=services.list_categories(db.session), durations=services.impact_durations(pm.incident),
+        categories=services.list_categories(db.session), durations=presentation.impact_durations(pm.incident),
     ), status
 
 
@@ -152,7 +152,7 @@ def save_section(postmortem_id: int, key: str):
         db.session.rollback()
         pm = services.get_postmortem(db.session, postmortem_id)
         return render_template("postmortem/merge.html", pm=pm, conflict=e,
-                               diff=services.diff_lines(e.current["body"], e.yours["body"], "theirs", "yours")), 409
+                               diff=presentation.diff_lines(e.current["body"], e.yours["body"], "theirs", "yours")), 409
     except DomainError as e:
         db.session.rollback()
         return render_section(services.get_postmortem(db.session, postmortem_id), key, form_errors(e, headline=True),
@@ -172,7 +172,7 @@ def save_section(postmortem_id: int, key: str):
 def history(postmortem_id: int, key: str):
     pm = services.get_postmortem(db.session, postmortem_id)
     return render_template("postmortem/history.html", pm=pm, section=services.get_section(pm, key),
-                           history=services.section_history(pm, key))
+                           history=presentation.section_history(pm, key))
 
 
 def _after_form(pm, key: str, action, message: str):

@@ -9,6 +9,7 @@ from incidents.action_item import services as items
 from incidents.auth.models import User
 from incidents.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
 from incidents.extensions import db
+from incidents.postmortem import presentation
 from incidents.postmortem import services as svc
 from incidents.postmortem.models import (
     BlamelessPhrase,
@@ -135,7 +136,7 @@ def test_stale_save_is_refused_with_the_current_text_and_changes_nothing(session
     svc.save_section(session, pm, "summary", "Ann's text\n\nBob's text", 2, by=bob)
     session.commit()
     assert [r.body for r in section.revisions][1:] == ["Ann's text", "Ann's text\n\nBob's text"]
-    history = svc.section_history(pm, "summary")
+    history = presentation.section_history(pm, "summary")
     assert history[0]["revision"].version == 3
     assert ("add", "+Bob's text") in history[0]["diff"]
 
@@ -290,20 +291,20 @@ def test_list_filters_and_full_text_search(session):
 
 def test_impact_durations_and_prompt(session):
     incident = make_resolved_incident(severity="SEV2")
-    durations = {d["key"]: d["seconds"] for d in svc.impact_durations(incident)}
+    durations = {d["key"]: d["seconds"] for d in presentation.impact_durations(incident)}
     assert durations["time_to_detect"] == 0 and durations["time_to_resolve"] >= 0
     assert svc.needs_postmortem_prompt(incident, None)
     assert not svc.needs_postmortem_prompt(make_incident(severity="SEV1"), None)  # still open
     assert not svc.needs_postmortem_prompt(make_resolved_incident(severity="SEV3"), None)
     pm = make_postmortem(incident)
-    assert svc.panel_context(session, incident) == {"postmortem": pm, "postmortem_templates": [],
+    assert presentation.panel_context(session, incident) == {"postmortem": pm, "postmortem_templates": [],
                                                     "postmortem_prompt": False}
 
 
 def test_markdown_export_holds_every_section(session):
     owner = make_user(name="Olive Owner")
     pm = fill_for_publishing(make_postmortem(), by=owner)
-    text = svc.to_markdown(pm)
+    text = presentation.to_markdown(pm)
     assert text.startswith(f"# Post-mortem: {pm.title}\n")
     for s in pm.sections:
         assert f"## {s.title}" in text
