@@ -16,12 +16,18 @@ import sqlalchemy as sa
 
 from incidents import events
 from incidents.action_item import services as items
+from incidents.alert import services as alert_services
+from incidents.alert.models import Alert
+from incidents.alert.sources import parse
+from incidents.database import utcnow
 from incidents.incident import services as incidents
 from incidents.jobs import JobQueue, QueueMemoryHuey
 from incidents.notify.jobs import queue_overdue_reminders
 from incidents.postmortem import services as pm_services
 from incidents.tracker import services as tracker
 from incidents.tracker.models import ShortcutExport
+from tests.alert.conftest import fixture as alert_fixture
+from tests.alert.conftest import make_integration
 from tests.factories import make_incident, make_service, make_user
 from tests.postmortem.factories import fill_for_publishing, make_postmortem, make_resolved_incident
 
@@ -112,7 +118,7 @@ def probes(app):
 
 # --- every service that announces something: the event, once, in each phase ------------------------------------
 # Each scenario builds what it needs (committed), then returns the change to make (not committed) and what the
-# event must carry. alert.received is emitted by incidents/alert (its scenario belongs with that change).
+# event must carry. tests/alert/test_events.py follows alert.received through the webhook's batched path too.
 
 TODAY = date(2026, 11, 26)
 
@@ -220,7 +226,22 @@ def _overdue(session):
             lambda _: {"action_item_id": item.id, "incident_id": pm.incident_id, "since": TODAY.isoformat()})
 
 
+def _alert_received(session):
+    row, token = make_integration("rollbar", "shop")
+    info = alert_services.integration_for_token(session, "rollbar", token)
+    raw = json.dumps(alert_fixture("rollbar_new_item_production"))
+    parsed = parse("rollbar", json.loads(raw))
+
+    def change():
+        result = alert_services.ingest(session, info, parsed, body=raw, headers={}, received_at=utcnow(),
+                                       key=alert_services.dedup_key(parsed, raw))
+        return result.alert_id, result.delivery_id, session.get(Alert, result.alert_id).incident_id
+
+    return change, lambda ids: {"alert_id": ids[0], "delivery_id": ids[1], "kind": "trigger", "incident_id": ids[2]}
+
+
 SCENARIOS: dict[str, Callable] = {
+    "alert.received (ingest, core)": _alert_received,
     "incident.declared (create_incident)": _declared_orm,
     "incident.declared (declare_incident, core)": _declared_core,
     "incident.status_changed": _status_changed,
@@ -240,8 +261,8 @@ def _event(scenario: str) -> str:
     return scenario.split(" ")[0]
 
 
-def test_every_event_but_alerts_has_a_scenario():
-    assert {_event(s) for s in SCENARIOS} | {"alert.received"} == set(events.EVENTS)
+def test_every_event_has_a_scenario():
+    assert {_event(s) for s in SCENARIOS} == set(events.EVENTS)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -119,7 +119,7 @@ class Batcher:
                     logs.request_id.set(work.request_id)
                     work.result = services.ingest(session, work.info, work.parsed, body=work.body,
                                                   headers=work.headers, received_at=work.received_at, key=work.key)
-                    if session.new:  # announced (jobs queued) now, under this delivery's request id
+                    if session.new:  # flushed now, so a refused row is blamed on this delivery, not the batch
                         session.flush()
                 current = None
                 session.commit()
