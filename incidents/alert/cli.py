@@ -13,7 +13,7 @@ from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.urls import public_base_url
 
-integrations_cli = AppGroup("integrations", help="Manage OpsGenie and Rollbar webhook integrations.")
+integrations_cli = AppGroup("integrations", help="Manage webhook integrations of the alert sources.")
 deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhook deliveries.")
 
 
@@ -24,7 +24,7 @@ deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhoo
 @click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
 @click.option("--team", help="Default team (slug or id); the service's team when omitted.")
 def integrations_add(source: str, name: str, token: str | None, service: str | None, team: str | None):
-    """Create an integration and print the webhook URL to paste into OpsGenie or Rollbar (shown once)."""
+    """Create an integration and print the webhook URL to paste into the sender (shown once)."""
     try:
         row, plain = services.create_integration(db.session, source=source, name=name, token=token,
                                                  service=service, team=team)
@@ -36,11 +36,7 @@ def integrations_add(source: str, name: str, token: str | None, service: str | N
     click.echo(f"Created {row.source.label} integration {row.name!r} (id {row.id}).", err=True)
     if not current_app.config.get("BASE_URL"):
         click.echo("INCIDENTS_BASE_URL is not set: replace the address below with the public one.", err=True)
-    if source == Source.OPSGENIE:
-        click.echo("Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
-                   "X-Incidents-Token and drop ?token=...). It is shown once:", err=True)
-    else:
-        click.echo("Paste this URL into Rollbar: Settings > Notifications > Webhook. It is shown once:", err=True)
+    click.echo(f"{row.source.setup} It is shown once:", err=True)
     click.echo(url)
 
 

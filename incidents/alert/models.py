@@ -8,18 +8,15 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from incidents.alert.sources import SOURCES
 from incidents.catalog.models import Service, Team
 from incidents.database import Base, UTCDateTime, str_enum, utcnow
 from incidents.incident.models import Incident
 
-
-class Source(StrEnum):
-    OPSGENIE = "opsgenie"
-    ROLLBAR = "rollbar"
-
-    @property
-    def label(self) -> str:
-        return {"opsgenie": "OpsGenie", "rollbar": "Rollbar"}[self]
+# The registered sources (alert/sources), as the enum the columns store.
+Source = StrEnum("Source", {name.upper(): name for name in SOURCES})
+Source.label = property(lambda self: SOURCES[self.value].label)
+Source.setup = property(lambda self: SOURCES[self.value].setup)
 
 
 class AlertStatus(StrEnum):

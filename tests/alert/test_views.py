@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from incidents.alert.models import Alert, Delivery, Integration, Outcome
 from incidents.alert.services import processing
+from incidents.alert.sources import SOURCES
 from incidents.extensions import db
 from incidents.incident.models import EntryKind, Incident, Severity, TimelineEntry
 from tests.alert.conftest import fixture, make_integration, post
@@ -85,10 +86,13 @@ def test_admin_creates_integration_and_sees_token_once(admin_client):
     service = make_service(name="Payments")
     page = admin_client.get("/admin/integrations")
     assert page.status_code == 200
+    for source in SOURCES:  # every registered source is named with its URL
+        assert f"/webhooks/{source}</code>" in page.get_data(as_text=True)
     response = post_form(admin_client, "/admin/integrations",
                          {"source": "rollbar", "name": "payments-api", "service": service.slug, "rules": ""})
     assert response.status_code == 201
     html = response.get_data(as_text=True)
+    assert "Paste this URL into Rollbar: Settings &gt; Notifications &gt; Webhook." in html  # the source's own setup
     url = re.search(r"(http://localhost/webhooks/rollbar\?token=(whk_[\w-]+))", html)
     assert url, html
     token = url.group(2)

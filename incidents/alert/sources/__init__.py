@@ -3,7 +3,8 @@
 Parsers never touch the database or the clock; anything they cannot read raises ParseError (400, kept as
 `rejected`). Everything they return is already safe to store: strings are cleaned of NUL bytes and lone
 surrogates (PostgreSQL refuses both), capped to column sizes, timestamps are sane and timezone-aware.
-A new source is one module that imports its helpers from `base` (never from this package) plus its line in SOURCES.
+A new source is one module that imports its helpers from `base` (never from this package) and ends with its
+`SPEC`, plus that SPEC's line in SOURCES.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ from incidents.alert.sources.base import (
 __all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSpec", "dig", "fingerprint",
            "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "text", "timestamp"]
 
-SOURCES: dict[str, SourceSpec] = {
-    "opsgenie": SourceSpec(opsgenie.parse, opsgenie.redact),
-    "rollbar": SourceSpec(rollbar.parse, rollbar.redact),
-}
+# The one registration of a source: its module's SPEC here. The Source enum, the webhook route, the CLI and the
+# integrations page all read this dict.
+SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (opsgenie.SPEC, rollbar.SPEC)}
 
 
 def parse(source: str, payload: Any) -> ParsedEvent:

@@ -105,5 +105,11 @@ def fingerprint(value: str) -> str:
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """Everything the app knows of a source: its name in URLs and the database, how people call it, where its
+    users paste our webhook URL, and its two pure functions."""
+
+    name: str
+    label: str
+    setup: str  # one sentence for the CLI and the integrations page: where the URL goes in the sender
     parse: Callable[[dict], ParsedEvent]
     redact: Callable[[dict], bool]

@@ -10,6 +10,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     dig,
     fingerprint,
     obj,
@@ -121,3 +122,8 @@ def redact(payload: dict) -> bool:
         payload["headers"] = {str(k): REDACTED for k in headers}
         found = True
     return found
+
+
+SPEC = SourceSpec(name="opsgenie", label="OpsGenie", parse=parse, redact=redact,
+                  setup="Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
+                        "X-Incidents-Token and drop ?token=...).")

@@ -9,6 +9,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     http_link,
     obj,
     redact_keys,
@@ -148,3 +149,7 @@ def parse(payload: dict) -> ParsedEvent:
 def redact(payload: dict) -> bool:
     """Occurrences carry the project's access_token in metadata (and request cookies): never stored."""
     return redact_keys(payload)
+
+
+SPEC = SourceSpec(name="rollbar", label="Rollbar", parse=parse, redact=redact,
+                  setup="Paste this URL into Rollbar: Settings > Notifications > Webhook.")
