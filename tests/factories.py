@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+
+import sqlalchemy as sa
 
 from incidents.auth import services as auth
 from incidents.auth.models import User
@@ -78,3 +81,18 @@ class ApiClient:
 
     def delete(self, url, **kw):
         return self.client.delete(url, headers=self.headers, **kw)
+
+
+@contextlib.contextmanager
+def statement_kinds():
+    """The first word (SELECT, INSERT, ...) of every statement the app's engine runs inside the block."""
+    kinds: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        kinds.append(statement.split(None, 1)[0].upper())
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield kinds
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)

@@ -17,7 +17,7 @@ from incidents.extensions import db
 from incidents.postmortem import blameless
 from incidents.postmortem.models import BlamelessPhrase
 from tests.conftest import csrf_token
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user, statement_kinds
 from tests.seeds import WORD_LIST, revision
 
 
@@ -90,18 +90,10 @@ def test_coach_never_writes_even_with_an_empty_word_list(session):
     """The word list comes from migration 0008: a first check on an empty list seeds nothing."""
     session.execute(sa.delete(BlamelessPhrase))
     session.commit()
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement.split(None, 1)[0].upper())
-
-    sa.event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statement_kinds() as statements:
         assert blameless.check_text(session, "We should have known; Bob failed to page.") == [
             blameless.Finding(22, 35, "Bob failed to", blameless.NAME_SUGGESTION.format(name="Bob"), "blame")]
         assert blameless.list_phrases(session) == []
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", record)
     assert statements and set(statements) == {"SELECT"}
 
 

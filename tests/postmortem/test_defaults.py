@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from incidents.action_item import demo
 from incidents.errors import NotFound
-from incidents.extensions import db
 from incidents.postmortem import services
 from incidents.postmortem.models import FactorCategory, PostmortemTemplate, SectionKind
+from tests.factories import statement_kinds
 from tests.seeds import POSTMORTEM_DEFAULTS, revision
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")  # what templates._new_slug accepts
@@ -64,19 +64,11 @@ def test_reading_templates_and_categories_never_writes_even_on_empty_tables(sess
     session.execute(sa.delete(PostmortemTemplate))
     session.execute(sa.delete(FactorCategory))
     session.commit()
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement.split(None, 1)[0].upper())
-
-    sa.event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statement_kinds() as statements:
         assert services.list_templates(session, include_inactive=True) == []
         assert services.list_categories(session, include_inactive=True) == []
         with pytest.raises(NotFound):
             services.get_template(session, "lightweight")
         with pytest.raises(NotFound):
             services.get_category(session, "change")
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", record)
     assert statements and set(statements) == {"SELECT"}
