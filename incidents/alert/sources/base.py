@@ -50,6 +50,10 @@ class ParsedEvent:
     note: str | None = None
     reason: str = ""  # why an IGNORE was ignored, or a one-line summary of INFO/ESCALATE
     deploy: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # labels as "key:value" or plain words, cleaned with `tag`
+    # The firing episode this event belongs to, when the sender re-sends the same one (Alertmanager's startsAt):
+    # a repeat of the alert's current episode moves last-seen without counting another occurrence.
+    occurrence: str | None = None
 
 
 # Timestamps outside this window are treated as absent: they come from broken clocks or hostile input.
