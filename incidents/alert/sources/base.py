@@ -4,6 +4,7 @@ a sender's fields safe to store (cleaned strings, sane timestamps, only http(s) 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,17 @@ def timestamp(value: Any, unit: float = 1.0) -> datetime | None:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, ValueError, OSError):
         return None
+
+
+_TAG_CHARS = re.compile(r"[^\w.:/-]+")
+
+
+def tag(key: Any, value: Any = None) -> str | None:
+    """A label as an incident tag ("severity:critical", or "critical" alone): lower-case, other characters as
+    "-", at most 50 (the incident's tag rule); None when nothing is left."""
+    raw = text(key, 200) if value is None else f"{text(key, 100)}:{text(value, 100)}"
+    cleaned = _TAG_CHARS.sub("-", raw.strip().lower()).strip("-")[:50]
+    return cleaned or None
 
 
 def http_link(value: Any) -> str | None:
