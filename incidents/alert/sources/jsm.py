@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from incidents.alert.sources import opsgenie
-from incidents.alert.sources.base import Kind, ParsedEvent, http_link
+from incidents.alert.sources.base import Kind, ParsedEvent, dig, http_link, text
 
 SOURCE = "jsm"
 LABEL = "Jira Service Management"
@@ -48,20 +48,24 @@ def site_link(options: Mapping[str, Any], alert_id: str | None) -> str | None:
     return f"{site.rstrip('/')}/jira/ops/alerts/{alert_id}"
 
 
-def _rename(value: str) -> str:
-    return value.replace("OpsGenie", "JSM") if value else value
+def _rename(value: str, prefix: str) -> str:
+    """Opsgenie's own wording at the start of a title or reason, under JSM's name; the sender's text is kept."""
+    return "JSM" + value[len("OpsGenie"):] if value.startswith(prefix) else value
 
 
-def _as_jsm(event: ParsedEvent, options: Mapping[str, Any]) -> ParsedEvent:
+def _as_jsm(event: ParsedEvent, payload: dict, options: Mapping[str, Any]) -> ParsedEvent:
     """Opsgenie's reading under JSM's name; opsgenie's external_id is the alertId the link needs."""
     link = None if event.kind == Kind.IGNORE else site_link(options, event.external_id)
-    return dataclasses.replace(event, source=SOURCE, link=link, title=_rename(event.title),
-                               reason=_rename(event.reason))
+    title = event.title
+    if not " ".join(text(dig(payload, "alert", "message"), 500).split()):  # opsgenie's fallback, not the sender's
+        title = _rename(title, "OpsGenie alert ")
+    reason = _rename(event.reason, "OpsGenie: ").replace("Unknown OpsGenie action", "Unknown JSM action", 1)
+    return dataclasses.replace(event, source=SOURCE, link=link, title=title, reason=reason)
 
 
 def parse(payload: dict, headers: Mapping[str, str], options: Mapping[str, Any]) -> list[ParsedEvent]:
     """One event per delivery, read as Opsgenie's; ParseError (from opsgenie) for a body without its shape."""
-    return [_as_jsm(event, options) for event in _opsgenie_events(payload, headers, options)]
+    return [_as_jsm(event, payload, options) for event in _opsgenie_events(payload, headers, options)]
 
 
 def redact(payload: dict) -> bool:

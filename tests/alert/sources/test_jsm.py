@@ -81,10 +81,19 @@ def test_title_fallback_says_jsm():
     assert one(payload).title == "JSM alert #2"
 
 
+def test_the_senders_own_text_is_not_renamed():
+    payload = sample(OPSGENIE_SAMPLES, "create")
+    payload["alert"]["message"] = "OpsGenie alert bridge down"
+    assert one(payload).title == "OpsGenie alert bridge down"
+    tags = sample(OPSGENIE_SAMPLES, "addtags")
+    tags["alert"]["addedTags"] = "OpsGenie"
+    assert one(tags).reason.startswith("JSM: tags added: OpsGenie")
+
+
 def test_unknown_actions_are_ignored():
     event = one({"action": "CustomAction", "alert": {"alertId": "a1"}})
     assert (event.source, event.kind, event.event) == ("jsm", Kind.IGNORE, "CustomAction")
-    assert event.reason and event.link is None
+    assert event.reason.startswith("Unknown JSM action") and event.link is None
 
 
 @pytest.mark.parametrize("payload", [{}, {"action": ""}, {"action": "Create", "alert": "x"},
