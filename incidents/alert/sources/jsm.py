@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from incidents.alert.sources import opsgenie
+import incidents.alert.sources.opsgenie as opsgenie  # the module, not the package: SOURCES may import this one
 from incidents.alert.sources.base import Kind, ParsedEvent, dig, http_link, text
 
 SOURCE = "jsm"
