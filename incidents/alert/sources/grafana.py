@@ -64,6 +64,8 @@ def verify(raw: bytes, headers: Mapping[str, str], secret: str, now: float) -> s
 
     A signed timestamp must be within TOLERANCE seconds of `now` either way: a captured request replayed later
     is refused. Without the timestamp header Grafana signs the body alone and there is no replay protection."""
+    if not secret:  # an empty key is one anybody can sign with
+        return "No HMAC secret is configured for this integration."
     given = next((headers[name] for name in SIGNATURE_HEADERS if headers.get(name)), "").strip().lower()
     if not given:
         return "Missing X-Grafana-Alerting-Signature header."
