@@ -11,7 +11,7 @@ Grafana's unified alerting sends the same envelope (version "1"); grafana.py bui
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -167,7 +167,8 @@ def alert_event(source: str, label: str, alert: Any, n: int, options: Mapping[st
     )
 
 
-def group_events(source: str, label: str, payload: dict, build) -> list[ParsedEvent]:
+def group_events(source: str, label: str, payload: dict,
+                 build: Callable[[Any, int], ParsedEvent]) -> list[ParsedEvent]:
     """One event per alert of the group (`build(alert, n)` makes each), at least one.
 
     `truncatedAlerts` (alerts left out by max_alerts) is recorded on the first event: in its description, or
@@ -195,6 +196,7 @@ def group_events(source: str, label: str, payload: dict, build) -> list[ParsedEv
 
 def parse(payload: dict, headers: Mapping[str, str] | None = None,
           options: Mapping[str, Any] | None = None) -> list[ParsedEvent]:
+    """One event per alert of a version "4" group; `options["severity_label"]` names the severity label."""
     version = scalar_text(payload.get("version"), 20)
     if not version:
         raise ParseError("Missing 'version': this is not an Alertmanager webhook body (custom `payload` templates "

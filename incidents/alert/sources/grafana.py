@@ -167,6 +167,7 @@ def _legacy(payload: dict, options: Mapping[str, Any] | None) -> list[ParsedEven
 
 def parse(payload: dict, headers: Mapping[str, str] | None = None,
           options: Mapping[str, Any] | None = None) -> list[ParsedEvent]:
+    """Unified alerting (version "1") one event per alert, or a legacy body (ruleId, state) as one event."""
     version = scalar_text(payload.get("version"), 20)
     if version == "1":
         return _unified(payload, options)
