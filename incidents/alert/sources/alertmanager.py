@@ -10,10 +10,8 @@ Grafana's unified alerting sends the same envelope (version "1"); grafana.py bui
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from incidents.alert.sources.base import (
@@ -23,10 +21,10 @@ from incidents.alert.sources.base import (
     fingerprint,
     http_link,
     redact_keys,
+    rfc3339,
     scalar_text,
     tag,
     text,
-    timestamp,
 )
 from incidents.singleline import one_line
 
@@ -48,25 +46,9 @@ DEFAULT_RULES: list[dict] = [
 
 MAX_TAGS = 50
 _DESCRIPTION = 15_000
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _ENVIRONMENT_LABELS = ("environment", "env")
 # Annotations shown on their own (title, description, runbook) or internal (Grafana's "__value_string__" ...).
 _SHOWN_ANNOTATIONS = frozenset({"summary", "description", "runbook_url", "message"})
-
-
-def rfc3339(value: Any) -> datetime | None:
-    """An RFC 3339 time (nanoseconds allowed, cut to microseconds) as aware UTC; None when absent, malformed or
-    absurd, which includes Go's zero time "0001-01-01T00:00:00Z" that Alertmanager sends for "not set"."""
-    match = _RFC3339.fullmatch(text(value, 64))
-    if match is None:
-        return None
-    date, clock, fraction, zone = match.groups()
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    try:
-        parsed = datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{zone}")
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if timestamp(parsed.timestamp()) else None
 
 
 def string_map(value: Any, limit: int = 2000) -> dict[str, str]:

@@ -95,6 +95,24 @@ def timestamp(value: Any, unit: float = 1.0) -> datetime | None:
         return None
 
 
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 time (nanoseconds allowed, cut to microseconds) as aware UTC; None when absent, malformed,
+    without an offset or absurd, which includes Go's zero time "0001-01-01T00:00:00Z" (Alertmanager's "not set")."""
+    match = _RFC3339.fullmatch(text(value, 64))
+    if match is None:
+        return None
+    date, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        parsed = datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{zone}")
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if timestamp(parsed.timestamp()) else None
+
+
 _TAG_CHARS = re.compile(r"[^\w.:/-]+")
 
 

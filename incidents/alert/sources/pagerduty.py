@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from incidents.alert.sources.base import (
@@ -21,10 +20,10 @@ from incidents.alert.sources.base import (
     http_link,
     obj,
     redact_keys,
+    rfc3339,
     scalar_text,
     tag,
     text,
-    timestamp,
 )
 
 SOURCE = "pagerduty"
@@ -54,20 +53,6 @@ DEFAULT_RULES: list[dict] = [
 _SIGNATURE_HEADER = "x-pagerduty-signature"
 _MAX_SIGNATURES = 10  # one per active secret: a handful during rotation
 _SAFE_ID = re.compile(r"^[\w.-]{1,100}$")
-
-
-def iso_time(value: Any) -> datetime | None:
-    """"2021-06-04T13:55:30.394Z" to aware UTC; None when absent, unreadable, naive or absurd."""
-    raw = text(value, 40)
-    if not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return timestamp(parsed.timestamp())
 
 
 def _names(refs: Any) -> str:
@@ -140,7 +125,7 @@ def parse(payload: dict, headers: Mapping[str, str], options: Mapping[str, Any])
         description=text(obj(incident.get("body")).get("details"), 15_000),
         severity=severity(incident) if kind != Kind.NOTE else None,
         link=http_link(incident.get("html_url")),
-        occurred_at=iso_time(event.get("occurred_at")),
+        occurred_at=rfc3339(event.get("occurred_at")),
         bump=kind == Kind.TRIGGER,
         dedup_key=event_id or None,
         actor=actor or None,

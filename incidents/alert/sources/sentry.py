@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from incidents.alert.sources.base import (
@@ -25,11 +24,13 @@ from incidents.alert.sources.base import (
     obj,
     redact_keys,
     redact_text,
+    rfc3339,
     scalar_text,
     tag,
     text,
     timestamp,
 )
+from incidents.singleline import one_line
 
 SOURCE = "sentry"
 LABEL = "Sentry"
@@ -57,25 +58,9 @@ _SAFE_ID = re.compile(r"^[\w.-]{1,100}$")
 _SIGNATURE_HEADER = "sentry-hook-signature"
 
 
-def iso_time(value: Any) -> datetime | None:
-    """"2020-04-28T13:56:05.903736Z" (or epoch seconds) to aware UTC; None when absent, naive or absurd."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timestamp(value)
-    raw = text(value, 40)
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
-    except ValueError:
-        return None
-    return timestamp(parsed.timestamp()) if parsed and parsed.tzinfo else None
-
-
 def level(value: Any) -> str | None:
     name = text(value, 10).lower()
     return name if name in _LEVELS else None
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())
 
 
 def _id(value: Any, what: str) -> str:
@@ -136,11 +121,11 @@ def _issue(action: str, payload: dict, headers: Mapping[str, str]) -> ParsedEven
         SOURCE, event, kind,
         fingerprint=fingerprint(issue_id),
         external_id=issue_id,
-        title=_one_line(text(issue.get("title"), 500)) or (f"Sentry issue {short_id or issue_id}"),
+        title=one_line(text(issue.get("title"), 500)) or (f"Sentry issue {short_id or issue_id}"),
         description=text(issue.get("culprit"), 15_000),
         severity=severity,
         link=http_link(issue.get("web_url")) or http_link(data.get("web_url")) or http_link(issue.get("permalink")),
-        occurred_at=iso_time(issue.get("firstSeen")) if kind == Kind.TRIGGER else None,
+        occurred_at=rfc3339(issue.get("firstSeen")) if kind == Kind.TRIGGER else None,
         # An issue that regressed is the problem happening again (Rollbar's reactivated_item).
         bump=kind == Kind.TRIGGER or (kind == Kind.REACTIVATE and issue.get("substatus") == "regressed"),
         dedup_key=dedup,
@@ -170,12 +155,12 @@ def _event_alert(action: str, payload: dict) -> ParsedEvent:
         SOURCE, event_name, Kind.TRIGGER,
         fingerprint=fingerprint(issue_id),
         external_id=issue_id,
-        title=_one_line(text(event.get("title"), 500) or text(event.get("message"), 500)) or f"Sentry issue {issue_id}",
+        title=one_line(text(event.get("title"), 500) or text(event.get("message"), 500)) or f"Sentry issue {issue_id}",
         description=text(event.get("culprit"), 15_000),
         severity=severity,
         environment=environment or None,
         link=http_link(event.get("web_url")),
-        occurred_at=iso_time(event.get("datetime")) or iso_time(event.get("timestamp")),
+        occurred_at=rfc3339(event.get("datetime")) or timestamp(event.get("timestamp")),
         bump=True,
         # A retry of this rule's delivery is dropped; another rule firing on the same event is the same
         # occurrence (last seen moves, the count does not).

@@ -9,6 +9,7 @@ import pytest
 
 from incidents.alert.sources import Kind, ParseError
 from incidents.alert.sources import alertmanager as am
+from incidents.alert.sources.base import rfc3339
 from tests.alert.conftest import sample, sample_names
 from tests.conftest import PAYLOADS
 
@@ -162,12 +163,12 @@ def test_an_unknown_alert_status_is_ignored_alone():
 
 
 def test_unset_and_bad_times_are_none():
-    assert am.rfc3339("0001-01-01T00:00:00Z") is None
-    assert am.rfc3339("2026-01-02") is None  # RFC 3339 needs the time and the offset
-    assert am.rfc3339("2026-01-02T03:04:05") is None
-    assert am.rfc3339("2026-13-02T03:04:05Z") is None
-    assert am.rfc3339(1767323045) is None
-    assert am.rfc3339("2026-01-02t03:04:05.123456789z") == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert rfc3339("0001-01-01T00:00:00Z") is None
+    assert rfc3339("2026-01-02") is None  # RFC 3339 needs the time and the offset
+    assert rfc3339("2026-01-02T03:04:05") is None
+    assert rfc3339("2026-13-02T03:04:05Z") is None
+    assert rfc3339(1767323045) is None
+    assert rfc3339("2026-01-02t03:04:05.123456789z") == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     (event,) = parse(group(alert(starts="garbage")))
     assert event.occurred_at is None and event.occurrence is None and event.kind == Kind.TRIGGER
 
