@@ -172,7 +172,7 @@ def _rules_from_form(text: str):
 
 def _integration_page(row, errors: dict | None = None, created=None, status: int = 200):
     recent = services.list_deliveries(db.session, integration=row.id, per_page=20).items
-    rules = json.dumps(row.rules if row.rules is not None else services.DEFAULT_RULES[row.source.value], indent=2)
+    rules = json.dumps(row.rules if row.rules is not None else services.default_rules(row.source.value), indent=2)
     return render_template("alert/integration.html", integration=row, services=catalog.list_services(db.session),
                            rules=rules, custom_rules=row.rules is not None, errors=errors or {},
                            created=created, deliveries=recent), status
