@@ -17,6 +17,7 @@ from incidents.incident.models import Incident
 Source = StrEnum("Source", {name.upper(): name for name in SOURCES})
 Source.label = property(lambda self: SOURCES[self.value].label)
 Source.setup = property(lambda self: SOURCES[self.value].setup)
+Source.signed = property(lambda self: SOURCES[self.value].signed)
 
 
 class AlertStatus(StrEnum):

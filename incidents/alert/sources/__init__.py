@@ -28,12 +28,13 @@ from incidents.alert.sources.base import (
     redact_keys,
     redact_text,
     scalar_text,
+    tag,
     text,
     timestamp,
 )
 
 __all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSpec", "dig", "fingerprint",
-           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "text", "timestamp"]
+           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "tag", "text", "timestamp"]
 
 # The one registration of a source: its module's SPEC here. The Source enum, the webhook route, the CLI and the
 # integrations page all read this dict.
