@@ -40,7 +40,8 @@ def _parse(payload: dict, headers: Mapping[str, str], options: Mapping[str, Any]
         resolved = alert.get("status") == "resolved"
         out.append(ParsedEvent(
             NAME, "resolved" if resolved else "firing", Kind.CLOSE if resolved else Kind.TRIGGER,
-            fingerprint=alert["fp"], title=f"Alert {alert['fp']}", severity=labels.get(label), bump=not resolved,
+            fingerprint=alert["fp"], title=f"{headers.get('x-test-kind', 'Alert')} {alert['fp']}",
+            severity=labels.get(label), bump=not resolved,
             occurrence=alert.get("startsAt"), tags=tuple(t for k, v in labels.items() if (t := tag(k, v)))))
     return out or [ParsedEvent(NAME, "empty", Kind.IGNORE, reason="An empty group: nothing to do.")]
 
@@ -54,6 +55,7 @@ def _verify(raw: bytes, headers: Mapping[str, str], secret: str, now: float) -> 
 def _spec(signed: bool = True) -> SourceSpec:
     return SourceSpec(name=NAME, label="Test", setup="Paste this URL into the test sender; sign with the secret.",
                       parse=_parse, redact=lambda payload: False, verify=_verify, signed=signed,
+                      keep_headers=("X-Test-Kind",),
                       default_rules=[{"events": ["firing"], "severities": ["critical"], "incident_severity": "SEV1"}])
 
 
@@ -74,9 +76,10 @@ def _alert(fp: str, severity: str = "critical", starts: str = "2026-11-30T01:00:
     return {"fp": fp, "status": status, "startsAt": starts, "labels": {"severity": severity, **labels}}
 
 
-def _send(client, token: str, alerts: list[dict], *, secret: str | None = SECRET, **extra):
+def _send(client, token: str, alerts: list[dict], *, secret: str | None = SECRET, headers: dict | None = None,
+          **extra):
     raw = json.dumps({"alerts": alerts, **extra}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}", **(headers or {})}
     if secret is not None:
         headers[SIGNATURE] = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     return client.post(f"/webhooks/{NAME}", data=raw, headers=headers)
@@ -333,10 +336,13 @@ def test_a_failed_group_is_kept_and_replays_whole(client, signed, monkeypatch, u
         return real_apply(session, info, parsed, row, at, delivery_id)
 
     monkeypatch.setattr(processing, "_apply", broken)
-    response = _send(client, token, [_alert("a"), _alert("b"), _alert("c")])
+    response = _send(client, token, [_alert("a"), _alert("b"), _alert("c")], headers={"X-Test-Kind": "Disk"})
     assert response.status_code == 202
     (delivery,) = rows(Delivery)
     assert delivery.outcome == Outcome.FAILED and rows(Alert) == []  # all or nothing
+    # The header the parser reads is kept for the replay; the token and the signature never are.
+    assert delivery.headers["X-Test-Kind"] == "Disk"
+    assert token not in json.dumps(delivery.headers) and SIGNATURE not in delivery.headers
     monkeypatch.undo()
     monkeypatch.setitem(SOURCES, NAME, _spec())
     monkeypatch.delitem(client.application.extensions, batching.EXTENSION, raising=False)
@@ -345,6 +351,7 @@ def test_a_failed_group_is_kept_and_replays_whole(client, signed, monkeypatch, u
     db.session.commit()
     alerts = rows(Alert)
     assert result.outcome == Outcome.PROCESSED and sorted(a.fingerprint for a in alerts) == ["a", "b", "c"]
+    assert [a.title for a in alerts] == ["Disk a", "Disk b", "Disk c"]
     assert result.alert_id == alerts[0].id and rows(Delivery)[0].alert_id == alerts[0].id
     assert rows(Delivery)[0].outcome == Outcome.PROCESSED
 
