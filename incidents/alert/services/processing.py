@@ -165,7 +165,7 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
             continue
         if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
             row = _upsert_alert(session, info, event, at, received_at)
-            if event.occurrence:  # a repeat of the alert's current episode was folded into it
+            if event.occurrence:  # folded into the open alert (its episode again, or its next one)
                 deduplicated = deduplicated or row.event_count > 1
             else:
                 deduplicated = deduplicated or (bool(event.bump) and row.occurrence_count > 1)
