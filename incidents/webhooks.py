@@ -23,9 +23,10 @@ def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:2000]
 
 
-def safe_headers(headers, remote_addr: str | None) -> dict:
-    """Only headers that help debugging and carry no secret (never the token, cookies or Authorization)."""
-    kept = {name: text(headers.get(name), 300) for name in SAFE_HEADERS if headers.get(name)}
+def safe_headers(headers, remote_addr: str | None, extra: tuple[str, ...] = ()) -> dict:
+    """Only headers that help debugging and carry no secret (never the token, cookies or Authorization), and the
+    `extra` ones a sender's parser reads (its event type), so that a replay reads them too."""
+    kept = {name: text(headers.get(name), 300) for name in (*SAFE_HEADERS, *extra) if headers.get(name)}
     if remote_addr:
         kept["Remote-Addr"] = text(remote_addr, 64)
     return kept

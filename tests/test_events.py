@@ -230,7 +230,7 @@ def _alert_received(session):
     row, token = make_integration("rollbar", "shop")
     info = alert_services.integration_for_token(session, "rollbar", token)
     raw = json.dumps(alert_fixture("rollbar_new_item_production"))
-    parsed = parse("rollbar", json.loads(raw))
+    parsed = parse("rollbar", json.loads(raw))[0]
 
     def change():
         result = alert_services.ingest(session, info, parsed, body=raw, headers={}, received_at=utcnow(),

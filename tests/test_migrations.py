@@ -104,6 +104,41 @@ def test_postmortem_defaults_seed_a_database_never_used(tmp_path):
         _close(app)
 
 
+def test_alert_sources_upgrade_a_database_with_integrations_and_alerts(tmp_path):
+    """0011 adds the integration's secret, site URL and options and the alert's episode and tags to rows that
+    exist: no secret, no site, no options, no episode, no tags; everything else as it was."""
+    import sqlalchemy as sa
+
+    from incidents.alert.models import Alert, Integration
+    from incidents.extensions import alembic
+
+    app = _migrated_app(tmp_path, "0010_postmortem_defaults")
+    with app.app_context():
+        with db.engine.begin() as conn:  # as the app wrote them at 0010: the columns of that time only
+            conn.execute(sa.text(
+                "INSERT INTO integration (id, source, name, token_hash, token_hint, active, created_at, updated_at)"
+                " VALUES (1, 'rollbar', 'shop', :hash, 'abcd', 1, '2026-11-01 00:00:00', '2026-11-01 00:00:00')"),
+                {"hash": "0" * 64})
+            conn.execute(sa.text(
+                "INSERT INTO alert (id, integration_id, source, fingerprint, title, description, status,"
+                " first_seen_at, last_seen_at, occurrence_count, event_count, last_event, created_at, updated_at)"
+                " VALUES (1, 1, 'rollbar', '42', 'Boom', '', 'open', '2026-11-01 00:00:00', '2026-11-02 00:00:00',"
+                " 7, 9, 'occurrence', '2026-11-01 00:00:00', '2026-11-02 00:00:00')"))
+
+        alembic.upgrade()
+
+        integration = db.session.get(Integration, 1)
+        assert (integration.name, integration.secret, integration.site_url, integration.options) == (
+            "shop", None, None, {})
+        alert = db.session.get(Alert, 1)
+        assert (alert.fingerprint, alert.occurrence_count, alert.occurrence, alert.tags) == ("42", 7, None, [])
+        alert.occurrence, alert.tags = "2026-11-30T00:00:00Z", ["team:core"]
+        integration.options = {"severity_label": "priority"}
+        db.session.commit()
+        assert db.session.get(Alert, 1).tags == ["team:core"]
+        _close(app)
+
+
 def test_migrations_import_no_app_code():
     """A revision records what it did: importing the app would let a later change of the app rewrite it."""
     import ast

@@ -8,8 +8,10 @@ whatever deliveries are waiting (up to `max_batch`; it never waits for more, so 
 applies them one after the other in **one** transaction and commits. Only then does each request thread answer:
 nothing is acknowledged before it is durable.
 
-Deadlocks: on PostgreSQL the writers of two processes lock alert rows concurrently; each batch takes them in
-one global order (`lock_order`), so they never wait for each other crosswise.
+Deadlocks: on PostgreSQL the writers of two processes lock alert rows concurrently; each transaction takes them in
+one global order (`lock_order`), so they never wait for each other crosswise. A delivery may carry several alerts
+(an Alertmanager group): `services.ingest` takes them in that order, and a batch commits before a delivery whose
+first alert sorts below the last alert already taken (`lock_span`), starting a new transaction for the rest.
 
 Isolation without savepoints: if a delivery raises (a sender's retry is a `Duplicate`; a lock timeout; our bug),
 the batch is rolled back, that delivery is handed back to its request thread, which runs it alone through the
@@ -31,7 +33,6 @@ from flask import Flask
 
 from incidents import logs
 from incidents.alert import services
-from incidents.alert.sources import ParsedEvent
 from incidents.extensions import db
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Work:
     """One delivery handed to the writer; `result` or `alone` is set before `done`."""
 
     info: services.IntegrationInfo
-    parsed: ParsedEvent
+    parsed: services.Events  # the delivery's events (a lone ParsedEvent is one event)
     body: str
     headers: dict
     received_at: datetime
@@ -109,8 +110,24 @@ class Batcher:
                         work.done.set()
 
     def _apply(self, batch: list[Work]) -> None:
-        session = db.session
         pending = sorted(batch, key=lock_order)  # stable: one alert's deliveries keep their arrival order
+        while pending:
+            # The longest prefix whose alert rows come in one ascending order is one transaction.
+            take, high = 0, None
+            for work in pending:
+                low, top = lock_span(work)
+                if high is not None and low is not None and low < high:
+                    break
+                take += 1
+                high = top if top is not None else high
+            if not self._commit(pending[:take]):
+                return
+            pending = pending[take:]
+
+    def _commit(self, chunk: list[Work]) -> bool:
+        """Apply `chunk` in one transaction; False when its COMMIT failed (then every delivery runs alone)."""
+        session = db.session
+        pending = list(chunk)
         while pending:
             current = None
             try:
@@ -130,14 +147,15 @@ class Batcher:
                 if current is None:  # the COMMIT failed (a lock timeout): everyone runs alone
                     for work in pending:
                         work.alone = e
-                    return
+                    return False
                 current.alone = e
                 current.done.set()
                 pending.remove(current)
                 continue
             self.batches += 1
             self.batched += len(pending)
-            return
+            return True
+        return True
 
     @staticmethod
     def _close_session() -> None:
@@ -148,11 +166,19 @@ class Batcher:
 
 
 def lock_order(work: Work) -> tuple[int, str]:
-    """The order a batch takes its alert rows in. Every process's writer takes them in the same order, so two
-    batches on PostgreSQL never wait for each other's rows crosswise (a deadlock PostgreSQL breaks only after
-    deadlock_timeout, after which both deliveries run alone)."""
-    parsed = work.parsed
-    return work.info.id, parsed.fingerprint or parsed.external_id or ""
+    """The order a batch takes its alert rows in: by integration, then by the delivery's lowest alert key. Every
+    process's writer takes them in the same order, so two batches on PostgreSQL never wait for each other's rows
+    crosswise (a deadlock PostgreSQL breaks only after deadlock_timeout, after which both deliveries run alone)."""
+    keys = [key for key in map(services.lock_key, services.events_of(work.parsed)) if key]
+    return work.info.id, min(keys) if keys else ""
+
+
+def lock_span(work: Work) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+    """The lowest and highest alert row `work` locks, (None, None) when it locks none (an ignored body)."""
+    keys = [key for key in map(services.lock_key, services.events_of(work.parsed)) if key]
+    if not keys:
+        return None, None
+    return (work.info.id, min(keys)), (work.info.id, max(keys))
 
 
 def init_app(app: Flask) -> None:

@@ -21,13 +21,18 @@ deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhoo
 @click.argument("source", type=click.Choice([s.value for s in Source]))
 @click.argument("name")
 @click.option("--token", help="Use this secret (16+ characters) instead of a generated one.")
+@click.option("--secret", help="The key the sender signs its requests with (required by sources that sign).")
+@click.option("--site-url", help="The sender's own site (http or https), for links when its body names none.")
+@click.option("--severity-label", help="The label that carries the severity (Alertmanager; default: severity).")
 @click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
 @click.option("--team", help="Default team (slug or id); the service's team when omitted.")
-def integrations_add(source: str, name: str, token: str | None, service: str | None, team: str | None):
+def integrations_add(source: str, name: str, token: str | None, secret: str | None, site_url: str | None,
+                     severity_label: str | None, service: str | None, team: str | None):
     """Create an integration and print the webhook URL to paste into the sender (shown once)."""
     try:
-        row, plain = services.create_integration(db.session, source=source, name=name, token=token,
-                                                 service=service, team=team)
+        row, plain = services.create_integration(
+            db.session, source=source, name=name, token=token, service=service, team=team, secret=secret,
+            site_url=site_url, options={"severity_label": severity_label} if severity_label else None)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
@@ -36,17 +41,20 @@ def integrations_add(source: str, name: str, token: str | None, service: str | N
     click.echo(f"Created {row.source.label} integration {row.name!r} (id {row.id}).", err=True)
     if not current_app.config.get("BASE_URL"):
         click.echo("INCIDENTS_BASE_URL is not set: replace the address below with the public one.", err=True)
-    click.echo(f"{row.source.setup} It is shown once:", err=True)
+    if row.secret:
+        click.echo("The signing secret is stored; it is never shown again.", err=True)
+    click.echo(f"{row.source.setup} The URL is shown once:", err=True)
     click.echo(url)
 
 
 @integrations_cli.command("list")
 def integrations_list():
-    """One line per integration: id, source, name, token hint, default service, state."""
+    """One line per integration: id, source, name, token hint, default service, state, secret set or not."""
     for row in services.list_integrations(db.session):
         state = "active" if row.active else "disabled"
         service = row.service.slug if row.service else "-"
-        click.echo(f"{row.id}\t{row.source.value}\t{row.name}\t…{row.token_hint}\t{service}\t{state}")
+        secret = "secret set" if row.secret else "no secret"
+        click.echo(f"{row.id}\t{row.source.value}\t{row.name}\t…{row.token_hint}\t{service}\t{state}\t{secret}")
 
 
 @deliveries_cli.command("replay")

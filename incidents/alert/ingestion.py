@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from flask import Request, current_app, jsonify
@@ -17,7 +18,7 @@ from flask import Request, current_app, jsonify
 from incidents import jsonbody, metrics
 from incidents.alert import batching, services
 from incidents.alert.models import Outcome
-from incidents.alert.sources import ParseError, parse
+from incidents.alert.sources import SOURCES, ParseError, parse
 from incidents.database import utcnow
 from incidents.errors import error_body
 from incidents.extensions import db
@@ -44,23 +45,54 @@ def receive(source: str, request: Request):
     return response
 
 
+def request_token(request: Request) -> str | None:
+    """Our integration token: the X-Incidents-Token header, `Authorization: Bearer` (what Alertmanager's and
+    Grafana's http_config send) or the token query parameter, in that order."""
+    token = request.headers.get(TOKEN_HEADER)
+    if token:
+        return token
+    scheme, _, credentials = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.args.get("token")
+
+
+def check_signature(info: services.IntegrationInfo, raw: bytes, headers: Mapping[str, str]) -> str | None:
+    """None when the delivery may be stored: the source does not sign, or its signature checks out with the
+    integration's secret; else the reason (never the secret, nor the expected signature)."""
+    spec = SOURCES[info.source]
+    if spec.verify is None or (not spec.signed and not info.secret):
+        return None
+    if not info.secret:
+        return f"This {spec.label} integration has no signing secret: set one before it can receive deliveries."
+    try:
+        return spec.verify(raw, headers, info.secret, time.time())
+    except Exception:  # a verifier's bug must not let a delivery in, nor become a 500
+        log.exception("webhook %s: the signature check of integration %s raised", info.source, info.id)
+        return "The signature could not be checked."
+
+
 def _receive(source: str, request: Request):
     """`receive` itself; returns (outcome, response, whether an occurrence was deduplicated) for the metrics."""
     session = db.session
-    token = request.headers.get(TOKEN_HEADER) or request.args.get("token")
+    token = request_token(request)
     info = services.integration_for_token(session, source, token, current_app.config["INTEGRATION_CACHE_TTL"])
     if info is None:
         return "unauthorized", error_body(
-            401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header "
-            "or the token query parameter."), False
+            401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header, "
+            "an Authorization: Bearer header or the token query parameter."), False
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     received_at = utcnow()
-    headers = safe_headers(request.headers, request.remote_addr)
+    request_headers = {name.lower(): value for name, value in request.headers.items()}
+    refused = check_signature(info, raw, request_headers)
+    if refused is not None:  # before anything is stored: an unsigned body may be anyone's
+        return "unauthorized", error_body(401, "unauthorized", refused), False
+    headers = safe_headers(request.headers, request.remote_addr, SOURCES[source].keep_headers)
 
     payload = None
     try:
         payload = jsonbody.loads(raw)
-        parsed = parse(source, payload)
+        parsed = parse(source, payload, request_headers, info.options)
     except ValueError as e:  # ParseError, TooDeep and JSONDecodeError are ValueErrors
         message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         session.rollback()
@@ -108,7 +140,7 @@ def _alone(session, source: str, info: services.IntegrationInfo, parsed, body: s
     try:
         delivery_id = services.store_delivery(
             session, info.id, source, outcome=Outcome.FAILED, body=body, headers=headers, received_at=received_at,
-            event=parsed.event, error=describe_error(error), key=key)
+            event=services.first_event(parsed).event, error=describe_error(error), key=key)
         session.commit()
     except services.Duplicate:
         session.rollback()

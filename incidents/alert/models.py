@@ -17,6 +17,7 @@ from incidents.incident.models import Incident
 Source = StrEnum("Source", {name.upper(): name for name in SOURCES})
 Source.label = property(lambda self: SOURCES[self.value].label)
 Source.setup = property(lambda self: SOURCES[self.value].setup)
+Source.signed = property(lambda self: SOURCES[self.value].signed)
 
 
 class AlertStatus(StrEnum):
@@ -54,8 +55,13 @@ class Integration(Base):
     token_hint: Mapped[str] = mapped_column(sa.String(16), default="")
     service_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service.id"))
     team_id: Mapped[int | None] = mapped_column(sa.ForeignKey("team.id"))
-    # None means the source's DEFAULT_RULES (alert/services.py); a list replaces them.
+    # None means the source's DEFAULT_RULES (its module in alert/sources); a list replaces them.
     rules: Mapped[list | None] = mapped_column(sa.JSON)
+    # The key the sender signs with (Sentry's client secret, PagerDuty's webhook secret): kept as given, because
+    # checking an HMAC needs it; never shown again, logged or sent anywhere.
+    secret: Mapped[str | None] = mapped_column(sa.String(255))
+    site_url: Mapped[str | None] = mapped_column(sa.String(500))  # the sender's own site, for links (JSM)
+    options: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default="{}")  # e.g. severity_label
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -97,6 +103,10 @@ class Alert(Base):
     last_event: Mapped[str] = mapped_column(sa.String(64), default="")
     incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incident.id", ondelete="SET NULL"))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The firing episode the alert is in, as its sender names it (Alertmanager's startsAt); None for senders
+    # that count every delivery as an occurrence.
+    occurrence: Mapped[str | None] = mapped_column(sa.String(100))
+    tags: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")  # the last event's labels
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

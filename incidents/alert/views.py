@@ -146,17 +146,25 @@ def integrations():
 @bp.post("/admin/integrations")
 @require(Role.ADMIN)
 def create_integration():
-    form = request.form
+    form = request.form.copy()
+    form.pop("secret", None)  # a failed form is shown again: never with the secret in it
+    secret = request.form.get("secret")
     try:
         rules = _rules_from_form(form.get("rules", ""))
         row, token = services.create_integration(
             db.session, source=form.get("source", ""), name=form.get("name", ""), token=form.get("token") or None,
-            service=form.get("service") or None, rules=rules)
+            service=form.get("service") or None, rules=rules, secret=secret or None,
+            site_url=form.get("site_url") or None, options=_options_from_form(form))
     except DomainError as e:
         db.session.rollback()
         return _integrations_page(form_errors(e), form, status=e.status)
     db.session.commit()
     return no_store(_integrations_page(created=_shown_once(row, token), status=201))
+
+
+def _options_from_form(form) -> dict:
+    """The source options the forms show (the secret and site URL are columns of their own)."""
+    return {"severity_label": form.get("severity_label", "")}
 
 
 def _rules_from_form(text: str):
@@ -172,7 +180,7 @@ def _rules_from_form(text: str):
 
 def _integration_page(row, errors: dict | None = None, created=None, status: int = 200):
     recent = services.list_deliveries(db.session, integration=row.id, per_page=20).items
-    rules = json.dumps(row.rules if row.rules is not None else services.DEFAULT_RULES[row.source.value], indent=2)
+    rules = json.dumps(row.rules if row.rules is not None else services.default_rules(row.source.value), indent=2)
     return render_template("alert/integration.html", integration=row, services=catalog.list_services(db.session),
                            rules=rules, custom_rules=row.rules is not None, errors=errors or {},
                            created=created, deliveries=recent), status
@@ -192,7 +200,9 @@ def update_integration(integration_id: int):
     try:
         rules = None if form.get("default_rules") else _rules_from_form(form.get("rules", ""))
         services.update_integration(db.session, row, name=form.get("name", ""), service=form.get("service") or None,
-                                    active=bool(form.get("active")), rules=rules)
+                                    active=bool(form.get("active")), rules=rules, secret=form.get("secret") or None,
+                                    clear_secret=bool(form.get("clear_secret")),
+                                    site_url=form.get("site_url") or None, options=_options_from_form(form))
     except DomainError as e:
         db.session.rollback()
         return _integration_page(services.get_integration(db.session, integration_id), form_errors(e),

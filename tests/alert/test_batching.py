@@ -27,7 +27,7 @@ def _occurrence(n: int) -> dict:
 
 
 def _work(info, payload: dict) -> batching.Work:
-    parsed = parse("rollbar", payload)
+    parsed = parse("rollbar", payload)[0]
     raw = json.dumps(payload).encode()
     return batching.Work(info, parsed, raw.decode(), {"content-type": "application/json"}, utcnow(),
                          services.dedup_key(parsed, raw))

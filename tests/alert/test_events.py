@@ -101,7 +101,7 @@ def test_a_rolled_back_batch_announces_only_what_it_committed_again(app, receive
     works = []
     for n in (1, 2, 3):
         raw = json.dumps(_occurrence(n)).encode()
-        parsed = parse("rollbar", json.loads(raw))
+        parsed = parse("rollbar", json.loads(raw))[0]
         works.append(batching.Work(info, parsed, raw.decode(), {}, utcnow(), services.dedup_key(parsed, raw)))
     db.session.rollback()
     for work in works:

@@ -73,7 +73,7 @@ def _check(event: ParsedEvent) -> None:
 @given(source=st.sampled_from(["opsgenie", "rollbar"]), payload=json_values)
 def test_parsers_on_arbitrary_json(source, payload):
     try:
-        _check(parse(source, payload))
+        _check(parse(source, payload)[0])
     except ParseError as e:
         assert str(e)
 
@@ -82,7 +82,7 @@ def test_parsers_on_arbitrary_json(source, payload):
 @given(payload=rollbar_payloads)
 def test_rollbar_parser_on_rollbar_like_payloads(payload):
     try:
-        _check(parse("rollbar", payload))
+        _check(parse("rollbar", payload)[0])
     except ParseError as e:
         assert str(e)
 
@@ -91,7 +91,7 @@ def test_rollbar_parser_on_rollbar_like_payloads(payload):
 @given(payload=opsgenie_payloads)
 def test_opsgenie_parser_on_opsgenie_like_payloads(payload):
     try:
-        _check(parse("opsgenie", payload))
+        _check(parse("opsgenie", payload)[0])
     except ParseError as e:
         assert str(e)
 

@@ -32,7 +32,7 @@ def test_every_shared_sample_has_an_expectation():
 
 @pytest.mark.parametrize("name", sorted(OPSGENIE_KINDS))
 def test_opsgenie_samples(name):
-    event = parse("opsgenie", sample(OPSGENIE_SAMPLES, name))
+    event = parse("opsgenie", sample(OPSGENIE_SAMPLES, name))[0]
     assert event.kind == OPSGENIE_KINDS[name]
     assert event.source == "opsgenie"
     if name == "escalate":
@@ -45,22 +45,22 @@ def test_opsgenie_samples(name):
 
 
 def test_opsgenie_sample_details():
-    create = parse("opsgenie", sample(OPSGENIE_SAMPLES, "create"))
+    create = parse("opsgenie", sample(OPSGENIE_SAMPLES, "create"))[0]
     assert (create.fingerprint, create.severity, create.title) == ("alert-alias", "P3", "another alert")
     assert create.bump
     assert create.occurred_at.year == 2017  # createdAt is epoch milliseconds
-    ack = parse("opsgenie", sample(OPSGENIE_SAMPLES, "acknowledge"))
+    ack = parse("opsgenie", sample(OPSGENIE_SAMPLES, "acknowledge"))[0]
     assert ack.fingerprint == "aliastest" and ack.occurred_at.year == 2015  # updatedAt is epoch nanoseconds
     assert ack.actor == "fili@ifountain.com" and ack.bump is False
-    assert parse("opsgenie", sample(OPSGENIE_SAMPLES, "addnote")).note == "note to test alert"
-    assert "tag1,tag2,tag3" in parse("opsgenie", sample(OPSGENIE_SAMPLES, "addtags")).reason
-    owner = parse("opsgenie", sample(OPSGENIE_SAMPLES, "takeownership"))
+    assert parse("opsgenie", sample(OPSGENIE_SAMPLES, "addnote"))[0].note == "note to test alert"
+    assert "tag1,tag2,tag3" in parse("opsgenie", sample(OPSGENIE_SAMPLES, "addtags"))[0].reason
+    owner = parse("opsgenie", sample(OPSGENIE_SAMPLES, "takeownership"))[0]
     assert owner.fingerprint == "8a745a79-3ed3-4044-8427-98e067c0623c"
 
 
 @pytest.mark.parametrize("name", sorted(ROLLBAR_KINDS))
 def test_rollbar_samples(name):
-    event = parse("rollbar", sample(ROLLBAR_SAMPLES, name))
+    event = parse("rollbar", sample(ROLLBAR_SAMPLES, name))[0]
     assert event.kind == ROLLBAR_KINDS[name]
     if event.kind in (Kind.IGNORE, Kind.DEPLOY):
         assert event.fingerprint is None and event.reason
@@ -71,34 +71,34 @@ def test_rollbar_samples(name):
 
 
 def test_rollbar_sample_details():
-    new = parse("rollbar", sample(ROLLBAR_SAMPLES, "new_item"))
+    new = parse("rollbar", sample(ROLLBAR_SAMPLES, "new_item"))[0]
     assert (new.fingerprint, new.severity, new.environment) == ("589557573", "error", "live")
     assert new.description.startswith("TypeError: unsupported operand")
     assert new.dedup_key == "new_item:589557573:2e7cbf0a-a3af-402a-ab4f-95e07e5982f8"
-    occurrence = parse("rollbar", sample(ROLLBAR_SAMPLES, "occurrence"))
+    occurrence = parse("rollbar", sample(ROLLBAR_SAMPLES, "occurrence"))[0]
     # The same occurrence uuid appears under new_item and occurrence: the key keeps them apart.
     assert occurrence.dedup_key != new.dedup_key and occurrence.bump
-    chain = parse("rollbar", sample(ROLLBAR_SAMPLES, "occurrence_trace_chain"))
+    chain = parse("rollbar", sample(ROLLBAR_SAMPLES, "occurrence_trace_chain"))[0]
     assert chain.description == "Exception: foo"
-    crash = parse("rollbar", sample(ROLLBAR_SAMPLES, "reactivated_item_ios_crash_report"))
+    crash = parse("rollbar", sample(ROLLBAR_SAMPLES, "reactivated_item_ios_crash_report"))[0]
     assert crash.severity == "critical" and crash.description.startswith("Incident Identifier")
-    assert parse("rollbar", sample(ROLLBAR_SAMPLES, "new_item_java")).description == "This is an error message"
-    velocity = parse("rollbar", sample(ROLLBAR_SAMPLES, "item_velocity"))
+    assert parse("rollbar", sample(ROLLBAR_SAMPLES, "new_item_java"))[0].description == "This is an error message"
+    velocity = parse("rollbar", sample(ROLLBAR_SAMPLES, "item_velocity"))[0]
     assert "5 occurrences in 5 minutes" in velocity.reason and velocity.dedup_key is None
-    assert "#10" in parse("rollbar", sample(ROLLBAR_SAMPLES, "exp_repeat_item")).reason
-    deploy = parse("rollbar", sample(ROLLBAR_SAMPLES, "deploy_no_username"))
+    assert "#10" in parse("rollbar", sample(ROLLBAR_SAMPLES, "exp_repeat_item"))[0].reason
+    deploy = parse("rollbar", sample(ROLLBAR_SAMPLES, "deploy_no_username"))[0]
     assert deploy.deploy["user"] == "" and deploy.environment == "live"
-    assert parse("rollbar", sample(ROLLBAR_SAMPLES, "resolved_item")).bump is False
+    assert parse("rollbar", sample(ROLLBAR_SAMPLES, "resolved_item"))[0].bump is False
 
 
 def test_hand_made_fixtures():
-    create = parse("opsgenie", fixture("opsgenie_create_p1"))
+    create = parse("opsgenie", fixture("opsgenie_create_p1"))[0]
     assert (create.kind, create.severity, create.fingerprint) == (Kind.TRIGGER, "P1", "checkout-5xx")
-    assert parse("opsgenie", fixture("opsgenie_acknowledge")).actor == "Rita Responder"
-    new = parse("rollbar", fixture("rollbar_new_item_production"))
+    assert parse("opsgenie", fixture("opsgenie_acknowledge"))[0].actor == "Rita Responder"
+    new = parse("rollbar", fixture("rollbar_new_item_production"))[0]
     assert (new.fingerprint, new.severity, new.environment) == ("900000001", "error", "production")
-    assert parse("rollbar", fixture("rollbar_reactivated_item")).severity == "critical"  # level as a name
-    assert parse("rollbar", fixture("rollbar_deploy_production")).deploy["revision"].startswith("4f2a9c1d")
+    assert parse("rollbar", fixture("rollbar_reactivated_item"))[0].severity == "critical"  # level as a name
+    assert parse("rollbar", fixture("rollbar_deploy_production"))[0].deploy["revision"].startswith("4f2a9c1d")
 
 
 @pytest.mark.parametrize(("priority", "expected"), [
@@ -135,8 +135,8 @@ def test_unreadable_shapes_raise_a_clear_parse_error(source, payload, message):
 
 
 def test_unknown_actions_are_ignored_not_rejected():
-    assert parse("opsgenie", {"action": "TestAction", "alert": {"alertId": "x"}}).kind == Kind.IGNORE
-    assert parse("rollbar", {"event_name": "reactivated"}).kind == Kind.IGNORE
+    assert parse("opsgenie", {"action": "TestAction", "alert": {"alertId": "x"}})[0].kind == Kind.IGNORE
+    assert parse("rollbar", {"event_name": "reactivated"})[0].kind == Kind.IGNORE
 
 
 def test_redaction_of_secrets():
@@ -153,9 +153,10 @@ def test_redaction_of_secrets():
 
 def test_hostile_values_are_cleaned():
     event = parse("opsgenie", {"action": "Create", "alert": {
-        "alias": "a" * 600, "message": "nul\x00 and \ud800 surrogate", "createdAt": 10**30, "priority": 10**100}})
+        "alias": "a" * 600, "message": "nul\x00 and \ud800 surrogate", "createdAt": 10**30, "priority": 10**100}})[0]
     assert len(event.fingerprint) <= 255 and event.fingerprint.startswith("sha256:")
     assert "\x00" not in event.title and "\ud800" not in event.title
     assert event.occurred_at is None and event.severity is None
-    bad_link = parse("rollbar", {"event_name": "new_item", "data": {"url": "javascript:alert(1)", "item": {"id": 1}}})
+    bad_link = parse("rollbar",
+                     {"event_name": "new_item", "data": {"url": "javascript:alert(1)", "item": {"id": 1}}})[0]
     assert bad_link.link is None

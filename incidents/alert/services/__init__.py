@@ -23,21 +23,26 @@ from incidents.alert.services.integrations import (
 )
 from incidents.alert.services.processing import (
     Duplicate,
+    Events,
     Result,
     dedup_key,
     delivery_body,
+    events_of,
+    first_event,
     ingest,
+    lock_key,
     store_delivery,
 )
 from incidents.alert.services.queries import AlertFilter, get_alert, get_delivery, list_alerts, list_deliveries
 from incidents.alert.services.replay import REPLAYABLE, replay_delivery
-from incidents.alert.services.rules import DEFAULT_RULES, match_rules, validate_rules
+from incidents.alert.services.rules import default_rules, match_rules, validate_rules
 
 __all__ = [
-    "DEFAULT_RULES", "MIN_TOKEN_LENGTH", "REPLAYABLE", "TOKEN_PREFIX", "AlertFilter", "Duplicate", "IntegrationInfo",
-    "Result", "attach_alert", "create_integration", "dedup_key", "delivery_body", "forget_cached_integrations",
+    "MIN_TOKEN_LENGTH", "REPLAYABLE", "TOKEN_PREFIX", "AlertFilter", "Duplicate", "Events", "IntegrationInfo",
+    "Result", "attach_alert", "create_integration", "dedup_key", "default_rules", "delivery_body", "events_of",
+    "first_event", "forget_cached_integrations",
     "get_alert", "get_delivery", "get_integration", "hash_token", "ingest", "integration_for_token",
-    "integration_info", "list_alerts", "list_deliveries", "list_integrations", "match_rules",
+    "integration_info", "list_alerts", "list_deliveries", "list_integrations", "lock_key", "match_rules",
     "open_incident_from_alert", "replay_delivery", "rotate_token", "store_delivery", "update_integration",
     "validate_rules", "webhook_url",
 ]

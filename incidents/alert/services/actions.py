@@ -25,7 +25,8 @@ def open_incident_from_alert(session: Session, alert: Alert, severity: Severity 
     except ValueError:
         raise Invalid(f"Unknown severity {severity!r}.", {"severity": [f"One of: {', '.join(Severity)}."]}) from None
     parsed = ParsedEvent(alert.source.value, "manual", Kind.TRIGGER, fingerprint=alert.fingerprint,
-                         title=alert.title, description=alert.description, link=alert.link)
+                         title=alert.title, description=alert.description, link=alert.link,
+                         tags=tuple(alert.tags or ()))
     info = integration_info(alert.integration)
     previous = previous_incident(session, info.id, alert.fingerprint, alert.id)
     repeat_of = previous if previous is not None and not previous.is_open else None

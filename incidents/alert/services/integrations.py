@@ -6,13 +6,17 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from incidents.alert.models import Integration, Source
-from incidents.alert.services.rules import DEFAULT_RULES, validate_rules
+from incidents.alert.services.rules import default_rules, validate_rules
+from incidents.alert.sources import SOURCES
 from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
@@ -33,10 +37,13 @@ class IntegrationInfo:
     team_id: int | None
     rules: list | None
     active: bool
+    secret: str | None = field(default=None, repr=False)  # never in a log line or a traceback's repr
+    # What the source's parser is given: the integration's options and its site_url (read-only, it is shared).
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def effective_rules(self) -> list[dict]:
-        return self.rules if self.rules is not None else DEFAULT_RULES[self.source]
+        return self.rules if self.rules is not None else default_rules(self.source)
 
 
 _cache: dict[str, tuple[float, IntegrationInfo]] = {}
@@ -72,7 +79,11 @@ def integration_for_token(session: Session, source: str, token: str | None, ttl:
 
 
 def integration_info(row: Integration) -> IntegrationInfo:
-    return IntegrationInfo(row.id, row.source.value, row.name, row.service_id, row.team_id, row.rules, row.active)
+    options = dict(row.options or {})
+    if row.site_url:
+        options["site_url"] = row.site_url
+    return IntegrationInfo(row.id, row.source.value, row.name, row.service_id, row.team_id, row.rules, row.active,
+                           row.secret or None, MappingProxyType(options))
 
 
 def webhook_url(base_url: str, source: str, token: str) -> str:
@@ -85,6 +96,53 @@ def _check_token(token: str) -> str:
         raise Invalid(f"A token needs {MIN_TOKEN_LENGTH} to 200 printable characters without spaces.",
                       {"token": ["Too short or invalid."]})
     return token
+
+
+MAX_SECRET_LENGTH = 255
+_OPTION_KEYS = {"severity_label": 100}  # the options an admin may set, and their longest value
+
+
+def _check_secret(secret: str | None) -> str | None:
+    secret = (secret or "").strip()
+    if not secret:
+        return None
+    if len(secret) > MAX_SECRET_LENGTH or not secret.isprintable():
+        raise Invalid(f"A secret is 1 to {MAX_SECRET_LENGTH} printable characters.", {"secret": ["Invalid secret."]})
+    return secret
+
+
+def _check_site_url(url: str | None) -> str | None:
+    url = (url or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 500 or not url.isprintable() \
+            or " " in url:
+        raise Invalid("The site URL must be an http(s) address.", {"site_url": ["Not an http(s) URL."]})
+    return url.rstrip("/")
+
+
+def _check_options(options: dict[str, Any] | None) -> dict[str, str]:
+    """Only known options, as single-line text; empty values are dropped (the source's default applies)."""
+    out: dict[str, str] = {}
+    for key, value in (options or {}).items():
+        if key not in _OPTION_KEYS:
+            raise Invalid(f"Unknown option {key!r}.", {key: ["Unknown option."]})
+        value = str(value or "").strip()
+        if not value:
+            continue
+        if len(value) > _OPTION_KEYS[key]:
+            raise Invalid(f"{key} is at most {_OPTION_KEYS[key]} characters.", {key: ["Too long."]})
+        check_single_line(**{key: value})
+        out[key] = value
+    return out
+
+
+def _require_secret(source: Source, secret: str | None) -> None:
+    if SOURCES[source.value].signed and not secret:
+        raise Invalid(f"{source.label} signs its requests: give the integration the signing secret from "
+                      f"{source.label} (--secret), or it cannot check a single delivery.",
+                      {"secret": ["Required for this source."]})
 
 
 def list_integrations(session: Session) -> list[Integration]:
@@ -103,8 +161,10 @@ def get_integration(session: Session, key: int | str) -> Integration:
 
 def create_integration(session: Session, *, source: str, name: str, token: str | None = None,
                        service: str | int | None = None, team: str | int | None = None,
-                       rules: list | None = None) -> tuple[Integration, str]:
-    """Create an integration; returns it and its plain token (shown once, only its hash is stored)."""
+                       rules: list | None = None, secret: str | None = None, site_url: str | None = None,
+                       options: dict[str, Any] | None = None) -> tuple[Integration, str]:
+    """Create an integration; returns it and its plain token (shown once, only its hash is stored). A source
+    that signs its requests needs the `secret` it signs with."""
     try:
         source = Source(source)
     except ValueError:
@@ -113,6 +173,8 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     if not name or len(name) > 120:
         raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
     check_single_line(name=name)
+    secret, site_url, options = _check_secret(secret), _check_site_url(site_url), _check_options(options)
+    _require_secret(source, secret)
     if session.scalar(sa.select(Integration.id).where(Integration.source == source, Integration.name == name)):
         raise Conflict(f"A {source.label} integration named {name!r} exists.", {"name": ["Already in use."]})
     plain = _check_token(token) if token else TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -121,7 +183,8 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     svc = catalog.get_service(session, service) if service else None
     tm = catalog.get_team(session, team) if team else (svc.team if svc else None)
     row = Integration(source=source, name=name, token_hash=hash_token(plain), token_hint=plain[-4:],
-                      service=svc, team=tm, rules=validate_rules(rules), active=True)
+                      service=svc, team=tm, rules=validate_rules(rules), active=True, secret=secret,
+                      site_url=site_url, options=options)
     session.add(row)
     session.flush()
     return row, plain
@@ -142,6 +205,15 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
         row.rules = validate_rules(changes["rules"])
     if "active" in changes:
         row.active = bool(changes["active"])
+    if "secret" in changes:  # None or "" keeps the secret (it is never shown, so a form cannot echo it back)
+        row.secret = _check_secret(changes["secret"]) or row.secret
+    if changes.get("clear_secret"):
+        row.secret = None
+    _require_secret(row.source, row.secret)
+    if "site_url" in changes:
+        row.site_url = _check_site_url(changes["site_url"])
+    if "options" in changes:
+        row.options = _check_options(changes["options"])
     session.flush()
     forget_cached_integrations()
     return row

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +39,9 @@ from incidents.webhooks import stored_body
 # The first event we ever see of an item is treated as its trigger, so a missed new_item (or a project
 # that only sends `occurrence`) still opens the incident the rules call for.
 _FIRST_SIGHT_EVENT = {"rollbar": "new_item", "opsgenie": "Create"}
+# Opsgenie's (and JSM's) Close and Delete close an alert; every other CLOSE event (Rollbar resolved_item,
+# Alertmanager's resolved ...) resolves it.
+_CLOSING_ACTIONS = frozenset({"Close", "Delete"})
 
 
 class Duplicate(Exception):
@@ -47,19 +52,42 @@ class Duplicate(Exception):
 class Result:
     delivery_id: int | None
     outcome: str
-    alert_id: int | None = None
+    alert_id: int | None = None  # the delivery's first alert (in the body's order), as its row records
     incident_id: int | None = None
     message: str = ""
     deduplicated: bool = False  # an occurrence folded into an alert that was already open (for metrics)
+    alert_ids: list[int] = field(default_factory=list)  # every alert the delivery touched, in the body's order
 
     def as_json(self) -> dict:
         return {"delivery": self.delivery_id, "outcome": self.outcome, "alert": self.alert_id,
-                "incident": self.incident_id, "message": self.message}
+                "incident": self.incident_id, "message": self.message,
+                "alerts": self.alert_ids or ([self.alert_id] if self.alert_id else [])}
 
 
-def dedup_key(parsed: ParsedEvent | None, raw: bytes | str) -> str:
-    """The source's own identity of a delivery (Rollbar occurrence uuid), else the hash of the body."""
-    basis = parsed.dedup_key if parsed and parsed.dedup_key else raw
+# What a delivery carries: its parser's events (one ParsedEvent is accepted for one-event callers).
+Events = ParsedEvent | Sequence[ParsedEvent]
+
+
+def events_of(parsed: Events) -> tuple[ParsedEvent, ...]:
+    return (parsed,) if isinstance(parsed, ParsedEvent) else tuple(parsed)
+
+
+def first_event(parsed: Events) -> ParsedEvent:
+    return events_of(parsed)[0]
+
+
+def lock_key(event: ParsedEvent) -> str:
+    """The alert row an event writes, as the key every transaction takes its alert rows in ("" for none)."""
+    if event.kind in (Kind.IGNORE, Kind.DEPLOY):
+        return ""
+    return event.fingerprint or event.external_id or ""
+
+
+def dedup_key(parsed: Events | None, raw: bytes | str) -> str:
+    """The source's own identity of a delivery (Rollbar occurrence uuid, the first event's), else the hash of
+    the body."""
+    first = first_event(parsed) if parsed else None
+    basis = first.dedup_key if first and first.dedup_key else raw
     data = basis.encode("utf-8", "replace") if isinstance(basis, str) else basis
     return hashlib.sha256(data).hexdigest()
 
@@ -89,47 +117,89 @@ def store_delivery(session: Session, integration_id: int, source: str, *, outcom
     return delivery_id
 
 
-def ingest(session: Session, info: IntegrationInfo, parsed: ParsedEvent, *, body: str, headers: dict,
+def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str, headers: dict,
            received_at: datetime, key: str, replay_of: int | None = None) -> Result:
-    """Apply one parsed delivery inside the caller's transaction (which it never commits)."""
+    """Apply one parsed delivery inside the caller's transaction (which it never commits): one delivery row, and
+    each of its events in turn.
+
+    Events are applied in lock order (by alert key, stable: one alert's events keep the body's order), so that
+    transactions always take alert rows in one global order (batching.py). The delivery row is inserted once
+    the first alert is written (its dedup key refuses a sender's retry), records the body's first alert, and is
+    `ignored` when no event touched anything."""
+    events_ = events_of(parsed)
+    delivery_id: int | None = None
+    recorded_alert: int | None = None
+    touched: list[tuple[int, int, int | None]] = []  # (position in the body, alert id, incident id)
+    ignored: list[str] = []
+    messages: list[str] = []
+    deduplicated = False
+
     def record(outcome: Outcome, alert_id: int | None = None, error: str = "") -> int:
+        nonlocal delivery_id, recorded_alert
+        event = events_[0].event[:64]
+        recorded_alert = alert_id
         if replay_of is not None:
             session.execute(sa.update(Delivery).where(Delivery.id == replay_of).values(
-                outcome=outcome, alert_id=alert_id, error=error, event=parsed.event[:64], replayed_at=utcnow()))
-            return replay_of
-        return store_delivery(session, info.id, info.source, outcome=outcome, body=body, headers=headers,
-                              received_at=received_at, event=parsed.event, error=error, key=key,
-                              alert_id=alert_id)
+                outcome=outcome, alert_id=alert_id, error=error, event=event, replayed_at=utcnow()))
+            delivery_id = replay_of
+        else:
+            delivery_id = store_delivery(session, info.id, info.source, outcome=outcome, body=body,
+                                         headers=headers, received_at=received_at, event=event, error=error,
+                                         key=key, alert_id=alert_id)
+        return delivery_id
 
-    kind = parsed.kind
-    if kind == Kind.IGNORE:
-        return Result(record(Outcome.IGNORED, error=parsed.reason), Outcome.IGNORED, message=parsed.reason)
-    # Event times come from the sender's clock: never later than when we received the event.
-    at = min(parsed.occurred_at or received_at, received_at)
-    if kind == Kind.DEPLOY:
-        delivery_id = record(Outcome.PROCESSED)
-        count = _record_deploy(session, info, parsed, at, delivery_id)
-        return Result(delivery_id, Outcome.PROCESSED, message=f"{parsed.reason}; noted on {count} open incident(s).")
-    if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
-        row = _upsert_alert(session, info, parsed, at, received_at)
-        deduplicated = bool(parsed.bump) and row.occurrence_count > 1
-    else:
-        deduplicated = False
-        row = _touch_open_alert(session, info, parsed, at, received_at)
-        if row is None:
-            what = f"alertId {parsed.external_id}" if kind == Kind.ESCALATE else f"fingerprint {parsed.fingerprint}"
-            message = f"No open alert with {what}: nothing to {parsed.event}."
-            return Result(record(Outcome.IGNORED, error=message), Outcome.IGNORED, message=message)
-    delivery_id = record(Outcome.PROCESSED, alert_id=row.id)
-    incident_id = _apply(session, info, parsed, row, at, delivery_id)
-    events.emit(session, "alert.received", alert_id=row.id, delivery_id=delivery_id, kind=kind.value,
-                incident_id=incident_id)
-    return Result(delivery_id, Outcome.PROCESSED, row.id, incident_id, deduplicated=deduplicated)
+    order = sorted(range(len(events_)), key=lambda n: lock_key(events_[n])) if len(events_) > 1 else [0]
+    for n in order:
+        event = events_[n]
+        kind = event.kind
+        if kind == Kind.IGNORE:
+            ignored.append(event.reason)
+            continue
+        # Event times come from the sender's clock: never later than when we received the event.
+        at = min(event.occurred_at or received_at, received_at)
+        if kind == Kind.DEPLOY:
+            if delivery_id is None:
+                record(Outcome.PROCESSED)
+            count = _record_deploy(session, info, event, at, delivery_id)
+            messages.append(f"{event.reason}; noted on {count} open incident(s).")
+            continue
+        if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
+            row = _upsert_alert(session, info, event, at, received_at)
+            if event.occurrence:  # folded into the open alert (its episode again, or its next one)
+                deduplicated = deduplicated or row.event_count > 1
+            else:
+                deduplicated = deduplicated or (bool(event.bump) and row.occurrence_count > 1)
+        else:
+            row = _touch_open_alert(session, info, event, at, received_at)
+            if row is None:
+                what = f"alertId {event.external_id}" if kind == Kind.ESCALATE else f"fingerprint {event.fingerprint}"
+                ignored.append(f"No open alert with {what}: nothing to {event.event}.")
+                continue
+        if delivery_id is None:
+            record(Outcome.PROCESSED, alert_id=row.id)
+        incident_id = _apply(session, info, event, row, at, delivery_id)
+        events.emit(session, "alert.received", alert_id=row.id, delivery_id=delivery_id, kind=kind.value,
+                    incident_id=incident_id)
+        touched.append((n, row.id, incident_id))
+
+    if delivery_id is None:  # nothing but events we do not act on
+        message = ignored[0] if len(set(ignored)) == 1 else f"{len(ignored)} events, none acted on: {ignored[0]}"
+        return Result(record(Outcome.IGNORED, error=message), Outcome.IGNORED, message=message)
+    touched.sort()
+    alert_ids = list(dict.fromkeys(alert_id for _n, alert_id, _i in touched))
+    first_alert, first_incident = (touched[0][1], touched[0][2]) if touched else (None, None)
+    if first_alert != recorded_alert:  # several alerts, taken in lock order: the row names the body's first
+        session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(alert_id=first_alert))
+    return Result(delivery_id, Outcome.PROCESSED, first_alert, first_incident, message=" ".join(messages),
+                  deduplicated=deduplicated, alert_ids=alert_ids)
 
 
 @functools.cache
-def _alert_upsert(dialect: str, bump: bool, set_status: bool):
-    """INSERT .. ON CONFLICT (integration_id, fingerprint) WHERE open DO UPDATE .. RETURNING, built once."""
+def _alert_upsert(dialect: str, bump: bool, set_status: bool, episode: bool = False, tags: bool = False):
+    """INSERT .. ON CONFLICT (integration_id, fingerprint) WHERE open DO UPDATE .. RETURNING, built once per shape.
+
+    `episode`: the event names its firing episode; the same one as the alert's moves last seen only, another one
+    is one more occurrence and becomes the alert's. `tags`: the event's tags replace the alert's."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Alert.__table__
     c = table.c
@@ -145,27 +215,51 @@ def _alert_upsert(dialect: str, bump: bool, set_status: bool):
         "external_id": sa.func.coalesce(c.external_id, new.external_id),
         "link": sa.func.coalesce(c.link, new.link),
     }
-    if bump:
+    later = sa.case((new.last_seen_at > c.last_seen_at, new.last_seen_at), else_=c.last_seen_at)
+    if episode:
+        # A NULL stored episode compares as different: the first event that names one starts it.
+        changes["occurrence_count"] = c.occurrence_count + sa.case((c.occurrence == new.occurrence, 0), else_=1)
+        changes["occurrence"] = new.occurrence
+        changes["last_seen_at"] = later
+    elif bump:
         changes["occurrence_count"] = c.occurrence_count + 1
-        changes["last_seen_at"] = sa.case((new.last_seen_at > c.last_seen_at, new.last_seen_at),
-                                          else_=c.last_seen_at)
+        changes["last_seen_at"] = later
     if set_status:
         changes["status"] = new.status
+    if tags:
+        changes["tags"] = new.tags
     return stmt.on_conflict_do_update(
         index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
     ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
 
 
+MAX_ALERT_TAGS = 50
+
+
+def _episode(parsed: ParsedEvent) -> str | None:
+    """The event's firing episode, fitted to the column (a long one is hashed, so two never collide)."""
+    value = parsed.occurrence
+    if not value:
+        return None
+    return value if len(value) <= 100 else "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
+
+
+def _tags(parsed: ParsedEvent) -> list[str]:
+    return list(dict.fromkeys(t for t in parsed.tags if isinstance(t, str) and t))[:MAX_ALERT_TAGS]
+
+
 def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
     kind = parsed.kind
     status = AlertStatus.ACKNOWLEDGED if kind == Kind.ACKNOWLEDGE else AlertStatus.OPEN
-    stmt = _alert_upsert(_dialect(session), parsed.bump, kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE))
+    episode, tags = _episode(parsed), _tags(parsed)
+    stmt = _alert_upsert(_dialect(session), parsed.bump, kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE),
+                         episode is not None, bool(tags))
     return session.connection().execute(stmt, dict(
         integration_id=info.id, source=info.source, fingerprint=parsed.fingerprint,
         external_id=parsed.external_id, title=parsed.title or parsed.fingerprint, description=parsed.description,
         severity=parsed.severity, status=status, environment=parsed.environment, link=parsed.link,
         first_seen_at=at, last_seen_at=at, occurrence_count=1, event_count=1, last_event=parsed.event[:64],
-        incident_id=None, closed_at=None, created_at=now, updated_at=now,
+        incident_id=None, closed_at=None, occurrence=episode, tags=tags, created_at=now, updated_at=now,
     )).one()
 
 
@@ -176,7 +270,7 @@ def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEve
         "b_integration_id": info.id, "b_last_event": parsed.event[:64], "b_now": now,
         "b_match": parsed.external_id if parsed.kind == Kind.ESCALATE else parsed.fingerprint}
     if close:
-        params.update(b_status=AlertStatus.RESOLVED if info.source == "rollbar" else AlertStatus.CLOSED,
+        params.update(b_status=AlertStatus.CLOSED if parsed.event in _CLOSING_ACTIONS else AlertStatus.RESOLVED,
                       b_closed_at=at)
     return session.connection().execute(_touch_statement(parsed.kind == Kind.ESCALATE, close), params).first()
 
@@ -207,7 +301,8 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
     if kind in (Kind.TRIGGER, Kind.REPEAT):
         if incident_id is None:
             first_sight = row.event_count == 1
-            event = _FIRST_SIGHT_EVENT[info.source] if first_sight and kind == Kind.REPEAT else parsed.event
+            event = _FIRST_SIGHT_EVENT.get(info.source, parsed.event) if first_sight and kind == Kind.REPEAT \
+                else parsed.event
             severity = match_rules(info.effective_rules, parsed, event)
             if severity is not None:
                 return open_incident(session, info, parsed, row.id, severity, at, delivery_id)
@@ -246,8 +341,13 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
             incidents.add_note(session, incident, f"{parsed.note}\n\n*{parsed.actor or 'Someone'}, in {label}*",
                                occurred_at=at)
     elif kind == Kind.CLOSE:
-        verb = "item resolved" if info.source == "rollbar" else f"alert {parsed.event.lower()}d"
-        _alert_entry(session, incident_id, f"{label}: {verb}{by}", parsed, row.id, delivery_id, at)
+        if parsed.event in _CLOSING_ACTIONS:
+            line = f"{label}: alert {parsed.event.lower()}d{by}"
+        elif info.source == "rollbar":
+            line = f"{label}: item resolved{by}"
+        else:
+            line = parsed.reason or f"{label}: alert resolved{by}"
+        _alert_entry(session, incident_id, line, parsed, row.id, delivery_id, at)
     else:  # INFO, ESCALATE
         _alert_entry(session, incident_id, parsed.reason, parsed, row.id, delivery_id, at)
     return incident_id
@@ -282,6 +382,20 @@ def _incident(session: Session, incident_id: int) -> Incident | None:
     return session.get(Incident, incident_id, options=[lazyload("*")])
 
 
+_INCIDENT_TAG = re.compile(r"^[\w.:/-]{1,50}$")  # the incident's own tag rule (incident/services.py)
+MAX_INCIDENT_TAGS = 20
+
+
+def incident_tags(source: str, parsed: ParsedEvent) -> list[str]:
+    """The source's name, then the alert's tags the incident's rule accepts, at most 20 in all."""
+    out = [source]
+    for tag in parsed.tags:
+        tag = tag.strip().lower() if isinstance(tag, str) else ""
+        if _INCIDENT_TAG.match(tag) and tag not in out:
+            out.append(tag)
+    return out[:MAX_INCIDENT_TAGS]
+
+
 def open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, alert_id: int,
                    severity: Severity, at: datetime, delivery_id: int | None, *,
                    repeat_of: Incident | None = None, by: User | None = None) -> int:
@@ -290,7 +404,7 @@ def open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
                           if p)
     incident_id = incidents.declare_incident(
         session, title=parsed.title or f"{label} alert {parsed.fingerprint}", severity=severity,
-        summary=summary, service_id=info.service_id, team_id=info.team_id, tags=[info.source],
+        summary=summary, service_id=info.service_id, team_id=info.team_id, tags=incident_tags(info.source, parsed),
         started_at=at, detected_at=at, created_by=by, repeat_of_id=repeat_of.id if repeat_of is not None else None,
     )
     line = f"Opened from {label} alert: {parsed.title}"

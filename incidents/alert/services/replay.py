@@ -25,7 +25,9 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
                        f"{', '.join(o.value for o in REPLAYABLE)} deliveries can be replayed.")
     info = integration_info(delivery.integration)
     try:
-        parsed = parse_payload(info.source, jsonbody.loads(delivery.body))
+        # The headers kept with the delivery (the source's keep_headers among them), as the parser saw them.
+        headers = {str(name).lower(): str(value) for name, value in (delivery.headers or {}).items()}
+        parsed = parse_payload(info.source, jsonbody.loads(delivery.body), headers, info.options)
     except ValueError as e:
         message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.REJECTED, message, utcnow()

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from incidents.alert.sources import ParsedEvent
+from incidents.alert.sources import SOURCES, ParsedEvent
 from incidents.errors import Invalid
 from incidents.incident.models import Severity
 
-_PRODUCTION = ["production", "prod", "live"]  # Rollbar's own examples call production "live"
-_ROLLBAR_OPENING = ["new_item", "reactivated_item", "reopened_item", "item_velocity"]
-
-DEFAULT_RULES: dict[str, list[dict]] = {
-    "opsgenie": [
-        {"events": ["Create"], "severities": ["P1"], "incident_severity": "SEV1"},
-        {"events": ["Create"], "severities": ["P2"], "incident_severity": "SEV2"},
-    ],
-    "rollbar": [
-        {"events": _ROLLBAR_OPENING, "severities": ["critical"], "environments": _PRODUCTION,
-         "incident_severity": "SEV1"},
-        {"events": _ROLLBAR_OPENING, "severities": ["error"], "environments": _PRODUCTION,
-         "incident_severity": "SEV2"},
-    ],
-}
 _RULE_KEYS = {"events", "severities", "environments", "incident_severity"}
 
+
+def default_rules(source: str) -> list[dict]:
+    """The rules of an integration that has none of its own: its source module's DEFAULT_RULES."""
+    return SOURCES[source].default_rules
 
 
 def validate_rules(rules: Any) -> list[dict] | None:

@@ -1,14 +1,17 @@
-"""Inbound alert sources: each is one pure `parse(payload) -> ParsedEvent`, registered in SOURCES.
+"""Inbound alert sources: each is one pure `parse(payload, headers, options) -> [ParsedEvent, ...]`, registered
+in SOURCES.
 
 Parsers never touch the database or the clock; anything they cannot read raises ParseError (400, kept as
 `rejected`). Everything they return is already safe to store: strings are cleaned of NUL bytes and lone
 surrogates (PostgreSQL refuses both), capped to column sizes, timestamps are sane and timezone-aware.
+A body may carry several alerts (Alertmanager and Grafana send groups): one event each, applied in one transaction.
 A new source is one module that imports its helpers from `base` (never from this package) and ends with its
 `SPEC`, plus that SPEC's line in SOURCES.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from incidents.alert.sources import opsgenie, rollbar
@@ -25,20 +28,26 @@ from incidents.alert.sources.base import (
     redact_keys,
     redact_text,
     scalar_text,
+    tag,
     text,
     timestamp,
 )
 
 __all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSpec", "dig", "fingerprint",
-           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "text", "timestamp"]
+           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "tag", "text", "timestamp"]
 
 # The one registration of a source: its module's SPEC here. The Source enum, the webhook route, the CLI and the
 # integrations page all read this dict.
 SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (opsgenie.SPEC, rollbar.SPEC)}
 
 
-def parse(source: str, payload: Any) -> ParsedEvent:
-    """Dispatch to the source's parser; a non-object payload is unreadable for every source."""
+def parse(source: str, payload: Any, headers: Mapping[str, str] | None = None,
+          options: Mapping[str, Any] | None = None) -> list[ParsedEvent]:
+    """Dispatch to the source's parser: the events of one delivery, at least one. A non-object payload is
+    unreadable for every source; `headers` are the request's, with lower-case names."""
     if not isinstance(payload, dict):
         raise ParseError(f"Expected a JSON object, got {type(payload).__name__}.")
-    return SOURCES[source].parse(payload)
+    events = SOURCES[source].parse(payload, headers or {}, options or {})
+    if not events:
+        raise ParseError(f"The {source} body holds no alert.")
+    return list(events)

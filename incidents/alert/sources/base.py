@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -137,13 +137,25 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
+# parse(payload, headers, options): headers with lower-case names; options are the integration's settings
+# ({"site_url": ..., "severity_label": ...}). One ParsedEvent per alert in the body, at least one.
+Parser = Callable[[dict, Mapping[str, str], Mapping[str, Any]], list[ParsedEvent]]
+# verify(raw, headers, secret, now): None when the signature is valid, else the reason it is not.
+Verifier = Callable[[bytes, Mapping[str, str], str, float], str | None]
+
+
 @dataclass(frozen=True)
 class SourceSpec:
-    """Everything the app knows of a source: its name in URLs and the database, how people call it, where its
-    users paste our webhook URL, and its two pure functions."""
+    """Everything the app knows of a source: its name in URLs and the database, how people call it, what its
+    users set up in the sender, its pure functions and the rules that apply when an integration has none."""
 
     name: str
     label: str
-    setup: str  # one sentence for the CLI and the integrations page: where the URL goes in the sender
-    parse: Callable[[dict], ParsedEvent]
+    setup: str  # for the CLI and the integrations page: where the URL goes in the sender, which headers to set
+    parse: Parser
     redact: Callable[[dict], bool]
+    verify: Verifier | None = None  # for senders that sign their requests with the integration's secret
+    default_rules: list[dict] = field(default_factory=list)  # same shape as an integration's rules
+    signed: bool = False  # the integration cannot work without a secret (refused at creation)
+    # Request headers `parse` reads (an event type, say): kept with the delivery so that a replay reads them too.
+    keep_headers: tuple[str, ...] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from incidents.alert.sources.base import (
@@ -65,7 +66,13 @@ def _info(action: str, alert: dict, actor: str) -> str:
     return f"OpsGenie: {detail}{by}"
 
 
-def parse(payload: dict) -> ParsedEvent:
+def parse(payload: dict, headers: Mapping[str, str] | None = None,
+          options: Mapping[str, Any] | None = None) -> list[ParsedEvent]:
+    """One event per delivery: OpsGenie sends one alert action at a time."""
+    return [parse_event(payload)]
+
+
+def parse_event(payload: dict) -> ParsedEvent:
     action = text(payload.get("action"), 64)
     if not action:
         raise ParseError("Missing 'action': this is not an OpsGenie webhook body.")
@@ -124,6 +131,13 @@ def redact(payload: dict) -> bool:
     return found
 
 
-SPEC = SourceSpec(name="opsgenie", label="OpsGenie", parse=parse, redact=redact,
-                  setup="Paste this URL into OpsGenie's Webhook integration (or send the token in a custom header "
-                        "X-Incidents-Token and drop ?token=...).")
+# Create of a P1 or P2 alert opens an incident; everything else stays an alert.
+DEFAULT_RULES: list[dict] = [
+    {"events": ["Create"], "severities": ["P1"], "incident_severity": "SEV1"},
+    {"events": ["Create"], "severities": ["P2"], "incident_severity": "SEV2"},
+]
+
+SPEC = SourceSpec(name="opsgenie", label="OpsGenie", parse=parse, redact=redact, default_rules=DEFAULT_RULES,
+                  setup="Paste this URL into OpsGenie's Webhook integration (Settings > Integrations > Webhook). "
+                        "No header to set; to keep the token out of the URL, drop ?token=... and add a custom "
+                        "header X-Incidents-Token with the token instead.")

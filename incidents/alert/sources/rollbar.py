@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from incidents.alert.sources.base import (
@@ -95,7 +96,13 @@ def _deploy(event: str, data: dict) -> ParsedEvent:
     )
 
 
-def parse(payload: dict) -> ParsedEvent:
+def parse(payload: dict, headers: Mapping[str, str] | None = None,
+          options: Mapping[str, Any] | None = None) -> list[ParsedEvent]:
+    """One event per delivery: Rollbar sends one item event at a time."""
+    return [parse_event(payload)]
+
+
+def parse_event(payload: dict) -> ParsedEvent:
     event = text(payload.get("event_name"), 64)
     if not event:
         raise ParseError("Missing 'event_name': this is not a Rollbar webhook body.")
@@ -151,5 +158,14 @@ def redact(payload: dict) -> bool:
     return redact_keys(payload)
 
 
-SPEC = SourceSpec(name="rollbar", label="Rollbar", parse=parse, redact=redact,
-                  setup="Paste this URL into Rollbar: Settings > Notifications > Webhook.")
+_PRODUCTION = ["production", "prod", "live"]  # Rollbar's own examples call production "live"
+_OPENING = ["new_item", "reactivated_item", "reopened_item", "item_velocity"]
+# A new, returning or fast-growing critical or error item in production opens an incident.
+DEFAULT_RULES: list[dict] = [
+    {"events": _OPENING, "severities": ["critical"], "environments": _PRODUCTION, "incident_severity": "SEV1"},
+    {"events": _OPENING, "severities": ["error"], "environments": _PRODUCTION, "incident_severity": "SEV2"},
+]
+
+SPEC = SourceSpec(name="rollbar", label="Rollbar", parse=parse, redact=redact, default_rules=DEFAULT_RULES,
+                  setup="Paste this URL into Rollbar: Settings > Notifications > Webhook. No header to set: the token "
+                        "travels in the URL.")
