@@ -105,7 +105,7 @@ def _receive(source: str, request: Request):
         return Outcome.REJECTED.value, (jsonify(answer), 400), False
 
     body = services.delivery_body(source, raw, payload)
-    key = services.dedup_key(parsed, raw)
+    key = services.dedup_key(parsed, raw, by_body=not SOURCES[source].resends)
     writer = batching.batcher(current_app)
     if writer is not None:  # group commit; a delivery handed back runs alone below
         if session.in_transaction():

@@ -59,7 +59,7 @@ def test_disabled_integration_is_refused(client, rollbar):
 
 
 def test_unknown_source_is_404(client, rollbar):
-    assert post(client, "pagerduty", {}, rollbar[1]).status_code == 404
+    assert post(client, "nagios", {}, rollbar[1]).status_code == 404
 
 
 def test_token_in_query_parameter_works_and_is_never_stored_or_echoed(client, rollbar):

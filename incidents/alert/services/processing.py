@@ -83,10 +83,12 @@ def lock_key(event: ParsedEvent) -> str:
     return event.fingerprint or event.external_id or ""
 
 
-def dedup_key(parsed: Events | None, raw: bytes | str) -> str:
+def dedup_key(parsed: Events | None, raw: bytes | str, *, by_body: bool = True) -> str | None:
     """The source's own identity of a delivery (Rollbar occurrence uuid, the first event's), else the hash of
-    the body."""
+    the body; None (every delivery stored) for a sender whose identical bodies are deliberate re-sends."""
     first = first_event(parsed) if parsed else None
+    if not (first and first.dedup_key) and not by_body:
+        return None
     basis = first.dedup_key if first and first.dedup_key else raw
     data = basis.encode("utf-8", "replace") if isinstance(basis, str) else basis
     return hashlib.sha256(data).hexdigest()
@@ -173,7 +175,7 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
             row = _touch_open_alert(session, info, event, at, received_at)
             if row is None:
                 what = f"alertId {event.external_id}" if kind == Kind.ESCALATE else f"fingerprint {event.fingerprint}"
-                ignored.append(f"No open alert with {what}: nothing to {event.event}.")
+                ignored.append(f"No open alert with {what}: the {event.event} event changes nothing.")
                 continue
         if delivery_id is None:
             record(Outcome.PROCESSED, alert_id=row.id)

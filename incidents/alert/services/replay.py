@@ -8,7 +8,7 @@ from incidents import jsonbody
 from incidents.alert.models import Delivery, Outcome
 from incidents.alert.services.integrations import integration_info
 from incidents.alert.services.processing import Result, dedup_key, ingest
-from incidents.alert.sources import ParseError
+from incidents.alert.sources import SOURCES, ParseError
 from incidents.alert.sources import parse as parse_payload
 from incidents.database import utcnow
 from incidents.errors import Conflict
@@ -33,7 +33,7 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.REJECTED, message, utcnow()
         session.flush()
         return Result(delivery.id, Outcome.REJECTED, message=message)
-    key = delivery.dedup_key or dedup_key(parsed, delivery.body)
+    key = delivery.dedup_key or dedup_key(parsed, delivery.body, by_body=not SOURCES[info.source].resends)
     try:
         with session.begin_nested():
             result = ingest(session, info, parsed, body=delivery.body, headers=delivery.headers,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from incidents.alert.sources import opsgenie, rollbar
+from incidents.alert.sources import alertmanager, grafana, jsm, opsgenie, pagerduty, rollbar, sentry
 from incidents.alert.sources.base import (
     REDACTED,
     Kind,
@@ -38,7 +38,8 @@ __all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSp
 
 # The one registration of a source: its module's SPEC here. The Source enum, the webhook route, the CLI and the
 # integrations page all read this dict.
-SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (opsgenie.SPEC, rollbar.SPEC)}
+SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
+    opsgenie.SPEC, rollbar.SPEC, jsm.SPEC, alertmanager.SPEC, grafana.SPEC, sentry.SPEC, pagerduty.SPEC)}
 
 
 def parse(source: str, payload: Any, headers: Mapping[str, str] | None = None,

@@ -18,6 +18,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     fingerprint,
     http_link,
     redact_keys,
@@ -200,3 +201,7 @@ def parse(payload: dict, headers: Mapping[str, str] | None = None,
 def redact(payload: dict) -> bool:
     """Alertmanager sends no credentials in the body; a label or annotation named like a secret is blanked."""
     return redact_keys(payload)
+
+
+SPEC = SourceSpec(name="alertmanager", label=LABEL, setup=SETUP, parse=parse, redact=redact,
+                  default_rules=DEFAULT_RULES, resends=True)

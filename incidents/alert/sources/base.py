@@ -159,3 +159,6 @@ class SourceSpec:
     signed: bool = False  # the integration cannot work without a secret (refused at creation)
     # Request headers `parse` reads (an event type, say): kept with the delivery so that a replay reads them too.
     keep_headers: tuple[str, ...] = ()
+    # The sender re-sends the same body on purpose (Alertmanager's repeat interval): an identical body is then not
+    # a retry to drop; the events' episodes (`occurrence`) keep the counts right instead.
+    resends: bool = False

@@ -28,6 +28,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     fingerprint,
     http_link,
     redact_keys,
@@ -184,3 +185,7 @@ def parse(payload: dict, headers: Mapping[str, str] | None = None,
 def redact(payload: dict) -> bool:
     """Grafana sends no credentials in the body; a label or annotation named like a secret is blanked."""
     return redact_keys(payload)
+
+
+SPEC = SourceSpec(name="grafana", label=LABEL, setup=SETUP, parse=parse, redact=redact, verify=verify,
+                  default_rules=DEFAULT_RULES, resends=True)

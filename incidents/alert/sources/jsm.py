@@ -6,13 +6,12 @@ and the link: the body names no site, so the alert's page is built from the inte
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import incidents.alert.sources.opsgenie as opsgenie  # the module, not the package: SOURCES may import this one
-from incidents.alert.sources.base import Kind, ParsedEvent, dig, http_link, text
+from incidents.alert.sources.base import Kind, ParsedEvent, SourceSpec, dig, http_link, text
 
 SOURCE = "jsm"
 LABEL = "Jira Service Management"
@@ -20,23 +19,9 @@ SETUP = ("In Jira Service Management, Operations > Integrations > Webhook: paste
          "add a custom header X-Incidents-Token (or Authorization: Bearer) with the token to drop ?token=....")
 
 # Same opening rules as Opsgenie: the body and its priorities are the same.
-DEFAULT_RULES: list[dict] = [
-    {"events": ["Create"], "severities": ["P1"], "incident_severity": "SEV1"},
-    {"events": ["Create"], "severities": ["P2"], "incident_severity": "SEV2"},
-]
+DEFAULT_RULES: list[dict] = opsgenie.DEFAULT_RULES
 
 _SAFE_ID = re.compile(r"^[\w.-]{1,100}$")
-
-
-def _opsgenie_events(payload: dict, headers: Mapping[str, str], options: Mapping[str, Any]) -> list[ParsedEvent]:
-    """opsgenie.parse with whichever signature it has: (payload, headers, options) -> list, or (payload) -> one."""
-    try:
-        inspect.signature(opsgenie.parse).bind(payload, headers, options)
-        new_style = True
-    except TypeError:
-        new_style = False
-    result = opsgenie.parse(payload, headers, options) if new_style else opsgenie.parse(payload)
-    return list(result) if isinstance(result, list | tuple) else [result]
 
 
 def site_link(options: Mapping[str, Any], alert_id: str | None) -> str | None:
@@ -65,9 +50,12 @@ def _as_jsm(event: ParsedEvent, payload: dict, options: Mapping[str, Any]) -> Pa
 
 def parse(payload: dict, headers: Mapping[str, str], options: Mapping[str, Any]) -> list[ParsedEvent]:
     """One event per delivery, read as Opsgenie's; ParseError (from opsgenie) for a body without its shape."""
-    return [_as_jsm(event, payload, options) for event in _opsgenie_events(payload, headers, options)]
+    return [_as_jsm(event, payload, options) for event in opsgenie.parse(payload, headers, options)]
 
 
 def redact(payload: dict) -> bool:
     """Escalate echoes the integration's custom headers, where our token travels: as Opsgenie."""
     return opsgenie.redact(payload)
+
+
+SPEC = SourceSpec(name="jsm", label=LABEL, setup=SETUP, parse=parse, redact=redact, default_rules=DEFAULT_RULES)

@@ -16,6 +16,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     fingerprint,
     http_link,
     obj,
@@ -155,3 +156,7 @@ def verify(raw: bytes, headers: Mapping[str, str], secret: str, now: float) -> s
 def redact(payload: dict) -> bool:
     """Nothing secret is documented in the body; blank secret-looking keys anyway (custom fields, notes)."""
     return redact_keys(payload)
+
+
+SPEC = SourceSpec(name="pagerduty", label=LABEL, setup=SETUP, parse=parse, redact=redact, verify=verify,
+                  default_rules=DEFAULT_RULES, signed=True)

@@ -18,6 +18,7 @@ from incidents.alert.sources.base import (
     Kind,
     ParsedEvent,
     ParseError,
+    SourceSpec,
     dig,
     fingerprint,
     http_link,
@@ -238,3 +239,7 @@ def redact(payload: dict) -> bool:
                 elif isinstance(item, dict | list):
                     stack.append(item)
     return found
+
+
+SPEC = SourceSpec(name="sentry", label=LABEL, setup=SETUP, parse=parse, redact=redact, verify=verify,
+                  default_rules=DEFAULT_RULES, signed=True, keep_headers=("Sentry-Hook-Resource",))
