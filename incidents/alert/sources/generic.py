@@ -75,7 +75,8 @@ def check_mapping(mapping: Any) -> dict:
     OptionsError with a message per field ("mapping.title") when a key is unknown, a required expression is
     missing or an expression does not compile."""
     if mapping is None or mapping == {}:
-        raise OptionsError("The generic source needs a mapping: at least the fingerprint and title expressions.",
+        raise OptionsError("The generic source needs a mapping (--mapping FILE): at least mapping.fingerprint and "
+                           "mapping.title, JMESPath expressions.",
                            {f"mapping.{key}": ["Required."] for key in REQUIRED})
     if not isinstance(mapping, dict):
         raise OptionsError("The mapping must be a JSON object of JMESPath expressions.",
