@@ -266,6 +266,10 @@ def test_the_form_creates_with_a_mapping_and_refuses_a_bad_one(admin_client):
 
     page = admin_client.get(f"/admin/integrations/{row.id}").get_data(as_text=True)
     assert 'name="mapping.fingerprint"' in page and "to_string(monitor.id)" in page
+    # Enter in a field submits the form's first button: Save, not Preview.
+    assert page.index('<button class="primary">Save</button>') < page.index("/preview")
+    rollbar, _token = make_integration("rollbar", "shop")
+    assert 'name="mapping.' not in admin_client.get(f"/admin/integrations/{rollbar.id}").get_data(as_text=True)
     saved = post_form(admin_client, f"/admin/integrations/{row.id}",
                       {"name": "kuma", "active": "on", "default_rules": "on", **{
                           k: v for k, v in _form(KUMA_MAPPING | {"title": "monitor.name"}).items()
@@ -278,6 +282,7 @@ def test_the_form_creates_with_a_mapping_and_refuses_a_bad_one(admin_client):
 
     other = admin_client.get("/admin/integrations").get_data(as_text=True)
     assert "Generic webhook" in other and "/webhooks/generic</code>" in other
+    assert other.index('<button class="primary">Add integration</button>') < other.index('formaction="/admin')
 
 
 def test_the_preview_shows_the_events_and_saves_nothing(admin_client):
