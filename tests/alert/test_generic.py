@@ -9,6 +9,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from incidents.alert import services
 from incidents.alert.models import Alert, AlertStatus, Delivery, Integration, Outcome
@@ -324,3 +326,28 @@ def test_the_preview_is_admin_only(client, responder):
 
     login(client, responder)
     assert post_form(client, "/admin/integrations/preview", _form(BATCH_MAPPING, sample="{}")).status_code == 403
+
+
+# --- any body, never a crash -----------------------------------------------------------------------------------
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+_json = st.recursive(_scalars, lambda children: st.lists(children, max_size=4)
+                     | st.dictionaries(st.sampled_from(["id", "msg", "alerts", "tags", "status", "url"]) | st.text(
+                         max_size=5), children, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.dictionaries(st.sampled_from(["id", "msg", "alerts", "tags", "status", "url"]), _json, max_size=6))
+def test_any_body_is_events_or_a_parse_error(payload):
+    """Whatever the body, the generic parser returns storable events or a ParseError (400): never a crash."""
+    mapping = generic.check_mapping({"alerts": "alerts", "fingerprint": "[id, msg]", "title": "msg",
+                                     "severity": "status", "status": "status", "link": "url", "tags": "tags",
+                                     "environment": "length(tags)"})
+    for options in ({"mapping": mapping}, {"mapping": {k: v for k, v in mapping.items() if k != "alerts"}}):
+        try:
+            events = parse("generic", payload, {}, options)
+        except ParseError:
+            continue
+        for event in events:
+            assert event.kind == Kind.IGNORE or (event.fingerprint and len(event.fingerprint) <= 255)
+            assert len(event.title) <= 500 and all(len(t) <= 50 for t in event.tags)
