@@ -7,8 +7,10 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
+from incidents import jsonbody
 from incidents.alert import services
 from incidents.alert.models import Delivery, Outcome, Source
+from incidents.alert.sources import SOURCES
 from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.urls import public_base_url
@@ -26,13 +28,20 @@ deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhoo
 @click.option("--severity-label", help="The label that carries the severity (Alertmanager; default: severity).")
 @click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
 @click.option("--team", help="Default team (slug or id); the service's team when omitted.")
+@click.option("--mapping", "mapping_file", type=click.Path(dir_okay=False),
+              help="A JSON file of JMESPath expressions: where the generic source finds each field (required).")
 def integrations_add(source: str, name: str, token: str | None, secret: str | None, site_url: str | None,
-                     severity_label: str | None, service: str | None, team: str | None):
+                     severity_label: str | None, service: str | None, team: str | None, mapping_file: str | None):
     """Create an integration and print the webhook URL to paste into the sender (shown once)."""
+    options: dict = {"severity_label": severity_label} if severity_label else {}
+    if mapping_file is not None:
+        if not SOURCES[source].option_checks.get("mapping"):
+            raise click.ClickException(f"--mapping is for the generic source, not {source}.")
+        options["mapping"] = _read_mapping(mapping_file)
     try:
         row, plain = services.create_integration(
             db.session, source=source, name=name, token=token, service=service, team=team, secret=secret,
-            site_url=site_url, options={"severity_label": severity_label} if severity_label else None)
+            site_url=site_url, options=options or None)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()
@@ -45,6 +54,19 @@ def integrations_add(source: str, name: str, token: str | None, secret: str | No
         click.echo("The signing secret is stored; it is never shown again.", err=True)
     click.echo(f"{row.source.setup} The URL is shown once:", err=True)
     click.echo(url)
+
+
+def _read_mapping(path: str):
+    """The mapping file's JSON; a missing, unreadable or invalid file is a clean error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return jsonbody.loads(f.read())
+    except OSError as e:
+        raise click.ClickException(f"Cannot read the mapping file {path}: {e.strerror or e}.") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"The mapping file {path} is not UTF-8 text.") from None
+    except ValueError as e:
+        raise click.ClickException(f"The mapping file {path} is not valid JSON: {e}.") from None
 
 
 @integrations_cli.command("list")

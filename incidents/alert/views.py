@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from incidents import jsonbody
 from incidents.alert import ingestion, services
 from incidents.alert.models import AlertStatus, Outcome, Source
-from incidents.alert.sources import SOURCES
+from incidents.alert.sources import SOURCES, OptionsError, ParseError, generic
+from incidents.alert.sources import parse as parse_payload
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.bounds import int_arg
@@ -124,11 +125,14 @@ def replay(delivery_id: int):
 
 # --- integrations admin -------------------------------------------------------------------------------
 
-def _integrations_page(errors: dict | None = None, form=None, created=None, status: int = 200):
+def _integrations_page(errors: dict | None = None, form=None, created=None, status: int = 200, preview=None):
+    form = form or {}
     return render_template("alert/integrations.html", integrations=services.list_integrations(db.session),
                            services=catalog.list_services(db.session), sources=list(Source),
-                           errors=errors or {}, form=form or {}, created=created,
-                           webhook_base=public_base_url()), status
+                           errors=errors or {}, form=form, created=created,
+                           webhook_base=public_base_url(), mapping_fields=_mapping_fields(form),
+                           sample=form.get("sample", ""), preview=preview,
+                           preview_action=url_for("alert.preview_new_integration")), status
 
 
 def _shown_once(row, token: str) -> dict:
@@ -154,7 +158,7 @@ def create_integration():
         row, token = services.create_integration(
             db.session, source=form.get("source", ""), name=form.get("name", ""), token=form.get("token") or None,
             service=form.get("service") or None, rules=rules, secret=secret or None,
-            site_url=form.get("site_url") or None, options=_options_from_form(form))
+            site_url=form.get("site_url") or None, options=_options_from_form(form, form.get("source", "")))
     except DomainError as e:
         db.session.rollback()
         return _integrations_page(form_errors(e), form, status=e.status)
@@ -162,9 +166,80 @@ def create_integration():
     return no_store(_integrations_page(created=_shown_once(row, token), status=201))
 
 
-def _options_from_form(form) -> dict:
-    """The source options the forms show (the secret and site URL are columns of their own)."""
-    return {"severity_label": form.get("severity_label", "")}
+def _options_from_form(form, source: str) -> dict:
+    """The source options the forms show (the secret and site URL are columns of their own); the mapping
+    fields only for a source that reads a mapping (generic), whose form always shows them."""
+    options = {"severity_label": form.get("severity_label", "")}
+    if _reads_mapping(source):
+        options["mapping"] = _mapping_from_form(form)
+    return options
+
+
+# --- the generic source's mapping: fields of the integration forms (templates/alert/_mapping.html) -------
+
+def _reads_mapping(source: str) -> bool:
+    return source in SOURCES and "mapping" in SOURCES[source].option_checks
+
+
+def _mapping_from_form(form) -> dict:
+    """The typed mapping: one input per expression ("mapping.title"), resolved values comma-separated."""
+    mapping = {key: form.get(f"mapping.{key}", "") for key in generic.EXPRESSIONS}
+    resolved = [value.strip() for value in form.get("mapping.resolved", "").split(",") if value.strip()]
+    if resolved:
+        mapping["resolved"] = resolved
+    return mapping
+
+
+def _mapping_fields(form=None, mapping: dict | None = None) -> dict[str, str]:
+    """What the mapping inputs show: what was typed (a form), else the saved mapping."""
+    if form is not None and any(key.startswith("mapping.") for key in form):
+        return {key: form.get(f"mapping.{key}", "") for key in generic.KEYS}
+    mapping = mapping or {}
+    fields = {key: str(mapping.get(key) or "") for key in generic.EXPRESSIONS}
+    fields["resolved"] = ", ".join(mapping.get("resolved") or [])
+    return fields
+
+
+def _preview(form) -> tuple[dict | None, dict]:
+    """The events the typed mapping makes of the pasted sample (saving nothing): (preview, field errors).
+    A mapping that does not check or a sample that is not JSON are field errors; a sample the mapping cannot
+    read is the preview's answer, shown as its error."""
+    try:
+        mapping = generic.check_mapping(_mapping_from_form(form))
+    except OptionsError as e:
+        return None, {**e.fields, "_": [str(e)]}
+    sample = form.get("sample", "")
+    if not sample.strip():
+        return None, {"sample": ["Paste a sample body (JSON) to preview."]}
+    try:
+        payload = jsonbody.loads(sample)
+    except ValueError as e:
+        message = str(e) if isinstance(e, jsonbody.TooDeep) else f"Not valid JSON: {e}"
+        return None, {"sample": [message]}
+    try:
+        events = parse_payload(generic.SOURCE, payload, {}, {"mapping": mapping})
+    except ParseError as e:
+        return {"error": str(e), "events": []}, {}
+    return {"error": None, "events": events}, {}
+
+
+@bp.post("/admin/integrations/preview")
+@require(Role.ADMIN)
+def preview_new_integration():
+    """Preview the mapping typed into the add form against a pasted sample; nothing is saved."""
+    form = request.form.copy()
+    form.pop("secret", None)
+    preview, errors = _preview(form)
+    return _integrations_page(errors, form, status=422 if errors else 200, preview=preview)
+
+
+@bp.post("/admin/integrations/<int:integration_id>/preview")
+@require(Role.ADMIN)
+def preview_integration(integration_id: int):
+    """Preview the mapping typed into an integration's form against a pasted sample; nothing is saved."""
+    row = services.get_integration(db.session, integration_id)
+    preview, errors = _preview(request.form)
+    return _integration_page(row, errors, status=422 if errors else 200, form=request.form, preview=preview)
 
 
 def _rules_from_form(text: str):
@@ -178,12 +253,16 @@ def _rules_from_form(text: str):
                       {"rules": ["Not valid JSON."]}) from None
 
 
-def _integration_page(row, errors: dict | None = None, created=None, status: int = 200):
+def _integration_page(row, errors: dict | None = None, created=None, status: int = 200, form=None, preview=None):
     recent = services.list_deliveries(db.session, integration=row.id, per_page=20).items
     rules = json.dumps(row.rules if row.rules is not None else services.default_rules(row.source.value), indent=2)
     return render_template("alert/integration.html", integration=row, services=catalog.list_services(db.session),
                            rules=rules, custom_rules=row.rules is not None, errors=errors or {},
-                           created=created, deliveries=recent), status
+                           created=created, deliveries=recent,
+                           mapping_fields=_mapping_fields(form, (row.options or {}).get("mapping"))
+                           if _reads_mapping(row.source.value) else None,
+                           sample=(form or {}).get("sample", ""), preview=preview,
+                           preview_action=url_for("alert.preview_integration", integration_id=row.id)), status
 
 
 @bp.get("/admin/integrations/<int:integration_id>")
@@ -202,11 +281,12 @@ def update_integration(integration_id: int):
         services.update_integration(db.session, row, name=form.get("name", ""), service=form.get("service") or None,
                                     active=bool(form.get("active")), rules=rules, secret=form.get("secret") or None,
                                     clear_secret=bool(form.get("clear_secret")),
-                                    site_url=form.get("site_url") or None, options=_options_from_form(form))
+                                    site_url=form.get("site_url") or None,
+                                    options=_options_from_form(form, row.source.value))
     except DomainError as e:
         db.session.rollback()
         return _integration_page(services.get_integration(db.session, integration_id), form_errors(e),
-                                 status=e.status)
+                                 status=e.status, form=form)
     db.session.commit()
     flash("Integration saved.", "success")
     return redirect(url_for("alert.integration", integration_id=integration_id))

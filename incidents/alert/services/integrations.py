@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from incidents.alert.models import Integration, Source
 from incidents.alert.services.rules import default_rules, validate_rules
-from incidents.alert.sources import SOURCES
+from incidents.alert.sources import SOURCES, OptionsError
 from incidents.bounds import get_by_id
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
@@ -122,10 +122,21 @@ def _check_site_url(url: str | None) -> str | None:
     return url.rstrip("/")
 
 
-def _check_options(options: dict[str, Any] | None) -> dict[str, str]:
-    """Only known options, as single-line text; empty values are dropped (the source's default applies)."""
-    out: dict[str, str] = {}
+def _check_options(source: Source, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Only known options, as single-line text; empty values are dropped (the source's default applies). The
+    options a source checks itself (generic's mapping) go through its check, present or not."""
+    own = SOURCES[source.value].option_checks
+    out: dict[str, Any] = {}
+    for key, check in own.items():
+        try:
+            value = check((options or {}).get(key))
+        except OptionsError as e:
+            raise Invalid(str(e), e.fields) from None
+        if value is not None:
+            out[key] = value
     for key, value in (options or {}).items():
+        if key in own:
+            continue
         if key not in _OPTION_KEYS:
             raise Invalid(f"Unknown option {key!r}.", {key: ["Unknown option."]})
         value = str(value or "").strip()
@@ -173,7 +184,7 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     if not name or len(name) > 120:
         raise Invalid("A name of 1 to 120 characters is required.", {"name": ["Required."]})
     check_single_line(name=name)
-    secret, site_url, options = _check_secret(secret), _check_site_url(site_url), _check_options(options)
+    secret, site_url, options = _check_secret(secret), _check_site_url(site_url), _check_options(source, options)
     _require_secret(source, secret)
     if session.scalar(sa.select(Integration.id).where(Integration.source == source, Integration.name == name)):
         raise Conflict(f"A {source.label} integration named {name!r} exists.", {"name": ["Already in use."]})
@@ -213,7 +224,7 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
     if "site_url" in changes:
         row.site_url = _check_site_url(changes["site_url"])
     if "options" in changes:
-        row.options = _check_options(changes["options"])
+        row.options = _check_options(row.source, changes["options"])
     session.flush()
     forget_cached_integrations()
     return row

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from incidents.alert.sources import alertmanager, grafana, jsm, opsgenie, pagerduty, rollbar, sentry
+from incidents.alert.sources import alertmanager, generic, grafana, jsm, opsgenie, pagerduty, rollbar, sentry
 from incidents.alert.sources.base import (
     REDACTED,
     Kind,
+    OptionsError,
     ParsedEvent,
     ParseError,
     SourceSpec,
@@ -33,13 +34,15 @@ from incidents.alert.sources.base import (
     timestamp,
 )
 
-__all__ = ["REDACTED", "SOURCES", "Kind", "ParseError", "ParsedEvent", "SourceSpec", "dig", "fingerprint",
-           "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "tag", "text", "timestamp"]
+__all__ = ["REDACTED", "SOURCES", "Kind", "OptionsError", "ParseError", "ParsedEvent", "SourceSpec", "dig",
+           "fingerprint", "http_link", "obj", "parse", "redact_keys", "redact_text", "scalar_text", "tag", "text",
+           "timestamp"]
 
 # The one registration of a source: its module's SPEC here. The Source enum, the webhook route, the CLI and the
 # integrations page all read this dict.
 SOURCES: dict[str, SourceSpec] = {spec.name: spec for spec in (
-    opsgenie.SPEC, rollbar.SPEC, jsm.SPEC, alertmanager.SPEC, grafana.SPEC, sentry.SPEC, pagerduty.SPEC)}
+    opsgenie.SPEC, rollbar.SPEC, jsm.SPEC, alertmanager.SPEC, grafana.SPEC, sentry.SPEC, pagerduty.SPEC,
+    generic.SPEC)}
 
 
 def parse(source: str, payload: Any, headers: Mapping[str, str] | None = None,

@@ -18,6 +18,15 @@ class ParseError(ValueError):
     """The payload is JSON but not a shape this source sends; the message says what is missing."""
 
 
+class OptionsError(ValueError):
+    """An integration option a source checks itself (the generic source's mapping) is invalid: `fields` names
+    each bad part ({"mapping.title": ["Required."]}), the message says it all in one line."""
+
+    def __init__(self, message: str, fields: dict[str, list[str]]):
+        super().__init__(message)
+        self.fields = fields
+
+
 class Kind(StrEnum):
     TRIGGER = "trigger"  # a new problem (OpsGenie Create, Rollbar new_item): upsert, counts as an occurrence
     REPEAT = "repeat"  # another occurrence (Rollbar occurrence, exp_repeat_item, item_velocity)
@@ -162,3 +171,6 @@ class SourceSpec:
     # The sender re-sends the same body on purpose (Alertmanager's repeat interval): an identical body is then not
     # a retry to drop; the events' episodes (`occurrence`) keep the counts right instead.
     resends: bool = False
+    # Options this source checks itself, by key: check(value or None) -> the value stored, or OptionsError.
+    # Every one is checked when an integration is saved, so a required one (generic's mapping) is never missing.
+    option_checks: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
