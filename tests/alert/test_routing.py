@@ -13,6 +13,7 @@ from incidents.alert import services
 from incidents.alert.models import Alert, Delivery, Integration
 from incidents.alert.services.rules import decide, validate_rules
 from incidents.alert.sources import Kind, ParsedEvent
+from incidents.database import utcnow
 from incidents.errors import Invalid
 from incidents.extensions import db
 from incidents.incident.models import Incident, Severity, TimelineEntry
@@ -232,3 +233,25 @@ def test_test_against_the_last_50_alerts_writes_nothing(admin_client):
 def test_rules_pages_are_admin_only(responder_client):
     row, _token = make_integration("rollbar", "shop")
     assert post_form(responder_client, f"/admin/integrations/{row.id}/rules/test", {}).status_code == 403
+
+
+def test_a_regex_that_does_not_match_falls_through_to_the_next_rule(client):
+    _row, token = make_integration("rollbar", "shop", rules=[
+        {"title_regex": r"^TypeError\b", "action": "suppress"},
+        {"title_regex": r"KeyError: '\w+'$", "incident_severity": "SEV4"}])
+    post(client, "rollbar", fixture("rollbar_new_item_production"), token)
+    [incident] = _incidents()
+    assert incident.severity == Severity.SEV4 and _alerts()[0].suppressed is None
+
+
+def test_the_preview_shows_the_last_50_alerts_only(admin_client):
+    row, _token = make_integration("rollbar", "shop")
+    now = utcnow()
+    db.session.execute(sa.insert(Alert), [
+        {"integration_id": row.id, "source": "rollbar", "fingerprint": f"item-{n}", "title": f"Alert number {n}",
+         "first_seen_at": now, "last_seen_at": now, "last_event": "new_item", "created_at": now,
+         "updated_at": now} for n in range(55)])
+    db.session.commit()
+    html = post_form(admin_client, f"/admin/integrations/{row.id}/rules/test",
+                     {"rules.1.title_contains": "number", "rules.1.action": "alert_only"}).get_data(as_text=True)
+    assert "on the last 50 alert(s)" in html and html.count("keep as an alert only (rule 1)") == 50
