@@ -50,6 +50,7 @@ class Work:
     headers: dict
     received_at: datetime
     key: str
+    payload: object = None  # the parsed JSON body, for rules on a payload field
     result: services.Result | None = None
     alone: BaseException | None = None  # why it left its batch: its request thread runs it by itself
     done: threading.Event = field(default_factory=threading.Event)
@@ -135,7 +136,8 @@ class Batcher:
                     current = work
                     logs.request_id.set(work.request_id)
                     work.result = services.ingest(session, work.info, work.parsed, body=work.body,
-                                                  headers=work.headers, received_at=work.received_at, key=work.key)
+                                                  headers=work.headers, received_at=work.received_at, key=work.key,
+                                                  payload=work.payload)
                     if session.new:  # flushed now, so a refused row is blamed on this delivery, not the batch
                         session.flush()
                 current = None

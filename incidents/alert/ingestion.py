@@ -110,20 +110,20 @@ def _receive(source: str, request: Request):
     if writer is not None:  # group commit; a delivery handed back runs alone below
         if session.in_transaction():
             session.rollback()  # the integration lookup's read: this thread must hold no write turn now
-        work = writer.submit(batching.Work(info, parsed, body, headers, received_at, key))
+        work = writer.submit(batching.Work(info, parsed, body, headers, received_at, key, payload))
         if work.result is not None:
             return _answer(work.result)
-    return _alone(session, source, info, parsed, body, headers, received_at, key)
+    return _alone(session, source, info, parsed, body, headers, received_at, key, payload)
 
 
 def _alone(session, source: str, info: services.IntegrationInfo, parsed, body: str, headers: dict, received_at,
-           key: str):
+           key: str, payload=None):
     """One delivery in its own transaction, retried on transient errors; stored FAILED if our code raises."""
     error: BaseException | None = None
     for _attempt in range(_TRANSIENT_ATTEMPTS):
         try:
             result = services.ingest(session, info, parsed, body=body, headers=headers, received_at=received_at,
-                                     key=key)
+                                     key=key, payload=payload)
             session.commit()
             return _answer(result)
         except services.Duplicate:

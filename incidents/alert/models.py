@@ -107,6 +107,8 @@ class Alert(Base):
     # that count every delivery as an occurrence.
     occurrence: Mapped[str | None] = mapped_column(sa.String(100))
     tags: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")  # the last event's labels
+    # Why an integration's rule suppressed it ("suppress (rule 2)"): stored and counted, nothing else happens.
+    suppressed: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

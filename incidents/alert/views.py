@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
@@ -253,16 +254,69 @@ def _rules_from_form(text: str):
                       {"rules": ["Not valid JSON."]}) from None
 
 
-def _integration_page(row, errors: dict | None = None, created=None, status: int = 200, form=None, preview=None):
+def _integration_page(row, errors: dict | None = None, created=None, status: int = 200, *, form=None,
+                      rules: list | None | bool = False, preview=None, rules_preview=None):
+    """The integration's page; `rules` (None: the defaults) shows rules from a submitted form instead of the saved
+    ones, `rules_preview` the "test against the last 50 alerts" table, `preview` the generic mapping's events."""
     recent = services.list_deliveries(db.session, integration=row.id, per_page=20).items
-    rules = json.dumps(row.rules if row.rules is not None else services.default_rules(row.source.value), indent=2)
+    if rules is False:
+        rules = row.rules
+    shown = rules if rules is not None else services.default_rules(row.source.value)
     return render_template("alert/integration.html", integration=row, services=catalog.list_services(db.session),
-                           rules=rules, custom_rules=row.rules is not None, errors=errors or {},
-                           created=created, deliveries=recent,
+                           teams=catalog.list_teams(db.session), rules_list=[_rule_row(r) for r in shown],
+                           custom_rules=rules is not None, actions=services.ACTIONS, severities=list(Severity),
+                           errors=errors or {}, created=created, deliveries=recent, rules_preview=rules_preview,
                            mapping_fields=_mapping_fields(form, (row.options or {}).get("mapping"))
                            if _reads_mapping(row.source.value) else None,
                            sample=(form or {}).get("sample", ""), preview=preview,
                            preview_action=url_for("alert.preview_integration", integration_id=row.id)), status
+
+
+_RULE_LISTS = ("events", "severities", "environments", "tags")
+_RULE_TEXTS = ("title_contains", "title_regex", "field", "equals", "service", "team")
+
+
+def _rule_row(rule: dict) -> dict:
+    """A rule as the editor's row shows it: lists as comma-separated text, the action a rule implies made explicit."""
+    row = {key: ", ".join(rule.get(key) or []) for key in _RULE_LISTS}
+    row |= {key: rule.get(key) or "" for key in _RULE_TEXTS}
+    row["incident_severity"] = rule.get("incident_severity") or ""
+    row["action"] = rule.get("action") or ("open" if rule.get("incident_severity") else "alert_only")
+    return row
+
+
+def _rules_from_rows(form) -> list[dict]:
+    """The editor's rows (`rules.N.key` fields, in N's order) as rules; rows marked for removal and rows with
+    nothing in them are dropped. Lists are comma-separated; only the keys given are kept."""
+    numbers = sorted({int(m.group(1)) for name in form if (m := re.fullmatch(r"rules\.(\d{1,3})\.\w+", name))})
+    rules = []
+    for n in numbers:
+        get = lambda key, n=n: (form.get(f"rules.{n}.{key}") or "").strip()  # noqa: E731
+        if get("delete"):
+            continue
+        rule: dict = {}
+        for key in _RULE_LISTS:
+            items = [v.strip() for v in get(key).split(",") if v.strip()]
+            if items:
+                rule[key] = items
+        for key in _RULE_TEXTS:
+            if get(key):
+                rule[key] = get(key)
+        if "field" in rule or "equals" in rule:  # equals "" is a value to compare with
+            rule.setdefault("field", "")
+            rule["equals"] = form.get(f"rules.{n}.equals") or ""
+        if get("incident_severity"):
+            rule["incident_severity"] = get("incident_severity")
+        if not rule and not get("action"):
+            continue  # the empty row the editor offers for a new rule
+        rule["action"] = get("action") or ("open" if rule.get("incident_severity") else "alert_only")
+        rules.append(rule)
+    return rules
+
+
+def _form_rules(form):
+    """None (the defaults) when "use the default rules" is ticked, else the editor's rows."""
+    return None if form.get("default_rules") else _rules_from_rows(form)
 
 
 @bp.get("/admin/integrations/<int:integration_id>")
@@ -277,7 +331,7 @@ def update_integration(integration_id: int):
     row = services.get_integration(db.session, integration_id)
     form = request.form
     try:
-        rules = None if form.get("default_rules") else _rules_from_form(form.get("rules", ""))
+        rules = _form_rules(form)
         services.update_integration(db.session, row, name=form.get("name", ""), service=form.get("service") or None,
                                     active=bool(form.get("active")), rules=rules, secret=form.get("secret") or None,
                                     clear_secret=bool(form.get("clear_secret")),
@@ -286,10 +340,25 @@ def update_integration(integration_id: int):
     except DomainError as e:
         db.session.rollback()
         return _integration_page(services.get_integration(db.session, integration_id), form_errors(e),
-                                 status=e.status, form=form)
+                                 status=e.status, form=form, rules=_form_rules(form))
     db.session.commit()
     flash("Integration saved.", "success")
     return redirect(url_for("alert.integration", integration_id=integration_id))
+
+
+@bp.post("/admin/integrations/<int:integration_id>/rules/test")
+@require(Role.ADMIN)
+def test_rules(integration_id: int):
+    """"Test against the last 50 alerts": the rules in the form (saved or not) tried on this integration's last 50
+    alerts, which rule each matches and what it would do. Read-only: nothing is saved, nothing is written."""
+    row = services.get_integration(db.session, integration_id)
+    rules = _form_rules(request.form)
+    try:
+        services.validate_rules(rules, db.session)
+    except DomainError as e:
+        return _integration_page(row, form_errors(e), status=e.status, rules=rules)
+    preview = services.preview_rules(db.session, row, rules, limit=50)  # reads only
+    return _integration_page(row, rules=rules, rules_preview=preview)
 
 
 @bp.post("/admin/integrations/<int:integration_id>/rotate")

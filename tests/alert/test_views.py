@@ -103,15 +103,16 @@ def test_admin_creates_integration_and_sees_token_once(admin_client):
     assert post(admin_client, "rollbar", fixture("rollbar_new_item_production"), token).status_code == 200
 
     bad = post_form(admin_client, f"/admin/integrations/{row.id}",
-                    {"name": "payments-api", "rules": "[{\"incident_severity\": \"SEV9\"}]"})
+                    {"name": "payments-api", "rules.1.incident_severity": "SEV9"})
     assert bad.status_code == 422 and "incident_severity" in bad.get_data(as_text=True)
     ok = post_form(admin_client, f"/admin/integrations/{row.id}",
-                   {"name": "payments", "rules": '[{"events": ["new_item"], "incident_severity": "SEV4"}]',
-                    "active": "on"})
+                   {"name": "payments", "rules.1.events": "new_item", "rules.1.incident_severity": "SEV4",
+                    "rules.1.action": "open", "active": "on"})
     assert ok.status_code == 302
     db.session.expire_all()
     row = db.session.get(Integration, row.id)
-    assert row.name == "payments" and row.rules == [{"events": ["new_item"], "incident_severity": "SEV4"}]
+    assert row.name == "payments"
+    assert row.rules == [{"events": ["new_item"], "incident_severity": "SEV4", "action": "open"}]
 
     rotated = post_form(admin_client, f"/admin/integrations/{row.id}/rotate").get_data(as_text=True)
     new_token = re.search(r"token=(whk_[\w-]+)", rotated).group(1)

@@ -35,10 +35,19 @@ from incidents.alert.services.processing import (
 )
 from incidents.alert.services.queries import AlertFilter, get_alert, get_delivery, list_alerts, list_deliveries
 from incidents.alert.services.replay import REPLAYABLE, replay_delivery
-from incidents.alert.services.rules import default_rules, match_rules, validate_rules
+from incidents.alert.services.rules import (
+    ACTIONS,
+    Decision,
+    decide,
+    default_rules,
+    match_rules,
+    preview_rules,
+    validate_rules,
+)
 
 __all__ = [
-    "MIN_TOKEN_LENGTH", "REPLAYABLE", "TOKEN_PREFIX", "AlertFilter", "Duplicate", "Events", "IntegrationInfo",
+    "ACTIONS", "MIN_TOKEN_LENGTH", "REPLAYABLE", "Decision", "decide", "preview_rules",
+    "TOKEN_PREFIX", "AlertFilter", "Duplicate", "Events", "IntegrationInfo",
     "Result", "attach_alert", "create_integration", "dedup_key", "default_rules", "delivery_body", "events_of",
     "first_event", "forget_cached_integrations",
     "get_alert", "get_delivery", "get_integration", "hash_token", "ingest", "integration_for_token",

@@ -194,7 +194,7 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
     svc = catalog.get_service(session, service) if service else None
     tm = catalog.get_team(session, team) if team else (svc.team if svc else None)
     row = Integration(source=source, name=name, token_hash=hash_token(plain), token_hint=plain[-4:],
-                      service=svc, team=tm, rules=validate_rules(rules), active=True, secret=secret,
+                      service=svc, team=tm, rules=validate_rules(rules, session), active=True, secret=secret,
                       site_url=site_url, options=options)
     session.add(row)
     session.flush()
@@ -213,7 +213,7 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
     if "team" in changes:
         row.team = catalog.get_team(session, changes["team"]) if changes["team"] else None
     if "rules" in changes:
-        row.rules = validate_rules(changes["rules"])
+        row.rules = validate_rules(changes["rules"], session)
     if "active" in changes:
         row.active = bool(changes["active"])
     if "secret" in changes:  # None or "" keeps the secret (it is never shown, so a form cannot echo it back)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, lazyload
 from incidents import events
 from incidents.alert.models import OPEN_ALERT_PREDICATE, Alert, AlertStatus, Delivery, Outcome, Source
 from incidents.alert.services.integrations import IntegrationInfo
-from incidents.alert.services.rules import match_rules
+from incidents.alert.services.rules import Decision, decide
 from incidents.alert.sources import SOURCES, Kind, ParsedEvent
 from incidents.auth.models import User
 from incidents.database import utcnow
@@ -120,14 +120,14 @@ def store_delivery(session: Session, integration_id: int, source: str, *, outcom
 
 
 def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str, headers: dict,
-           received_at: datetime, key: str, replay_of: int | None = None) -> Result:
+           received_at: datetime, key: str, replay_of: int | None = None, payload: Any = None) -> Result:
     """Apply one parsed delivery inside the caller's transaction (which it never commits): one delivery row, and
     each of its events in turn.
 
     Events are applied in lock order (by alert key, stable: one alert's events keep the body's order), so that
     transactions always take alert rows in one global order (batching.py). The delivery row is inserted once
     the first alert is written (its dedup key refuses a sender's retry), records the body's first alert, and is
-    `ignored` when no event touched anything."""
+    `ignored` when no event touched anything. `payload` is the parsed JSON body, for rules on a payload field."""
     events_ = events_of(parsed)
     delivery_id: int | None = None
     recorded_alert: int | None = None
@@ -179,7 +179,7 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
                 continue
         if delivery_id is None:
             record(Outcome.PROCESSED, alert_id=row.id)
-        incident_id = _apply(session, info, event, row, at, delivery_id)
+        incident_id = _apply(session, info, event, row, at, delivery_id, payload)
         events.emit(session, "alert.received", alert_id=row.id, delivery_id=delivery_id, kind=kind.value,
                     incident_id=incident_id)
         touched.append((n, row.id, incident_id))
@@ -296,7 +296,7 @@ def _touch_statement(by_external_id: bool, close: bool):
 
 
 def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at: datetime,
-           delivery_id: int) -> int | None:
+           delivery_id: int, payload: Any = None) -> int | None:
     """The lifecycle after the alert row is written (and locked): rules, incident, timeline."""
     kind, label = parsed.kind, Source(info.source).label
     incident_id = row.incident_id
@@ -305,9 +305,8 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
             first_sight = row.event_count == 1
             event = _FIRST_SIGHT_EVENT.get(info.source, parsed.event) if first_sight and kind == Kind.REPEAT \
                 else parsed.event
-            severity = match_rules(info.effective_rules, parsed, event)
-            if severity is not None:
-                return open_incident(session, info, parsed, row.id, severity, at, delivery_id)
+            decision = decide(info.effective_rules, parsed, event, payload)
+            return apply_decision(session, info, parsed, row.id, decision, at, delivery_id)
         elif parsed.reason:  # item_velocity, exp_repeat_item: worth a line on an open incident
             _alert_entry(session, incident_id, parsed.reason, parsed, row.id, delivery_id, at, only_open=True)
         return incident_id
@@ -319,12 +318,16 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
             _alert_entry(session, incident_id, f"{label}: item {verb}", parsed, row.id, delivery_id, at)
             return incident_id
         previous = incident or previous_incident(session, info.id, parsed.fingerprint, row.id)
-        severity = match_rules(info.effective_rules, parsed, parsed.event)
+        decision = decide(info.effective_rules, parsed, parsed.event, payload)
+        if decision.action == "suppress":
+            return apply_decision(session, info, parsed, row.id, decision, at, delivery_id)
+        severity = decision.severity if decision.opens else None
         if previous is not None:
             severity = severity or previous.severity
         if severity is None:
             return incident_id
-        return open_incident(session, info, parsed, row.id, severity, at, delivery_id, repeat_of=previous)
+        return open_incident(session, info, parsed, row.id, severity, at, delivery_id, repeat_of=previous,
+                             **_target(session, info, decision))
 
     if incident_id is None:
         return None
@@ -353,6 +356,61 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
     else:  # INFO, ESCALATE
         _alert_entry(session, incident_id, parsed.reason, parsed, row.id, delivery_id, at)
     return incident_id
+
+
+def apply_decision(session: Session, info: IntegrationInfo, parsed: ParsedEvent, alert_id: int,
+                   decision: Decision, at: datetime, delivery_id: int | None) -> int | None:
+    """Carry out what the rules decided for an alert without an incident; returns the incident it joined or opened.
+
+    suppress marks the alert (why, in `suppressed`) and does nothing else: the delivery is stored and the alert
+    counted as for any other, but no incident is opened and so nothing is announced."""
+    if decision.action == "suppress":
+        session.execute(sa.update(Alert).where(Alert.id == alert_id).values(suppressed=decision.describe()[:200]))
+        return None
+    if not decision.opens:
+        return None
+    target = _target(session, info, decision)
+    if decision.action == "attach":
+        incident_id = _open_incident_of(session, info, target.get("service_id", info.service_id))
+        if incident_id is not None:
+            session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident_id))
+            incidents.add_timeline_entries(
+                session, [incident_id], EntryKind.ALERT, f"Alert attached by rule {decision.rule}: {parsed.title}",
+                occurred_at=at, data={"source": parsed.source, "event": parsed.event, "alert_id": alert_id,
+                                      "delivery_id": delivery_id, "link": parsed.link, "rule": decision.rule})
+            return incident_id
+    return open_incident(session, info, parsed, alert_id, decision.severity, at, delivery_id, **target)
+
+
+def _target(session: Session, info: IntegrationInfo, decision: Decision) -> dict:
+    """open_incident's service_id/team_id/rule for a route or attach rule (a service brings its team; a team
+    named as well wins). A slug deleted since the rule was saved falls back to the integration's own."""
+    if decision.action not in ("route", "attach"):
+        return {}
+    from incidents.catalog.models import Service, Team
+
+    service_id, team_id = info.service_id, info.team_id
+    if decision.service:
+        found = session.execute(sa.select(Service.id, Service.team_id).where(Service.slug == decision.service)).first()
+        if found is not None:
+            service_id, team_id = found
+    if decision.team:
+        found_team = session.scalar(sa.select(Team.id).where(Team.slug == decision.team))
+        if found_team is not None:
+            team_id = found_team
+    return {"service_id": service_id, "team_id": team_id, "rule": decision.rule}
+
+
+def _open_incident_of(session: Session, info: IntegrationInfo, service_id: int | None) -> int | None:
+    """The most recent open incident of the service; without a service, the most recent open incident this
+    integration's alerts belong to. (Two first alerts of one service applied at the same instant by two processes
+    on PostgreSQL may each open one: attach joins what is open when it looks.)"""
+    query = sa.select(Incident.id).where(Incident.status.not_in([Status.RESOLVED, Status.CLOSED]))
+    if service_id is not None:
+        query = query.where(Incident.service_id == service_id)
+    else:
+        query = query.where(Incident.id.in_(sa.select(Alert.incident_id).where(Alert.integration_id == info.id)))
+    return session.scalar(query.order_by(Incident.id.desc()).limit(1))
 
 
 _STATUS_OF_INCIDENT = sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id"))
@@ -400,22 +458,30 @@ def incident_tags(source: str, parsed: ParsedEvent) -> list[str]:
 
 def open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, alert_id: int,
                    severity: Severity, at: datetime, delivery_id: int | None, *,
-                   repeat_of: Incident | None = None, by: User | None = None) -> int:
+                   repeat_of: Incident | None = None, by: User | None = None,
+                   service_id: int | None = None, team_id: int | None = None, rule: int | None = None) -> int:
+    """Declare the incident an alert opens, on the integration's service and team unless a routing rule named
+    others, with its first timeline entry, and link the alert to it."""
     label = Source(info.source).label
+    if service_id is None and team_id is None:
+        service_id, team_id = info.service_id, info.team_id
     summary = "\n\n".join(p for p in (parsed.description, f"[Open in {label}]({parsed.link})" if parsed.link else "")
                           if p)
     incident_id = incidents.declare_incident(
         session, title=parsed.title or f"{label} alert {parsed.fingerprint}", severity=severity,
-        summary=summary, service_id=info.service_id, team_id=info.team_id, tags=incident_tags(info.source, parsed),
+        summary=summary, service_id=service_id, team_id=team_id, tags=incident_tags(info.source, parsed),
         started_at=at, detected_at=at, created_by=by, repeat_of_id=repeat_of.id if repeat_of is not None else None,
     )
     line = f"Opened from {label} alert: {parsed.title}"
     if repeat_of is not None:
         line += f" (repeat of {repeat_of.ref})"
+    if rule is not None:
+        line += f" (routed by rule {rule})"
     incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, author=by, occurred_at=at, data={
         "source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id,
-        "fingerprint": parsed.fingerprint, "link": parsed.link, "repeat_of": repeat_of.id if repeat_of else None})
-    session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident_id))
+        "fingerprint": parsed.fingerprint, "link": parsed.link, "repeat_of": repeat_of.id if repeat_of else None,
+        "rule": rule})
+    session.execute(sa.update(Alert).where(Alert.id == alert_id).values(incident_id=incident_id, suppressed=None))
     return incident_id
 
 

@@ -27,7 +27,8 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
     try:
         # The headers kept with the delivery (the source's keep_headers among them), as the parser saw them.
         headers = {str(name).lower(): str(value) for name, value in (delivery.headers or {}).items()}
-        parsed = parse_payload(info.source, jsonbody.loads(delivery.body), headers, info.options)
+        payload = jsonbody.loads(delivery.body)
+        parsed = parse_payload(info.source, payload, headers, info.options)
     except ValueError as e:
         message = str(e) if isinstance(e, ParseError | jsonbody.TooDeep) else "The body is not valid JSON."
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.REJECTED, message, utcnow()
@@ -37,7 +38,8 @@ def replay_delivery(session: Session, delivery: Delivery) -> Result:
     try:
         with session.begin_nested():
             result = ingest(session, info, parsed, body=delivery.body, headers=delivery.headers,
-                            received_at=delivery.received_at, key=key, replay_of=delivery.id)
+                            received_at=delivery.received_at, key=key, replay_of=delivery.id,
+                            payload=payload)
     except Exception as e:  # noqa: BLE001 - the point of replay is to survive and record our own bugs
         delivery.outcome, delivery.error, delivery.replayed_at = Outcome.FAILED, describe_error(e), utcnow()
         session.flush()
