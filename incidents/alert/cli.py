@@ -24,15 +24,22 @@ deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhoo
 @click.option("--secret", help="The key the sender signs its requests with (required by sources that sign).")
 @click.option("--site-url", help="The sender's own site (http or https), for links when its body names none.")
 @click.option("--severity-label", help="The label that carries the severity (Alertmanager; default: severity).")
+@click.option("--resolve-incident", is_flag=True,
+              help="Resolve the incident when every one of its alerts is closed or resolved.")
+@click.option("--update-incident-severity", is_flag=True,
+              help="An alert's priority change (Opsgenie/JSM UpdatePriority) changes its incident's severity too.")
 @click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
 @click.option("--team", help="Default team (slug or id); the service's team when omitted.")
 def integrations_add(source: str, name: str, token: str | None, secret: str | None, site_url: str | None,
-                     severity_label: str | None, service: str | None, team: str | None):
+                     severity_label: str | None, resolve_incident: bool, update_incident_severity: bool,
+                     service: str | None, team: str | None):
     """Create an integration and print the webhook URL to paste into the sender (shown once)."""
+    options = {"severity_label": severity_label or "", "resolve_incident": resolve_incident,
+               "update_incident_severity": update_incident_severity}
     try:
         row, plain = services.create_integration(
             db.session, source=source, name=name, token=token, service=service, team=team, secret=secret,
-            site_url=site_url, options={"severity_label": severity_label} if severity_label else None)
+            site_url=site_url, options=options)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()

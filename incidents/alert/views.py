@@ -37,6 +37,13 @@ def receive(source: str):
 bp = Blueprint("alert", __name__)
 
 
+@bp.app_context_processor
+def _incident_alerts_helper():
+    """`incident_alerts(incident)` for the incident page (templates/alert/_incident_panel.html and "Opened by"):
+    the hook by which alerts appear there while the incident package knows nothing of alerts."""
+    return {"incident_alerts": lambda incident: services.incident_alerts(db.session, incident.id)}
+
+
 @bp.get("/alerts")
 @require(Role.VIEWER)
 def alerts():
@@ -164,7 +171,8 @@ def create_integration():
 
 def _options_from_form(form) -> dict:
     """The source options the forms show (the secret and site URL are columns of their own)."""
-    return {"severity_label": form.get("severity_label", "")}
+    return {"severity_label": form.get("severity_label", ""), "resolve_incident": bool(form.get("resolve_incident")),
+            "update_incident_severity": bool(form.get("update_incident_severity"))}
 
 
 def _rules_from_form(text: str):
