@@ -300,3 +300,84 @@ def test_a_bad_option_value_is_refused(app):
     with pytest.raises(Invalid):
         services.create_integration(db.session, source="jsm", name="x", options={"resolve_incident": "maybe"})
     db.session.rollback()
+
+
+# --- at the same moment ---------------------------------------------------------------------------------------
+
+def test_concurrent_closes_of_an_incidents_last_alerts_write_the_line_once(app, live_server):
+    """Every close of the incident's twelve alerts sent at once, on two gunicorn workers: the line is written exactly
+    once and the incident resolved once (the lock that makes sure of it is proven step by step below)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from incidents.alert import services
+
+    _row, token = make_integration("opsgenie", "ops", options={"resolve_incident": True})
+    aliases = [f"c{n}" for n in range(12)]
+    headers = {"X-Incidents-Token": token}
+    with requests.Session() as http:
+        first = http.post(f"{live_server}/webhooks/opsgenie", json=opsgenie_body("Create", "c0", priority="P1"),
+                          headers=headers, timeout=60).json()
+        for n, alias in enumerate(aliases[1:], 1):
+            assert http.post(f"{live_server}/webhooks/opsgenie", headers=headers, timeout=60,
+                             json=opsgenie_body("Create", alias, priority="P4", n=n)).status_code == 200
+    db.session.rollback()
+    incident = db.session.get(Incident, first["incident"])
+    for alert in db.session.scalars(sa.select(Alert).where(Alert.incident_id.is_(None))):
+        services.attach_alert(db.session, alert, incident)
+    db.session.commit()
+
+    barrier = threading.Barrier(len(aliases))
+
+    def close(n_alias: tuple[int, str]) -> int:
+        n, alias = n_alias
+        with requests.Session() as http:
+            barrier.wait()
+            return http.post(f"{live_server}/webhooks/opsgenie", json=opsgenie_body("Close", alias, n=100 + n),
+                             headers=headers, timeout=60).status_code
+
+    with ThreadPoolExecutor(len(aliases)) as pool:
+        assert list(pool.map(close, enumerate(aliases))) == [200] * len(aliases)
+    lines = texts(incident.id)
+    assert lines.count("All 12 alerts are closed") == 1
+    assert lines.count("Status: triggered -> resolved") == 1
+    assert fresh(Incident, id=incident.id).status == Status.RESOLVED
+
+
+def test_two_transactions_closing_the_last_two_alerts_count_one_after_the_other(app, responder_client):
+    """PostgreSQL, step by step: A and B each close one of the two open alerts, A counts (B's alert still open: no
+    line) and holds the incident; B's count waits for A's commit, then sees no alert open and writes the line.
+    Without the incident lock B would count before A commits, see A's alert open, and nobody would say it."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writer holds the whole database: two writers never interleave")
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from incidents.alert.services import incident_sync, integration_info
+    from incidents.database import utcnow
+
+    row, token = make_integration("opsgenie", "ops")
+    first = ok(post(responder_client, "opsgenie", opsgenie_body("Create", "a", priority="P1"), token))
+    second = ok(post(responder_client, "opsgenie", opsgenie_body("Create", "b", priority="P4", n=1), token))
+    attach(responder_client, second["alert"], first["incident"])
+    info, incident_id = integration_info(fresh(Integration, id=row.id)), first["incident"]
+    close = sa.update(Alert).values(status=AlertStatus.CLOSED, closed_at=utcnow())
+
+    with Session(db.engine) as a, Session(db.engine) as b:
+        a.execute(close.where(Alert.id == first["alert"]))
+        b.execute(close.where(Alert.id == second["alert"]))
+        assert incident_sync.note_all_closed(a, info, [(incident_id, utcnow())], 1) == []
+        done: list[list[int]] = []
+        waiting = threading.Thread(target=lambda: done.append(
+            incident_sync.note_all_closed(b, info, [(incident_id, utcnow())], 2)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive(), "B counted while A held the incident"
+        a.commit()
+        waiting.join(10)
+        assert done == [[incident_id]]
+        b.commit()
+    assert texts(incident_id).count("All 2 alerts are closed") == 1
