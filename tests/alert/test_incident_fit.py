@@ -203,14 +203,20 @@ def test_update_priority_of_an_unknown_alert_or_without_a_priority_is_ignored(cl
 
 # --- environment ----------------------------------------------------------------------------------------------
 
-def test_the_alerts_environment_reaches_the_incident_as_a_tag(client):
+def test_the_alerts_environment_reaches_the_incident_as_a_tag(responder_client):
     _row, token = make_integration("alertmanager", "prod-cluster")
     body = alertmanager_body("firing", ("f1", "2026-01-01T00:00:00Z",
-                                        {"severity": "critical", "environment": "Prod EU", "team": "db"}))
-    incident_id = ok(post(client, "alertmanager", body, token))["incident"]
+                                        {"severity": "critical", "environment": "Prod EU", "team": "db"}),
+                             ("f2", "2026-01-01T00:00:00Z", {"severity": "warning", "env": "staging"}))
+    incident_id = ok(post(responder_client, "alertmanager", body, token))["incident"]
     tags = fresh(Incident, id=incident_id).tags
     assert {"env:prod-eu", "alertmanager", "team:db"} <= set(tags)
     assert fresh(Alert, fingerprint="f1").environment == "Prod EU"
+
+    kept = fresh(Alert, fingerprint="f2")  # a warning stays an alert; a responder opens its incident by hand
+    assert kept.incident_id is None
+    assert post_form(responder_client, f"/alerts/{kept.id}/open-incident", {"severity": "SEV3"}).status_code == 302
+    assert "env:staging" in fresh(Incident, id=fresh(Alert, fingerprint="f2").incident_id).tags
 
 
 # --- the incident page ----------------------------------------------------------------------------------------
