@@ -127,7 +127,9 @@ def parse_event(payload: dict) -> ParsedEvent:
 
 def _priority_event(action: str, alert: dict, alert_id: str, actor: str, link: str | None) -> ParsedEvent:
     """UpdatePriority: the alert-action envelope whose `alert.priority` is the new priority (`alert.oldPriority`
-    the one before, when sent). A body without a readable new priority changes nothing: IGNORE, answered 2xx."""
+    the one before, when sent), as the Opsgenie/JSM "Alert action data" pages list it; no captured sample exists
+    (contracts/more/jsm-ops.md), so both fields are read leniently. A body without a readable new priority changes
+    nothing: IGNORE, answered 2xx."""
     key = text(alert.get("alias"), 100_000) or alert_id
     new = severity(alert.get("priority"))
     if not key or new is None:
