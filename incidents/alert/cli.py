@@ -26,14 +26,20 @@ deliveries_cli = AppGroup("deliveries", help="Inspect and replay received webhoo
 @click.option("--secret", help="The key the sender signs its requests with (required by sources that sign).")
 @click.option("--site-url", help="The sender's own site (http or https), for links when its body names none.")
 @click.option("--severity-label", help="The label that carries the severity (Alertmanager; default: severity).")
+@click.option("--resolve-incident", is_flag=True,
+              help="Resolve the incident when every one of its alerts is closed or resolved.")
+@click.option("--update-incident-severity", is_flag=True,
+              help="An alert's priority change (Opsgenie/JSM UpdatePriority) changes its incident's severity too.")
 @click.option("--service", help="Default service (slug or id) of incidents opened from these alerts.")
 @click.option("--team", help="Default team (slug or id); the service's team when omitted.")
 @click.option("--mapping", "mapping_file", type=click.Path(dir_okay=False),
               help="A JSON file of JMESPath expressions: where the generic source finds each field (required).")
 def integrations_add(source: str, name: str, token: str | None, secret: str | None, site_url: str | None,
-                     severity_label: str | None, service: str | None, team: str | None, mapping_file: str | None):
+                     severity_label: str | None, resolve_incident: bool, update_incident_severity: bool,
+                     service: str | None, team: str | None, mapping_file: str | None):
     """Create an integration and print the webhook URL to paste into the sender (shown once)."""
-    options: dict = {"severity_label": severity_label} if severity_label else {}
+    options: dict = {"severity_label": severity_label or "", "resolve_incident": resolve_incident,
+                     "update_incident_severity": update_incident_severity}
     if mapping_file is not None:
         if not SOURCES[source].option_checks.get("mapping"):
             raise click.ClickException(f"--mapping is for the generic source, not {source}.")
@@ -41,7 +47,7 @@ def integrations_add(source: str, name: str, token: str | None, secret: str | No
     try:
         row, plain = services.create_integration(
             db.session, source=source, name=name, token=token, service=service, team=team, secret=secret,
-            site_url=site_url, options=options or None)
+            site_url=site_url, options=options)
         db.session.commit()
     except DomainError as e:
         db.session.rollback()

@@ -39,6 +39,13 @@ def receive(source: str):
 bp = Blueprint("alert", __name__)
 
 
+@bp.app_context_processor
+def _incident_alerts_helper():
+    """`incident_alerts(incident)` for the incident page (templates/alert/_incident_panel.html and "Opened by"):
+    the hook by which alerts appear there while the incident package knows nothing of alerts."""
+    return {"incident_alerts": lambda incident: services.incident_alerts(db.session, incident.id)}
+
+
 @bp.get("/alerts")
 @require(Role.VIEWER)
 def alerts():
@@ -170,7 +177,8 @@ def create_integration():
 def _options_from_form(form, source: str) -> dict:
     """The source options the forms show (the secret and site URL are columns of their own); the mapping
     fields only for a source that reads a mapping (generic), whose form always shows them."""
-    options = {"severity_label": form.get("severity_label", "")}
+    options = {"severity_label": form.get("severity_label", ""), "resolve_incident": bool(form.get("resolve_incident")),
+               "update_incident_severity": bool(form.get("update_incident_severity"))}
     if _reads_mapping(source):
         options["mapping"] = _mapping_from_form(form)
     return options

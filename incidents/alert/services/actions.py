@@ -26,7 +26,7 @@ def open_incident_from_alert(session: Session, alert: Alert, severity: Severity 
         raise Invalid(f"Unknown severity {severity!r}.", {"severity": [f"One of: {', '.join(Severity)}."]}) from None
     parsed = ParsedEvent(alert.source.value, "manual", Kind.TRIGGER, fingerprint=alert.fingerprint,
                          title=alert.title, description=alert.description, link=alert.link,
-                         tags=tuple(alert.tags or ()))
+                         environment=alert.environment, tags=tuple(alert.tags or ()))
     info = integration_info(alert.integration)
     previous = previous_incident(session, info.id, alert.fingerprint, alert.id)
     repeat_of = previous if previous is not None and not previous.is_open else None

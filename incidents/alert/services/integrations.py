@@ -100,6 +100,8 @@ def _check_token(token: str) -> str:
 
 MAX_SECRET_LENGTH = 255
 _OPTION_KEYS = {"severity_label": 100}  # the options an admin may set, and their longest value
+# Yes/no options, stored as JSON true (absent when off): whether an alert's events may move its incident.
+_FLAG_OPTIONS = frozenset({"resolve_incident", "update_incident_severity"})
 
 
 def _check_secret(secret: str | None) -> str | None:
@@ -135,6 +137,10 @@ def _check_options(source: Source, options: dict[str, Any] | None) -> dict[str, 
         if value is not None:
             out[key] = value
     for key, value in (options or {}).items():
+        if key in _FLAG_OPTIONS:
+            if _flag(key, value):
+                out[key] = True
+            continue
         if key in own:
             continue
         if key not in _OPTION_KEYS:
@@ -147,6 +153,15 @@ def _check_options(source: Source, options: dict[str, Any] | None) -> dict[str, 
         check_single_line(**{key: value})
         out[key] = value
     return out
+
+
+def _flag(key: str, value: Any) -> bool:
+    """A yes/no option from JSON (true/false), a form checkbox ("on", or absent) or the CLI."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("", "0", "false", "no", "off", "on", "1", "true", "yes"):
+        return value.strip().lower() in ("on", "1", "true", "yes")
+    raise Invalid(f"{key} is true or false.", {key: ["Expected true or false."]})
 
 
 def _require_secret(source: Source, secret: str | None) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from incidents import events
 from incidents.alert.models import OPEN_ALERT_PREDICATE, Alert, AlertStatus, Delivery, Outcome, Source
+from incidents.alert.services.incident_sync import change_priority, environment_tag, note_all_closed
 from incidents.alert.services.integrations import IntegrationInfo
 from incidents.alert.services.rules import Decision, decide
 from incidents.alert.sources import SOURCES, Kind, ParsedEvent
@@ -180,10 +181,14 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
         if delivery_id is None:
             record(Outcome.PROCESSED, alert_id=row.id)
         incident_id = _apply(session, info, event, row, at, delivery_id, payload)
+        if kind == Kind.PRIORITY:
+            change_priority(session, info, event, row.id, incident_id)
         events.emit(session, "alert.received", alert_id=row.id, delivery_id=delivery_id, kind=kind.value,
                     incident_id=incident_id)
         touched.append((n, row.id, incident_id))
 
+    if delivery_id is not None:  # after every alert row of the delivery is written (and locked): incidents last
+        note_all_closed(session, info, _closed_incidents(events_, touched, received_at), delivery_id)
     if delivery_id is None:  # nothing but events we do not act on
         message = ignored[0] if len(set(ignored)) == 1 else f"{len(ignored)} events, none acted on: {ignored[0]}"
         return Result(record(Outcome.IGNORED, error=message), Outcome.IGNORED, message=message)
@@ -194,6 +199,13 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
         session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(alert_id=first_alert))
     return Result(delivery_id, Outcome.PROCESSED, first_alert, first_incident, message=" ".join(messages),
                   deduplicated=deduplicated, alert_ids=alert_ids)
+
+
+def _closed_incidents(events_: Sequence[ParsedEvent], touched: list[tuple[int, int, int | None]],
+                      received_at: datetime) -> list[tuple[int, datetime]]:
+    """(incident, when) for each alert with an incident this delivery closed or resolved."""
+    return [(incident_id, min(events_[n].occurred_at or received_at, received_at))
+            for n, _alert, incident_id in touched if incident_id is not None and events_[n].kind == Kind.CLOSE]
 
 
 @functools.cache
@@ -447,8 +459,11 @@ MAX_INCIDENT_TAGS = 20
 
 
 def incident_tags(source: str, parsed: ParsedEvent) -> list[str]:
-    """The source's name, then the alert's tags the incident's rule accepts, at most 20 in all."""
+    """The source's name, `env:<environment>`, then the alert's tags the incident's rule accepts, at most 20."""
     out = [source]
+    env = environment_tag(parsed)  # early, so that twenty labels never push it out
+    if env and _INCIDENT_TAG.match(env):
+        out.append(env)
     for tag in parsed.tags:
         tag = tag.strip().lower() if isinstance(tag, str) else ""
         if _INCIDENT_TAG.match(tag) and tag not in out:

@@ -37,6 +37,7 @@ class Kind(StrEnum):
     CLOSE = "close"  # OpsGenie Close / Delete, Rollbar resolved_item
     INFO = "info"  # known actions that only annotate an existing alert (tags, owner, team ...)
     ESCALATE = "escalate"  # OpsGenie Escalate: only alertId is known
+    PRIORITY = "priority"  # OpsGenie/JSM UpdatePriority: the open alert's severity becomes the event's `severity`
     DEPLOY = "deploy"
     IGNORE = "ignore"  # a test event or an unknown action/event name: stored, answered 2xx, nothing else
 

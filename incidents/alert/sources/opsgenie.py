@@ -38,6 +38,7 @@ ACTIONS: dict[str, Kind] = {
     "AddTeam": Kind.INFO,
     "AddTags": Kind.INFO,
     "RemoveTags": Kind.INFO,
+    "UpdatePriority": Kind.PRIORITY,
 }
 
 _PRIORITY = re.compile(r"^p?([1-5])$", re.IGNORECASE)
@@ -96,6 +97,9 @@ def parse_event(payload: dict) -> ParsedEvent:
         return ParsedEvent(SOURCE, action, kind, external_id=alert_id, link=link,
                            reason=f"OpsGenie: escalated{f' ({name})' if name else ''} to {target}")
 
+    if kind == Kind.PRIORITY:
+        return _priority_event(action, alert, alert_id, actor, link)
+
     alias = text(alert.get("alias"), 100_000)
     key = alias or alert_id
     if not key:
@@ -119,6 +123,25 @@ def parse_event(payload: dict) -> ParsedEvent:
         note=text(alert.get("note"), 20_000) or None,
         reason=_info(action, alert, actor) if kind == Kind.INFO else "",
     )
+
+
+def _priority_event(action: str, alert: dict, alert_id: str, actor: str, link: str | None) -> ParsedEvent:
+    """UpdatePriority: the alert-action envelope whose `alert.priority` is the new priority (`alert.oldPriority`
+    the one before, when sent), as the Opsgenie/JSM "Alert action data" pages list it; no captured sample exists
+    (contracts/more/jsm-ops.md), so both fields are read leniently. A body without a readable new priority changes
+    nothing: IGNORE, answered 2xx."""
+    key = text(alert.get("alias"), 100_000) or alert_id
+    new = severity(alert.get("priority"))
+    if not key or new is None:
+        return ParsedEvent(SOURCE, action, Kind.IGNORE,
+                           reason="UpdatePriority without an alias or alertId and a P1..P5 priority: ignored.")
+    old = severity(alert.get("oldPriority"))
+    by = f" by {actor}" if actor else ""
+    change = f"from {old} to {new}" if old and old != new else f"to {new}"
+    updated = timestamp(alert.get("updatedAt"), 1e-9)
+    return ParsedEvent(SOURCE, action, Kind.PRIORITY, fingerprint=fingerprint(key), external_id=alert_id or None,
+                       severity=new, link=link, occurred_at=updated, actor=actor or None,
+                       reason=f"OpsGenie: priority changed {change}{by}")
 
 
 def redact(payload: dict) -> bool:
