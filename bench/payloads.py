@@ -396,13 +396,16 @@ class Generator:
         Every group of 10 instances fires all 10, is re-sent twice (same startsAt), resolves all 10 and fires
         again with a new startsAt; each of those notifications is cut into bodies of `group_size` alerts. The
         alert events (and so the work per alert) are the same for every group size: only their packing differs.
-        A fresh Generator with the same seed gives the same alerts."""
+        The 40 groups take their steps in turn (step 1 of every group, then step 2 ...), so concurrent senders
+        (fewer than 40 notifications in flight) never reorder one group's notifications, as Alertmanager, which
+        sends a group's next notification a group_interval later, does not. A fresh Generator with the same seed
+        gives the same alerts."""
         rng = self.more
         out, alerts = [], 0
         groups = self.am_groups
         for n in range(notifications):
-            group = groups[n // 5 % len(groups)] if n // 5 < len(groups) else rng.choice(groups)
-            step = n % 5
+            group = groups[n % len(groups)]
+            step = n // len(groups) % 5
             now = time.time()
             if step in (0, 4):  # fire (again, with a new startsAt)
                 group["firing"] = {i: _rfc3339(now - rng.randint(0, 600) - step) for i in group["instances"]}
