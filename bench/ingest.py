@@ -1,8 +1,10 @@
-"""Webhook ingestion benchmark: deliveries/s and latency of OpsGenie + Rollbar webhooks, against a floor.
+"""Webhook ingestion benchmark: deliveries/s and latency of alert webhooks (default OpsGenie + Rollbar), vs a floor.
 
     python -m bench.ingest                                  # the floor app, SQLite and PostgreSQL, 16 senders
     python -m bench.ingest --target app [--opsgenie-token T --rollbar-token T]   # real app, ratio to the floor
     python -m bench.ingest --target app --storm             # 10,000 occurrences of one Rollbar item, 32 senders
+    python -m bench.ingest --target app --sources opsgenie,rollbar,alertmanager,grafana,sentry,pagerduty,jsm
+    python -m bench.ingest --group-size 10                  # CPU per alert: 10-alert Alertmanager groups vs 1-alert
 
 Load comes from N sender threads, each with its own requests.Session (keep-alive), posting pre-generated bodies
 as fast as the server answers (closed loop); each run is bounded by --deliveries and --max-seconds. The client
@@ -43,7 +45,7 @@ from bench.common import (
     stats_ms,
     table,
 )
-from bench.payloads import Generator
+from bench.payloads import DEFAULT_SOURCES, SIGNED, SOURCES, Generator
 
 DEFAULT_DATABASES = {
     "sqlite": f"sqlite:///{INSTANCE / 'ingest-{target}.sqlite3'}",
@@ -56,7 +58,7 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
     """POST every body once from `senders` threads; returns throughput, latency and status counts."""
     next_index = itertools.count()
     lock = threading.Lock()
-    kinds = [_kind(source, body) for source, body in bodies]
+    kinds = [_kind(source, body) for source, body, *_ in bodies]
     latencies: list[float] = []
     by_kind: dict[str, list[float]] = {}
     codes: dict[str, int] = {}
@@ -69,11 +71,11 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
             i = next(next_index)  # itertools.count is atomic under the GIL
             if i >= len(bodies):
                 break
-            source, body = bodies[i]
+            source, body, *extra = bodies[i]
+            headers = {"Content-Type": "application/json", **(extra[0] if extra else {})}
             t0 = time.perf_counter()
             try:
-                r = http.post(urls[source], data=body, headers={"Content-Type": "application/json"}, timeout=30,
-                              allow_redirects=False)
+                r = http.post(urls[source], data=body, headers=headers, timeout=30, allow_redirects=False)
                 code = str(r.status_code)
             except requests.RequestException as e:
                 code = type(e).__name__
@@ -118,9 +120,14 @@ def busy_cpu_seconds() -> float:
 
 
 def _kind(source: str, body: bytes) -> str:
-    """The event kind of a body (OpsGenie `action`, Rollbar `event_name`), for the per-kind latency table."""
+    """The event kind of a body (OpsGenie/JSM/Sentry `action`, Rollbar `event_name`, PagerDuty `event_type`,
+    Alertmanager/Grafana group status and size), for the per-kind latency table."""
     try:
         doc = json.loads(body)
+        if isinstance(doc.get("alerts"), list):
+            return f"{source} {doc.get('status')} x{len(doc['alerts'])}"
+        if isinstance(doc.get("event"), dict):
+            return f"{source} {doc['event'].get('event_type')}"
         return f"{source} {doc.get('action') or doc.get('event_name') or '?'}"
     except (ValueError, AttributeError):
         return f"{source} ?"
@@ -134,7 +141,7 @@ def run_floor(url: str, bodies, senders: int, max_seconds: float) -> dict:
     metadata.create_all(engine)
     env = {"FLOOR_DATABASE_URL": url, "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
     with gunicorn("bench.floor_app:create_floor_app()", env, INSTANCE / f"floor-{backend(url)}.log") as base:
-        result = drive({s: f"{base}/floor?source={s}" for s in ("opsgenie", "rollbar")}, bodies, senders,
+        result = drive({s: f"{base}/floor?source={s}" for s in sorted({b[0] for b in bodies})}, bodies, senders,
                        max_seconds)
     with engine.connect() as conn:
         result["stored"] = conn.scalar(sa.select(sa.func.count()).select_from(floor_delivery))
@@ -142,10 +149,12 @@ def run_floor(url: str, bodies, senders: int, max_seconds: float) -> dict:
     return result
 
 
-def create_integrations(url: str, instance: Path, opsgenie_token: str | None, rollbar_token: str | None
-                        ) -> dict[str, str]:
-    """Tokens for the real webhooks: given ones, or made with the real `incidents integrations add`."""
-    tokens = {"opsgenie": opsgenie_token, "rollbar": rollbar_token}
+def create_integrations(url: str, instance: Path, opsgenie_token: str | None, rollbar_token: str | None,
+                        sources: tuple[str, ...] = DEFAULT_SOURCES, secret: str | None = None) -> dict[str, str]:
+    """Tokens for the real webhooks: given ones, or made with the real `incidents integrations add` (with
+    `--secret` for the sources that sign, so that their signatures are checked as in production)."""
+    given = {"opsgenie": opsgenie_token, "rollbar": rollbar_token}
+    tokens = {source: given.get(source) for source in sources}
     env = {**os.environ, **app_env(url, instance)}
     for source, token in tokens.items():
         if token:
@@ -153,6 +162,8 @@ def create_integrations(url: str, instance: Path, opsgenie_token: str | None, ro
         tokens[source] = "bench-" + secrets.token_hex(16)
         cmd = [sys.executable, "-m", "incidents", "integrations", "add", source, f"bench-{source}",
                "--token", tokens[source]]
+        if source in SIGNED and secret:
+            cmd += ["--secret", secret]
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"`incidents integrations add` failed ({done.returncode}): "
@@ -200,7 +211,7 @@ def end_state(url: str, instance: Path) -> dict:
 
 
 def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, rollbar_token,
-            job_worker: bool = True) -> dict:
+            job_worker: bool = True, sources: tuple[str, ...] = DEFAULT_SOURCES, secret: str | None = None) -> dict:
     from incidents.auth import services as auth
     from incidents.extensions import db
 
@@ -212,7 +223,7 @@ def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, 
         db.session.commit()
         for engine in db.engines.values():
             engine.dispose()
-    tokens = create_integrations(url, instance, opsgenie_token, rollbar_token)
+    tokens = create_integrations(url, instance, opsgenie_token, rollbar_token, sources, secret)
     log = INSTANCE / f"ingest-app-{backend(url)}.log"
     with incidents_serve(app_env(url, instance), log, job_worker=job_worker) as base:
         urls = {s: f"{base}/webhooks/{s}?token={t}" for s, t in tokens.items()}
@@ -282,6 +293,48 @@ def summary_verdicts(pairs: list[tuple[dict, dict | None]], storm: bool) -> list
     return out
 
 
+def run_groups(args, dbs: list[str], secret: str) -> None:
+    """Does a group of N Alertmanager alerts cost close to N single deliveries? The same alerts (10-instance
+    groups: fire, re-sent twice, resolved, fired again) are posted as N-alert bodies, then as 1-alert bodies, to
+    a fresh app each time; machine CPU per *alert* is compared within the round (the sizes alternate order)."""
+    notifications = max(1, args.deliveries // 10)
+    rows, ratios = [], {}
+    overrides = {"sqlite": args.sqlite_url, "postgresql": args.postgresql_url}
+    for rnd in range(1, args.rounds + 1):
+        for db in dbs:
+            url = normalise_url(overrides[db] or DEFAULT_DATABASES[db].format(target="app"))
+            sizes = [args.group_size, 1] if rnd % 2 else [1, args.group_size]
+            per_alert = {}
+            for size in sizes:
+                bodies, alerts = Generator(args.seed, secret=secret).alertmanager_groups(notifications, size)
+                print(f"  round {rnd}: {db}, {len(bodies)} bodies of {size} alert(s) ...", file=sys.stderr)
+                r = run_app(url, bodies, args.senders, args.max_seconds, None, None,
+                            job_worker=not args.no_job_worker, sources=("alertmanager",))
+                st = r["state"]
+                cpu_alert = r["cpu_ms"] * r["deliveries"] / alerts if r["deliveries"] == len(bodies) else float("nan")
+                per_alert[size] = cpu_alert
+                rows.append({"round": rnd, "db": db, "group_size": size, "deliveries": r["deliveries"],
+                             "alerts": alerts, "per_s": r["per_s"], "alerts_per_s": r["per_s"] * alerts / len(bodies),
+                             "p50": r["p50"], "p99": r["p99"], "cpu_ms": r["cpu_ms"], "cpu_ms_per_alert": cpu_alert,
+                             "non_2xx": r["non_2xx"],
+                             "outcomes": " ".join(f"{k}x{v}" for k, v in st["outcomes"].items()),
+                             "alert_rows": st["alerts"], "incidents": st["incidents"]})
+            ratio = per_alert[args.group_size] / per_alert[1]
+            ratios.setdefault(db, []).append(ratio)
+            rows.append({"round": rnd, "db": db, "group_size": f"{args.group_size} / 1",
+                         "cpu_ms_per_alert": f"{ratio:.2f}x"})
+    print(table(rows, ["round", "db", "group_size", "deliveries", "alerts", "per_s", "alerts_per_s", "p50", "p99",
+                       "cpu_ms", "cpu_ms_per_alert", "non_2xx", "outcomes", "alert_rows", "incidents"]))
+    print(f"\ncpu_ms = machine CPU ms per delivery; cpu_ms_per_alert = the same per alert carried; per_s = deliveries"
+          f" per second; p50/p99 in ms. A group of {args.group_size} costs close to {args.group_size} single "
+          f"deliveries when the ratio is near 1.00x (below: cheaper per alert).")
+    for db, values in ratios.items():
+        print(f"- {db}: CPU per alert, groups of {args.group_size} / single: median "
+              f"{statistics.median(values):.2f}x (rounds: {', '.join(f'{v:.2f}' for v in values)})")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", choices=["floor", "app"], default="floor",
@@ -307,8 +360,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat floor-then-app this many times; the targets are then judged on the medians")
     p.add_argument("--by-kind", action="store_true", help="also print the app's latency per event kind")
+    p.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
+                   help=f"comma-separated sources of the mix, spread evenly (known: {', '.join(SOURCES)}; default: "
+                        "today's OpsGenie/Rollbar mix, so runs compare); signed ones are created with --secret")
+    p.add_argument("--group-size", type=int, dest="group_size",
+                   help="instead of the mix: the same Alertmanager alerts as N-alert groups, then one per delivery, "
+                        "to the app; --deliveries counts alerts; reports CPU ms per alert for each")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if unknown := set(sources) - set(SOURCES):
+        p.error(f"unknown sources: {', '.join(sorted(unknown))} (known: {', '.join(SOURCES)})")
+    if args.group_size is not None and not 1 < args.group_size <= 10:
+        p.error("--group-size must be 2..10 (Alertmanager groups of one rule over 10 instances)")
+    secret = "bench-" + secrets.token_hex(16)  # the signed sources' integrations are created with it
     if args.storm:
         args.senders, args.deliveries = 32, 10_000
         args.max_seconds = max(args.max_seconds, 600)
@@ -318,12 +383,21 @@ def main(argv: list[str] | None = None) -> None:
     common.OVERRIDES.update({k: v for k, v in (("workers", args.workers), ("threads", args.threads),
                                                ("keep_alive", args.keep_alive)) if v is not None})
 
-    gen = Generator(args.seed, samples_dir=SAMPLES if args.with_samples and SAMPLES.is_dir() else None)
-    bodies = gen.storm(args.deliveries) if args.storm else gen.mixed(args.deliveries)
-    mean_kb = sum(len(b) for _, b in bodies) / len(bodies) / 1024
+    if args.group_size is not None:
+        s = serve_settings()
+        print(f"# Alertmanager groups of {args.group_size} vs single alerts: {args.deliveries} alerts each way, "
+              f"{args.senders} senders; gunicorn {s['workers']} workers x {s['threads']} threads; app via "
+              f"`incidents serve` {'without' if args.no_job_worker else 'with'} its job worker\n")
+        run_groups(args, [d.strip() for d in args.databases.split(",") if d.strip()], secret)
+        return
+    gen = Generator(args.seed, samples_dir=SAMPLES if args.with_samples and SAMPLES.is_dir() else None,
+                    secret=secret)
+    bodies = gen.storm(args.deliveries) if args.storm else gen.mix(args.deliveries, sources)
+    mean_kb = sum(len(b[1]) for b in bodies) / len(bodies) / 1024
     s = serve_settings()
     worker = "without" if args.no_job_worker else "with"
-    print(f"# Ingestion benchmark ({'storm' if args.storm else 'mixed OpsGenie/Rollbar'}): {len(bodies)} deliveries "
+    mix = "mixed OpsGenie/Rollbar" if sources == DEFAULT_SOURCES else "mixed " + "/".join(sources)
+    print(f"# Ingestion benchmark ({'storm' if args.storm else mix}): {len(bodies)} deliveries "
           f"(mean {mean_kb:.1f} KiB), {args.senders} senders; gunicorn {s['workers']} workers x {s['threads']} "
           f"threads ({s['worker_class']}, keep-alive {s['keep_alive']} s); app via `incidents serve` {worker} "
           f"its job worker\n")
@@ -339,7 +413,9 @@ def main(argv: list[str] | None = None) -> None:
                     r = run_floor(url, bodies, args.senders, args.max_seconds)
                 else:
                     r = run_app(url, bodies, args.senders, args.max_seconds, args.opsgenie_token,
-                                args.rollbar_token, job_worker=not args.no_job_worker)
+                                args.rollbar_token, job_worker=not args.no_job_worker,
+                                sources=tuple(dict.fromkeys(DEFAULT_SOURCES + sources)) if args.storm else sources,
+                                secret=secret)
                     st = r["state"]
                     states.append({"round": rnd, "db": db} | {k: v for k, v in st.items() if k != "outcomes"}
                                   | {"outcomes": " ".join(f"{k}x{v}" for k, v in st["outcomes"].items())})
