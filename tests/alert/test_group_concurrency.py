@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-import pytest
 import requests
 import sqlalchemy as sa
 
@@ -165,10 +164,6 @@ def test_refire_after_a_resolve_is_a_new_occurrence_and_a_resend_is_not(app, liv
     assert count(sa.select(sa.func.count(Incident.id))) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "incidents/alert/services/processing.py::_upsert_alert: the episode (startsAt) is only compared with the open "
-    "alert's, so a firing re-send that arrives after the resolve of the same episode inserts a new open alert (and "
-    "opens a new incident) instead of being recognised as the episode that already ended"))
 def test_a_lagging_peers_firing_resend_after_the_resolve_does_not_reopen(app, live_server):
     """An HA pair: one peer sends the resolve, the other (its notification log not yet gossiped) still re-sends
     the firing notification with the same startsAt. The same startsAt is the same, ended, occurrence."""

@@ -166,6 +166,10 @@ def ingest(session: Session, info: IntegrationInfo, parsed: Events, *, body: str
             count = _record_deploy(session, info, event, at, delivery_id)
             messages.append(f"{event.reason}; noted on {count} open incident(s).")
             continue
+        if event.occurrence and kind in (Kind.TRIGGER, Kind.REPEAT) and _episode_ended(session, info, event):
+            ignored.append(f"Alert {event.fingerprint}: its episode {event.occurrence} has already ended; "
+                           "a late re-send changes nothing.")
+            continue
         if kind in (Kind.TRIGGER, Kind.REPEAT, Kind.REACTIVATE, Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE, Kind.NOTE):
             row = _upsert_alert(session, info, event, at, received_at)
             if event.occurrence:  # folded into the open alert (its episode again, or its next one)
@@ -275,6 +279,21 @@ def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
         first_seen_at=at, last_seen_at=at, occurrence_count=1, event_count=1, last_event=parsed.event[:64],
         incident_id=None, closed_at=None, occurrence=episode, tags=tags, created_at=now, updated_at=now,
     )).one()
+
+
+def _episode_ended(session: Session, info: IntegrationInfo, parsed: ParsedEvent) -> bool:
+    """Whether this firing episode (Alertmanager's startsAt) was already resolved or closed: one peer of an HA pair
+    may re-send the firing notification after the other sent the resolve; the same episode does not fire again."""
+    return session.connection().execute(_ENDED_EPISODE, {
+        "integration_id": info.id, "fingerprint": parsed.fingerprint, "occurrence": _episode(parsed)}).first() \
+        is not None
+
+
+_ENDED_EPISODE = (sa.select(Alert.__table__.c.id).where(
+    Alert.__table__.c.integration_id == sa.bindparam("integration_id"),
+    Alert.__table__.c.fingerprint == sa.bindparam("fingerprint"),
+    Alert.__table__.c.occurrence == sa.bindparam("occurrence"),
+    Alert.__table__.c.status.in_([AlertStatus.RESOLVED, AlertStatus.CLOSED])).limit(1))
 
 
 def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, at: datetime, now: datetime):
