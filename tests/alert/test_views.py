@@ -24,6 +24,12 @@ def _staging_alert(client) -> Alert:
     return db.session.scalar(sa.select(Alert))
 
 
+def test_the_status_filter_offers_each_choice_once(viewer_client):
+    html = viewer_client.get("/alerts").get_data(as_text=True)
+    assert html.count('<option value="open"') == 1
+    assert '<option value="resolved"' in html and '<option value="all"' in html
+
+
 def test_alerts_list_and_page(viewer_client):
     alert = _staging_alert(viewer_client)
     page = viewer_client.get("/alerts").get_data(as_text=True)

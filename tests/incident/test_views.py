@@ -25,6 +25,20 @@ def test_empty_list_explains_what_to_do(responder_client):
     assert 'href="/incidents/new"' in html
 
 
+def test_an_admins_empty_list_and_menu_point_to_the_demo_and_every_admin_page(admin_client):
+    html = admin_client.get("/").get_data(as_text=True)
+    assert "<code>incidents demo</code>" in html
+    for path in ("/admin/integrations", "/admin/postmortem-templates", "/admin/contributing-factors",
+                 "/admin/blameless-phrases", "/debt/settings", "/admin/users"):
+        assert f'href="{path}"' in html, path
+        assert admin_client.get(path).status_code == 200, path
+
+
+def test_a_responder_is_not_offered_admin_pages_or_the_demo(responder_client):
+    html = responder_client.get("/").get_data(as_text=True)
+    assert "incidents demo" not in html and 'href="/admin/blameless-phrases"' not in html
+
+
 def test_viewer_sees_no_declare_button(viewer_client):
     html = viewer_client.get("/").get_data(as_text=True)
     assert "/incidents/new" not in html
