@@ -150,8 +150,10 @@ def register(app: Flask) -> None:
 
     from incidents.auth.models import Role
     from incidents.auth.permissions import actor
+    from incidents.incident.models import SEVERITY_COLOURS
 
     @app.context_processor
     def _globals():
         # Jobs render templates (e-mails) outside any request: there is no actor there.
-        return {"actor": actor() if has_request_context() else None, "Role": Role}
+        return {"actor": actor() if has_request_context() else None, "Role": Role,
+                "severity_colours": SEVERITY_COLOURS}

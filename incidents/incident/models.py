@@ -20,6 +20,13 @@ class Severity(StrEnum):
     SEV4 = "SEV4"
 
 
+# (background, text) of each severity's badge: app.css's .sev-sevN and the e-mails' inline styles use these
+# (tests/notify/test_services.py holds the stylesheet to them), so SEV3 is the same amber everywhere.
+SEVERITY_COLOURS: dict[str, tuple[str, str]] = {
+    "SEV1": ("#b42318", "#ffffff"), "SEV2": ("#f79009", "#1d2330"),
+    "SEV3": ("#fef0c7", "#7a4d05"), "SEV4": ("#eef2f6", "#364152")}
+
+
 class Status(StrEnum):
     TRIGGERED = "triggered"
     ACKNOWLEDGED = "acknowledged"

@@ -346,3 +346,23 @@ def test_deleted_incident_sends_nothing(session, world, smtp_server, slack_serve
     report = send_incident_notification(987654, Event.opened(987654))
     assert report.sent == [] and report.complete
     assert slack_server.posts == [] and smtp_server.messages == []
+
+
+def test_the_severity_badge_has_the_apps_colours_in_the_stylesheet_and_the_email(app, session):
+    """SEV3 was amber in the app and blue in the e-mail: both now read SEVERITY_COLOURS."""
+    import re
+    from pathlib import Path
+
+    from incidents.incident.models import SEVERITY_COLOURS
+
+    css = (Path(__file__).resolve().parents[2] / "incidents" / "static" / "app.css").read_text()
+    for severity, (background, text) in SEVERITY_COLOURS.items():
+        rule = re.search(r"\.sev-" + severity.lower() + r" \{([^}]*)\}", css).group(1)
+        assert f"background:{background}" in rule and f"color:{text}" in rule, severity
+
+    incident = make_incident(severity="SEV3")
+    with app.test_request_context():
+        rendered = notify.render_notification(incident, Event.opened(incident.id), app.config)
+    background, text = SEVERITY_COLOURS["SEV3"]
+    assert f"background-color:{background};color:{text};" in rendered.html
+    assert "#0065ff" not in rendered.html
