@@ -147,10 +147,9 @@ def run_after_commit(session: Session, callback: Callable[[], Any]) -> None:
     """Call `callback()` once `session`'s outermost transaction commits; a rollback drops it, and so does the
     rollback of a savepoint it was registered inside."""
     _listen_once()
+    # None before autobegin: the next transaction is the one that commits it (no connection is taken for it,
+    # which on SQLite could mean the write lock).
     tx = session.get_nested_transaction() or session.get_transaction()
-    if tx is None:  # autobegin has not happened yet: the next transaction is the one that will commit it
-        session.connection()
-        tx = session.get_transaction()
     session.info.setdefault(_PENDING, []).append((tx, callback))
 
 
