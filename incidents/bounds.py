@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import sqlalchemy as sa
 from flask import request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
@@ -23,6 +24,13 @@ def get_by_id(session: Session, model: type[T], value: object) -> T | None:
     """The row of `model` whose id `value` is (see `as_id`), or None: never a query for an id that cannot exist."""
     number = as_id(value)
     return session.get(model, number) if number else None
+
+
+def get_by_key(session: Session, model: type[T], key: object, column) -> T | None:
+    """The row of `model` addressed by id (an int or digits) or else by `column` (a slug, a name), or None."""
+    if isinstance(key, int) or str(key).isdigit():
+        return get_by_id(session, model, key)
+    return session.scalar(sa.select(model).where(column == str(key)))
 
 
 def as_id(value: object) -> int | None:

@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from incidents.bounds import get_by_id
+from incidents.bounds import get_by_key
 from incidents.catalog.models import Service, Team
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.outbound import check_user_url
@@ -58,9 +58,7 @@ def get_service(session: Session, key: str | int) -> Service:
 
 
 def _by_key(session: Session, model, key: str | int):
-    if isinstance(key, int) or str(key).isdigit():
-        return get_by_id(session, model, key)
-    return session.scalar(sa.select(model).where(model.slug == str(key)))
+    return get_by_key(session, model, key, model.slug)
 
 
 def create_team(session: Session, *, name: str, slug: str | None = None, description: str = "") -> Team:

@@ -9,7 +9,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from incidents.bounds import get_by_id
+from incidents.bounds import get_by_key
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.postmortem.models import FactorCategory, PostmortemTemplate, SectionKind
@@ -28,10 +28,7 @@ def list_templates(session: Session, *, include_inactive: bool = False) -> list[
 def _by_key(session: Session, model, key: str | int, what: str):
     """A seeded row by id or slug (templates and factor categories are addressed both ways)."""
     reject_nul(**{what.split()[-1]: key})
-    if isinstance(key, int) or str(key).isdigit():
-        row = get_by_id(session, model, key)
-    else:
-        row = session.scalar(sa.select(model).where(model.slug == str(key)))
+    row = get_by_key(session, model, key, model.slug)
     if row is None:
         raise NotFound(f"No {what} {key!r}.")
     return row

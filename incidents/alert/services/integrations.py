@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from incidents.alert.models import Integration, Source
 from incidents.alert.services.rules import default_rules, validate_rules
 from incidents.alert.sources import SOURCES, OptionsError
-from incidents.bounds import get_by_id
+from incidents.bounds import get_by_key
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.singleline import check_single_line
@@ -176,10 +176,7 @@ def list_integrations(session: Session) -> list[Integration]:
 
 
 def get_integration(session: Session, key: int | str) -> Integration:
-    if str(key).isdigit():
-        row = get_by_id(session, Integration, key)
-    else:
-        row = session.scalar(sa.select(Integration).where(Integration.name == str(key)))
+    row = get_by_key(session, Integration, key, Integration.name)
     if row is None:
         raise NotFound(f"No integration {key!r}.")
     return row
