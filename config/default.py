@@ -56,6 +56,10 @@ OUTBOUND_ALLOW_PRIVATE = False
 NOTIFY_SEVERITIES = "SEV1,SEV2"
 # Announce every declaration and status change (Slack, e-mail subscribers) through a job after its commit.
 NOTIFY_ON_COMMIT = True
+# Minutes until the next status update is due, when an update (or the declaration) names no time of its own.
+UPDATE_INTERVAL_MINUTES = 30
+# Whoever declares an incident from the web, the API or Slack becomes its commander (false: nobody until assigned).
+DECLARER_IS_COMMANDER = True
 # Seconds after which a delivery claimed by a worker that never reported back may be tried again.
 NOTIFY_SEND_LEASE = 600
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from incidents.auth.models import User
 from incidents.catalog.models import Service, Team
@@ -48,6 +48,7 @@ class EntryKind(StrEnum):
     EDIT = "edit"
     ALERT = "alert"
     DEPLOY = "deploy"
+    UPDATE = "update"  # a status update for stakeholders (its text is in `incident_update`)
 
 
 class IncidentRole(StrEnum):
@@ -94,6 +95,19 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # The war room: where responders talk, meet and read what to do (editable links; "" when unset).
+    chat_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    call_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    runbook_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    # When the next status update for stakeholders is due (None once resolved, or before any timer started).
+    next_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What fixed it: required to resolve (web, API, Slack); alerts that resolve an incident say so here.
+    resolution: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    # The stakeholder view's capability: /status/<token> while set; revoking clears it, re-issuing makes a new one.
+    status_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True, index=True)
+    # Whether the stakeholder view names the people holding roles (never notes, whatever this says).
+    status_show_names: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
     service: Mapped[Service | None] = relationship()
     team: Mapped[Team | None] = relationship()
     commander: Mapped[User | None] = relationship(foreign_keys=[commander_id])
@@ -124,6 +138,10 @@ class Incident(Base):
     def role_holder(self, role: IncidentRole) -> User | None:
         return getattr(self, role.value)
 
+    def update_overdue(self, now: datetime) -> bool:
+        """An open incident whose next status update is past due."""
+        return self.is_open and self.next_update_at is not None and self.next_update_at < now
+
 
 class IncidentTag(Base):
     __tablename__ = "incident_tag"
@@ -147,6 +165,30 @@ class TimelineEntry(Base):
     body: Mapped[str] = mapped_column(sa.Text, default="")
     # Structured facts for machines (old/new status, alert id, deploy revision ...).
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    # A key event a responder pinned: shown above the rest of the timeline.
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     incident: Mapped[Incident] = relationship(back_populates="timeline")
+    author: Mapped[User | None] = relationship()
+
+
+class StatusUpdate(Base):
+    """A structured update for stakeholders: where the incident stands, the impact now, what responders are doing,
+    and when the next update is due. Each one is also a timeline entry (kind `update`, data `update_id`)."""
+
+    __tablename__ = "incident_update"
+    __table_args__ = (sa.Index("ix_incident_update_incident_created", "incident_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incident.id", ondelete="CASCADE"))
+    status: Mapped[Status] = mapped_column(str_enum(Status))
+    impact: Mapped[str] = mapped_column(sa.Text, default="")
+    actions: Mapped[str] = mapped_column(sa.Text, default="")  # what we are doing
+    next_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    incident: Mapped[Incident] = relationship(backref=backref(
+        "updates", order_by="(StatusUpdate.created_at.desc(), StatusUpdate.id.desc())", cascade="all, delete-orphan",
+        passive_deletes=True))
     author: Mapped[User | None] = relationship()

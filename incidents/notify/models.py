@@ -33,6 +33,18 @@ class Subscription(Base):
         return [s for s in self.severities.split(",") if s]
 
 
+class IncidentSubscriber(Base):
+    """Someone who pressed Subscribe on one incident: they hear its status updates whatever their subscriptions."""
+
+    __tablename__ = "incident_subscriber"
+
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
 class Channel(StrEnum):
     EMAIL = "email"
     SLACK = "slack"
