@@ -16,6 +16,8 @@ from incidents import create_app
 from incidents.database import Base
 from incidents.extensions import alembic, db
 
+pytest_plugins = ["tests.browser"]  # live_server, browser, page for the Playwright tests
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 PAYLOADS = SHARED / "contracts" / "payloads"
 

@@ -1,57 +1,10 @@
-"""A real browser against a real server: a new install, from the setup page to a closed incident."""
+"""A real browser against a real server: a new install, from the setup page to a closed incident.
+
+The fixtures (live_server, page) are in tests/browser.py."""
 
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
-
-import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def live_server(app, db_url):
-    """The app served on a free loopback port; `app` migrates the database and empties it afterwards."""
-    from werkzeug.serving import make_server
-
-    from incidents import create_app
-    from incidents.extensions import db
-
-    served = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test-secret"})
-    server = make_server("127.0.0.1", 0, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        with served.app_context():
-            for engine in db.engines.values():
-                engine.dispose()  # no open connection may hold locks when the tables are emptied
-
-
-@pytest.fixture
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(5000)
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.console_errors = errors
-            yield page
-        finally:
-            browser.close()
 
 
 def test_first_run_to_closed_incident(live_server, page, tmp_path):

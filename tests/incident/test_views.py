@@ -256,7 +256,8 @@ def test_script_in_summary_and_note_is_never_live(responder_client, session):
         html = responder_client.get(path).get_data(as_text=True)
         assert "<script>alert" not in html
         # The app itself uses no inline script either: only files of its own, which the CSP allows.
-        assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/forms.js" defer>']
+        assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/topbar.js">',
+                                                      '<script src="/static/forms.js" defer>']
     assert "&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;" in html
 
 

@@ -1,0 +1,130 @@
+"""Accessibility in a real browser: axe-core over every main page, keyboard focus, and the phone menu.
+
+axe-core comes from npm (tests/a11y/package.json; .ci/run runs `npm ci --prefix tests/a11y`). Its script is
+injected into the page, which the app's CSP (script-src 'self') forbids, so those contexts bypass the CSP; the
+CSP itself is tested by tests/test_browser.py and tests/test_security.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.browser import DESKTOP, PHONE, new_page
+from tests.factories import PASSWORD, make_user
+
+AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")
+
+
+def _axe_source() -> str:
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed: run `npm ci --prefix tests/a11y` ({AXE} is missing)")
+    return AXE.read_text()
+
+
+def violations(page, axe: str) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each: rule, help and the nodes."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=axe)
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    return [f"{page.url} [{v['impact']}] {v['id']}: {v['help']} -> "
+            + "; ".join(" ".join(n["target"]) if isinstance(n["target"], list) else str(n["target"])
+                        for n in v["nodes"][:6])
+            for v in found if v["impact"] in BLOCKING]
+
+
+def sign_in(page, base: str, email: str) -> None:
+    page.goto(base + "/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/$"))
+
+
+def _demo(session, client) -> dict[str, str]:
+    """Demo incidents, post-mortems, action items and debt history, one alert and its integration: the paths of
+    the pages that show them."""
+    from incidents.alert.models import Alert, Delivery, Integration
+    from incidents.catalog.models import Service, Team
+    from incidents.demo import load_demo
+    from incidents.incident.models import Incident, Status
+    from incidents.postmortem.models import Postmortem, PostmortemStatus
+    from tests.alert.conftest import fixture, make_integration, post
+
+    load_demo(session)
+    session.commit()
+    _, token = make_integration("rollbar", "Shop errors")
+    payload = fixture("rollbar_new_item_production")
+    payload["data"]["item"]["environment"] = "staging"  # an alert that opens no incident by itself
+    assert post(client, "rollbar", payload, token).status_code in (200, 202)
+
+    incident = session.scalars(sa.select(Incident).where(Incident.status == Status.CLOSED)
+                               .order_by(Incident.id)).first()
+    published = session.scalars(sa.select(Postmortem).where(Postmortem.status == PostmortemStatus.PUBLISHED)).first()
+    draft = session.scalars(sa.select(Postmortem).where(Postmortem.status == PostmortemStatus.DRAFT)).first()
+    ids = {"incident": incident.ref, "published": published.id, "draft": draft.id,
+           "alert": session.scalar(sa.select(Alert.id)), "integration": session.scalar(sa.select(Integration.id)),
+           "delivery": session.scalar(sa.select(Delivery.id)), "team": session.scalar(sa.select(Team.id)),
+           "service": session.scalar(sa.select(Service.id))}
+    draft_sections = {s.kind.value: s.key for s in reversed(draft.sections)}
+    session.rollback()  # end the read: on SQLite an open transaction would hold off the server's writes
+    paths = {
+        "incident list": "/", "incident list, all": "/?show=all", "incident": f"/incidents/{ids['incident']}",
+        "incident edit": f"/incidents/{ids['incident']}/edit", "declare": "/incidents/new",
+        "post-mortems": "/postmortems", "post-mortem": f"/postmortems/{ids['published']}",
+        "post-mortem draft": f"/postmortems/{ids['draft']}",
+        "action items": "/action-items", "alerts": "/alerts", "alert": f"/alerts/{ids['alert']}",
+        "deliveries": "/deliveries", "delivery": f"/deliveries/{ids['delivery']}",
+        "users": "/admin/users", "teams": "/admin/teams", "team edit": f"/admin/teams/{ids['team']}/edit",
+        "service edit": f"/admin/services/{ids['service']}/edit",
+        "integrations": "/admin/integrations", "integration and rules": f"/admin/integrations/{ids['integration']}",
+        "shortcut": "/admin/shortcut", "templates": "/admin/postmortem-templates",
+        "template new": "/admin/postmortem-templates/new", "factors": "/admin/contributing-factors",
+        "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
+        "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
+        "tokens": "/account/tokens",
+    }
+    for kind, key in draft_sections.items():
+        paths[f"post-mortem edit ({kind})"] = f"/postmortems/{ids['draft']}/sections/{key}"
+    return paths
+
+
+def test_no_serious_violation_on_any_main_page(live_server, browser, session, client):
+    axe = _axe_source()
+    found: list[str] = []
+    page = new_page(browser, DESKTOP, bypass_csp=True)
+
+    page.goto(live_server + "/")  # a new install: the setup page
+    page.wait_for_url(re.compile(r"/setup$"))
+    found += violations(page, axe)
+
+    make_user(role="admin", email="admin@example.com", name="Ada Admin")
+    sign_in(page, live_server, "admin@example.com")
+    for path in ("/", "/alerts", "/postmortems", "/action-items", "/debt", "/admin/integrations"):  # empty
+        page.goto(live_server + path)
+        found += violations(page, axe)
+
+    paths = _demo(session, client)
+    for name, path in paths.items():
+        response = page.goto(live_server + path)
+        assert response.ok, f"{name}: {path} answered {response.status}"
+        found += violations(page, axe)
+
+    phone = new_page(browser, PHONE, bypass_csp=True)
+    sign_in(phone, live_server, "admin@example.com")
+    for path in (paths["incident list"], paths["incident list, all"], paths["incident"]):
+        phone.goto(live_server + path)
+        found += [f"(phone) {line}" for line in violations(phone, axe)]
+
+    page.goto(live_server + "/login")  # the browser is signed in: sign out through the top bar
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    page.goto(live_server + "/login")
+    found += violations(page, axe)
+    phone.context.clear_cookies()
+    phone.goto(live_server + "/login")
+    found += [f"(phone) {line}" for line in violations(phone, axe)]
+
+    assert not found, "axe-core found serious or critical violations:\n" + "\n".join(found)
