@@ -93,6 +93,8 @@ def _demo(session, client) -> dict[str, str]:
 
 
 def test_no_serious_violation_on_any_main_page(live_server, browser, session, client):
+    """Setup, sign-in, the empty lists and every page of the demo data at 1280x900; the incident list and page and
+    the sign-in page at 390x844 too. One test, so the data is made once (about 40 s)."""
     axe = _axe_source()
     found: list[str] = []
     page = new_page(browser, DESKTOP, bypass_csp=True)
@@ -118,13 +120,98 @@ def test_no_serious_violation_on_any_main_page(live_server, browser, session, cl
     for path in (paths["incident list"], paths["incident list, all"], paths["incident"]):
         phone.goto(live_server + path)
         found += [f"(phone) {line}" for line in violations(phone, axe)]
+        if (wide := phone.evaluate("document.scrollingElement.scrollWidth")) > PHONE["width"]:
+            found.append(f"(phone) {phone.url}: {wide}px wide, scrolls sideways")
 
-    page.goto(live_server + "/login")  # the browser is signed in: sign out through the top bar
-    page.get_by_role("button", name="Sign out", exact=True).click()
-    page.goto(live_server + "/login")
+    page.get_by_role("button", name="Sign out", exact=True).click()  # the sign-in page, with its flash message
+    page.wait_for_url(re.compile(r"/login$"))
     found += violations(page, axe)
     phone.context.clear_cookies()
     phone.goto(live_server + "/login")
     found += [f"(phone) {line}" for line in violations(phone, axe)]
 
     assert not found, "axe-core found serious or critical violations:\n" + "\n".join(found)
+
+
+def _focused(page) -> dict:
+    return page.evaluate("""() => {
+        const el = document.activeElement, style = getComputedStyle(el);
+        return {tag: el.tagName, text: (el.innerText || el.value || '').trim(), id: el.id,
+                outline: style.outlineStyle, width: parseFloat(style.outlineWidth)};
+    }""")
+
+
+def test_tab_reaches_declare_with_a_visible_focus_ring(live_server, browser, session):
+    from tests.factories import make_incident
+
+    make_user(role="responder", email="rita@example.com", name="Rita Responder")
+    make_incident(title="Checkout is slow")
+    page = new_page(browser, DESKTOP)
+    sign_in(page, live_server, "rita@example.com")
+
+    page.keyboard.press("Tab")  # the skip link comes first, shows itself, and jumps past the top bar
+    first = _focused(page)
+    assert first["text"] == "Skip to content"
+    assert page.get_by_role("link", name="Skip to content").bounding_box()["y"] >= 0
+    page.keyboard.press("Enter")
+    assert _focused(page)["id"] == "content"
+
+    page.goto(live_server + "/")
+    seen = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        focused = _focused(page)
+        seen.append(focused["text"])
+        # Our ring, not the browser's 1px default: 2px solid, on every control the keyboard lands on.
+        assert focused["outline"] == "solid" and focused["width"] >= 2, focused
+        if focused["text"] == "Declare incident":
+            break
+    else:
+        raise AssertionError(f"Declare incident not reached by Tab; focus went through {seen}")
+    assert {"Incidents", "Alerts", "Sign out"} <= set(seen)  # the top bar on the way
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/incidents/new$"))
+    assert not page.console_errors
+
+
+def test_phone_top_bar_folds_into_a_menu_button(live_server, browser, session):
+    from playwright.sync_api import expect
+
+    make_user(role="admin", email="admin@example.com", name="Ada Admin")
+    phone = new_page(browser, PHONE)
+    sign_in(phone, live_server, "admin@example.com")
+    menu = phone.get_by_role("button", name="Menu")
+    alerts = phone.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts")
+    expect(menu).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(alerts).to_be_hidden()
+    expect(phone.get_by_role("button", name="Sign out", exact=True)).to_be_hidden()
+
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(alerts).to_be_visible()
+    expect(phone.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    assert phone.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+    alerts.focus()
+    phone.keyboard.press("Escape")  # closes, and focus goes back to the button
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(alerts).to_be_hidden()
+    expect(menu).to_be_focused()
+    phone.keyboard.press("Enter")  # the keyboard opens it too
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    alerts.click()
+    phone.wait_for_url(re.compile(r"/alerts$"))
+    expect(menu).to_have_attribute("aria-expanded", "false")  # a new page starts closed
+    assert not phone.console_errors  # topbar.js is a file of ours: the CSP allows it
+
+    # Without JavaScript nothing hides the links, and a button that could not work is not shown.
+    no_js = new_page(browser, PHONE, java_script_enabled=False)
+    sign_in(no_js, live_server, "admin@example.com")
+    expect(no_js.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts")).to_be_visible()
+    expect(no_js.get_by_role("button", name="Menu")).to_be_hidden()
+
+    # On a desktop the links are in the bar and the button is not there.
+    desktop = new_page(browser, DESKTOP)
+    sign_in(desktop, live_server, "admin@example.com")
+    expect(desktop.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts")).to_be_visible()
+    expect(desktop.get_by_role("button", name="Menu")).to_be_hidden()
