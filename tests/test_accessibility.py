@@ -142,6 +142,8 @@ def _focused(page) -> dict:
 
 
 def test_tab_reaches_declare_with_a_visible_focus_ring(live_server, browser, session):
+    from playwright.sync_api import expect
+
     from tests.factories import make_incident
 
     make_user(role="responder", email="rita@example.com", name="Rita Responder")
@@ -155,6 +157,18 @@ def test_tab_reaches_declare_with_a_visible_focus_ring(live_server, browser, ses
     assert page.get_by_role("link", name="Skip to content").bounding_box()["y"] >= 0
     page.keyboard.press("Enter")
     assert _focused(page)["id"] == "content"
+
+    # The More menu of the top bar: Enter opens it, Tab walks into it, Escape closes it and focus goes back.
+    more = page.locator(".topbar details.menu summary")
+    deliveries = page.get_by_role("link", name="Webhook deliveries")
+    more.focus()
+    page.keyboard.press("Enter")
+    expect(deliveries).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(deliveries).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(deliveries).to_be_hidden()
+    expect(more).to_be_focused()
 
     page.goto(live_server + "/")
     seen = []
