@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import re
 
+from tests import browser
+
+# Still importable from here (tests/report/test_browser.py does); tests/browser.py provides them to every test.
+CHROMIUM, CHROMIUM_ARGS, live_server, page = browser.CHROMIUM, browser.CHROMIUM_ARGS, browser.live_server, browser.page
+
 
 def test_first_run_to_closed_incident(live_server, page, tmp_path):
     from playwright.sync_api import expect

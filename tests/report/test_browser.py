@@ -26,8 +26,8 @@ def test_dashboard_and_email_preview_in_a_browser(live_server, page, history, tm
     page.goto(f"{live_server}/debt?{PAST}")
     expect(page.get_by_role("heading", name="Tech-debt ledger")).to_be_visible()
     expect(page.locator(".figure.bad .n")).to_have_text("1")
-    expect(page.locator("figure.chart svg[role=img]")).to_have_count(4)
-    box = page.locator("figure.chart svg[role=img]").first.bounding_box()
+    expect(page.locator("figure.chart svg[role=group]")).to_have_count(4)
+    box = page.locator("figure.chart svg[role=group]").first.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 80  # the SVG really laid out
     expect(page.locator(".repeat-flag").first).to_contain_text("repeat, 2 items still open")
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
