@@ -126,8 +126,12 @@ class ParticipantSchema(Schema):
 
 
 class DurationSchema(Schema):
+    """One row of incidents.incident.durations: what is measured, between which milestones, in seconds."""
+
     key = fields.String()
     label = fields.String()
+    from_ = fields.String(data_key="from", attribute="from", metadata={"example": "impact start"})
+    to = fields.String(metadata={"example": "detection"})
     seconds = fields.Float(allow_none=True)
 
 
