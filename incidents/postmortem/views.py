@@ -3,6 +3,8 @@ the read view and Markdown download, admin pages for templates, taxonomy and the
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import sqlalchemy as sa
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
@@ -20,6 +22,7 @@ from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.schemas import (
     CommentFormSchema,
     ContributingFactorFormSchema,
+    ImpactTimesFormSchema,
     SectionFormSchema,
     blameless_findings,
     coach_limits,
@@ -108,7 +111,9 @@ def download(postmortem_id: int):
 
 # --- the guided editor -----------------------------------------------------------------------------
 
-def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None):
+def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None,
+                   impact_form=None):
+    """The section editor; `body` and `impact_form` give back what was typed when a save was refused."""
     section = services.get_section(pm, key)
     keys = [s.key for s in pm.sections]
     i = keys.index(key)
@@ -119,7 +124,18 @@ def render_section(pm, key: str, errors: dict | None = None, status: int = 200, 
         filled=services.section_ticks(pm),
         comments=[c for c in pm.comments if c.section_key == key], users=_users(),
         categories=services.list_categories(db.session), durations=presentation.impact_durations(pm.incident),
+        impact_form=impact_form if impact_form is not None else _impact_times(pm.incident),
     ), status
+
+
+def _impact_times(incident) -> dict:
+    """The impact section's datetime-local inputs: the incident's impact start and detection, in UTC."""
+    return {name: _minute(getattr(incident, name)).strftime("%Y-%m-%dT%H:%M")
+            for name in ("started_at", "detected_at")}
+
+
+def _minute(at):
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _editable_or_redirect(pm):
@@ -165,6 +181,31 @@ def save_section(postmortem_id: int, key: str):
     if not target or pm.section(target) is None:
         target = key
     return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=target))
+
+
+@bp.post("/postmortems/<int:postmortem_id>/impact-times")
+@require(Role.RESPONDER)
+def impact_times(postmortem_id: int):
+    """Correct the incident's impact start and detection from the impact section: the incident's own update,
+    so its timeline says who moved what, and every duration follows."""
+    pm = services.get_postmortem(db.session, postmortem_id)
+    if pm.is_published:
+        return _editable_or_redirect(pm)
+    key = _section_key(pm, SectionKind.IMPACT)
+    incident = pm.incident
+    try:
+        data = load_form(ImpactTimesFormSchema(), request.form)
+        # The inputs show whole minutes: an untouched one is no change (nor a timeline line).
+        moved = {name: at for name, at in data.items() if at != _minute(getattr(incident, name))}
+        if moved:
+            incident_services.update_incident(db.session, incident, by=actor(), **moved)
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return render_section(services.get_postmortem(db.session, postmortem_id), key,
+                              form_errors(e, headline=True), e.status, impact_form=request.form)
+    flash("Impact times saved; the durations follow." if moved else "The impact times are unchanged.", "success")
+    return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=key) + "#impact-times")
 
 
 @bp.get("/postmortems/<int:postmortem_id>/sections/<key>/history")
