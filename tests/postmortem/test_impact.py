@@ -91,7 +91,7 @@ def test_correcting_impact_start_in_the_postmortem_moves_every_figure(responder_
     db.session.expire_all()
     assert incident.started_at == earlier and incident.detected_at == start
     [entry] = [e for e in incident.timeline if e.kind == EntryKind.EDIT]
-    assert entry.text == f"Impact start: {start:%Y-%m-%d %H:%M} UTC -> {earlier:%Y-%m-%d %H:%M} UTC"
+    assert entry.text == f"Impact start corrected: {start:%Y-%m-%d %H:%M} -> {earlier:%Y-%m-%d %H:%M} UTC"
     assert entry.author.id == responder.id
     after = page_figures(text(responder_client.get(url)))
     assert (after["time_to_detect"], after["time_to_mitigate"], after["time_to_resolve"]) == (
@@ -122,6 +122,13 @@ def test_bad_impact_times_come_back_as_field_errors_with_what_was_typed(responde
     page = text(r)
     assert r.status_code == 422 and page.count("Enter a date and time, YYYY-MM-DDTHH:MM (UTC).") == 2
     assert 'value="yesterday"' in page
+    # The incident's own rules answer the same way: detection after the acknowledgement is refused.
+    late = f"{start + timedelta(minutes=10):%Y-%m-%dT%H:%M}"
+    r = post_form(responder_client, f"/postmortems/{pm.id}/impact-times",
+                  {"section": "impact", "started_at": f"{start:%Y-%m-%dT%H:%M}", "detected_at": late})
+    page = text(r)
+    assert r.status_code == 422 and "After it was acknowledged." in page
+    assert f'name="detected_at" step="60" required value="{late}"' in page
     db.session.expire_all()
     assert incident.started_at == start
     assert not [e for e in incident.timeline if e.kind == EntryKind.EDIT]
