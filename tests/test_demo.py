@@ -201,3 +201,22 @@ def test_demo_is_reproducible(session):
     load_demo(session)
     session.commit()
     assert snapshot() == first
+
+
+def test_every_demo_page_renders(client, session):
+    """The pages a visitor opens first show the stories: lists, each incident, review, alert, delivery."""
+    from tests.conftest import login
+
+    load_demo(session)
+    session.commit()
+    login(client, session.scalar(sa.select(User).where(User.email == "admin@demo.example.com")))
+    urls = ["/", "/alerts", "/deliveries", "/postmortems", "/action-items", "/debt", "/admin/integrations"]
+    urls += [f"/incidents/{i.ref}" for i in session.scalars(sa.select(Incident))]
+    urls += [f"/postmortems/{pm.id}" for pm in session.scalars(sa.select(Postmortem))]
+    urls += [f"/alerts/{a.id}" for a in session.scalars(sa.select(Alert))]
+    urls += [f"/deliveries/{d.id}" for d in session.scalars(sa.select(Delivery))]
+    urls += [f"/admin/integrations/{i.id}" for i in session.scalars(sa.select(Integration))]
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+    page = client.get(f"/incidents/{session.scalar(sa.select(Incident).where(Incident.repeat_of_id.is_not(None))).ref}")
+    assert b"repeat of INC-" in page.data
