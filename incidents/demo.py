@@ -1,4 +1,4 @@
-"""Reproducible demo data for `incidents demo`: a dozen incidents over ten weeks that each tell one true story.
+"""Reproducible demo data for `incidents demo`: a dozen incidents over eleven weeks that each tell one true story.
 
 Three teams run six services. Every story is played through the real services in the order it happened: alerts
 arrive as the payloads their senders really send, through the webhook's own parse-store-ingest path (so
@@ -46,7 +46,7 @@ from incidents.webhooks import safe_headers
 
 DEMO_PASSWORD = "demo-incidents-2024"  # noqa: S105 - printed on purpose: a shared password for throwaway demo data
 DEMO_DOMAIN = "demo.example.com"
-DAYS = 70
+DAYS = 76
 
 TEAMS = {
     "payments": ("Payments", "Checkout, card processing and the acquirer integrations."),
@@ -158,7 +158,7 @@ def load_users(ctx: DemoContext) -> None:
 
 
 def load_integrations(ctx: DemoContext) -> None:
-    """One integration per sender and team, made ten weeks ago; one of the same source and name is reused."""
+    """One integration per sender and team, made before the first story; one of the same source and name is reused."""
     for key, (name, spec) in INTEGRATIONS.items():
         row = ctx.session.scalar(sa.select(Integration).where(Integration.source == spec.source,
                                                               Integration.name == name))
@@ -582,7 +582,7 @@ PG_CPU = PromAlert(
 PG_WAL = PromAlert(
     {"alertname": "PostgresWALVolumeFilling", "cluster": "pg-main", "instance": "pg-main-1:9100",
      "service": "postgres-primary", "severity": "high", "env": "production"},
-    "pg-main-1 WAL volume full within 6 hours", "The WAL volume is 92 % full and grows 4 % an hour.",
+    "pg-main-1 WAL volume full within 6 hours", "The WAL volume is 92 % full and grows 1.5 % an hour.",
     'predict_linear(node_filesystem_avail_bytes{mountpoint="/var/lib/postgresql/wal"}[1h], 6*3600) < 0',
     "https://runbooks.example.com/postgres/disk")
 PG_CONNECTIONS = PromAlert(
@@ -599,9 +599,9 @@ PGBOUNCER_WAITING = PromAlert(
 API_CERT = PromAlert(
     {"alertname": "TLSCertificateExpiringSoon", "instance": "api.example.com:443", "job": "blackbox-tls",
      "service": "edge-proxy", "severity": "warning", "env": "production"},
-    "TLS certificate for api.example.com expires in less than 14 days",
-    "The certificate served on api.example.com:443 expires in 13 days.",
-    '(probe_ssl_earliest_cert_expiry{instance="api.example.com:443"} - time()) / 86400 < 14',
+    "TLS certificate for api.example.com expires in less than 21 days",
+    "The certificate served on api.example.com:443 expires in 20 days.",
+    '(probe_ssl_earliest_cert_expiry{instance="api.example.com:443"} - time()) / 86400 < 21',
     "https://runbooks.example.com/edge/certificates")
 PUSH_LATENCY = PromAlert(
     {"alertname": "PushDeliveryLatencyHigh", "grafana_folder": "Mobile", "service": "push-notifications",
@@ -656,13 +656,13 @@ def _checkout_timeout(s: Scene) -> None:
     s.review(Review(
         "full-blameless", PostmortemStatus.PUBLISHED, "priya",
         sections={
-            "summary": "For 26 minutes, 14 % of card payments failed at checkout with a timeout. Release v2.41.0 "
+            "summary": "For 35 minutes, 14 % of card payments failed at checkout with a timeout. Release v2.41.0 "
                        "moved the payment gateway client to a new HTTP library whose default timeout (2 s) is "
                        "shorter than the acquirer's slow responses. Rolling back ended the impact.",
             "impact": "- Payments failed: ~3,100 (14 % of card payments at worst)\n"
                       "- Customers affected: ~2,400; most retried successfully\n- Checkout SLO: 35 % of the "
                       "30-day error budget",
-            "detection": "The Sentry rule *Checkout errors above 1 %* fired nine minutes after the release "
+            "detection": "The Sentry rule *Checkout errors above 1 %* fired eleven minutes after the release "
                          "finished. The deploy dashboard did not mark the release, so the link was made by reading "
                          "the error.",
             "response": "The commander compared the first error with the deploy log, confirmed the timeout in the "
@@ -671,7 +671,7 @@ def _checkout_timeout(s: Scene) -> None:
                          "into one issue with the release attached.",
             "went_poorly": "- The library's default timeout was invisible in code review.\n- The release went to "
                            "100 % of traffic at once.",
-            "lucky": "The release went out on a quiet Tuesday morning; at the evening peak twice as many payments "
+            "lucky": "The release went out on a quiet morning; at the evening peak twice as many payments "
                      "would have failed.",
             "lessons": "A dependency upgrade changes behaviour through its defaults. Every outbound call should "
                        "state its timeout where reviewers can see it.",
@@ -685,7 +685,7 @@ def _checkout_timeout(s: Scene) -> None:
                Item("Canary checkout releases on 5 % of traffic for 15 minutes", "prevent", "high", 8, "priya", 28,
                     ("done", 25)),
                Item("Mark releases on the checkout dashboard", "detect", "low", 1, "marco", 14, ("done", 9))),
-        comments=(("jonas", "detection", "Could we add the time the rollout finished? It makes the nine minutes "
+        comments=(("jonas", "detection", "Could we add the time the rollout finished? It makes the eleven minutes "
                                          "obvious."),),
     ))
     s.close(3 * 1440, "priya")
@@ -713,9 +713,9 @@ def _database_cpu(s: Scene) -> None:
         "full-blameless", PostmortemStatus.PUBLISHED, "aiko",
         sections={
             "summary": "A new finance report ran an unindexed query over `orders` every 30 seconds on the primary "
-                       "database. CPU reached 100 % and every write slowed down for 17 minutes until the report "
+                       "database. CPU reached 100 % and every write slowed down for 23 minutes until the report "
                        "was paused.",
-            "impact": "- Checkout p99 at 4 s, sign-in p99 at 6 s for 17 minutes\n- Failed requests: ~900 "
+            "impact": "- Checkout p99 at 4 s, sign-in p99 at 6 s for 23 minutes\n- Failed requests: ~900 "
                       "timeouts\n- No data lost",
             "detection": "The CPU alert fired within a minute of saturation. The query itself was found in "
                          "`pg_stat_statements` five minutes later.",
@@ -746,17 +746,17 @@ def _database_cpu(s: Scene) -> None:
     s.close(2 * 1440, "aiko")
 
 
-@story("certificate", "edge-proxy", (54, "08:40"))
+@story("certificate", "edge-proxy", (75, "08:40"))
 def _certificate(s: Scene) -> None:
     _am(s, "prometheus-edge", 0, [API_CERT], "firing", -0.5)
     s.open_from_alert(25, "jonas", Severity.SEV4)
     s.roles(25, "jonas", commander="jonas")
     s.ack(26, "jonas")
-    s.edit(27, "jonas", title="TLS certificate for api.example.com not renewing (expires in 13 days)",
-           summary="cert-manager has not renewed the api.example.com certificate; it expires in 13 days. No "
+    s.edit(27, "jonas", title="TLS certificate for api.example.com not renewing (expires in 20 days)",
+           summary="cert-manager has not renewed the api.example.com certificate; it expires in 20 days. No "
                    "customer impact yet.")
     s.investigate(28, "jonas")
-    s.note(50, "jonas", "cert-manager has failed to renew for 17 days: the DNS-01 challenge gets 403 from the DNS "
+    s.note(50, "jonas", "cert-manager has failed to renew for 10 days: the DNS-01 challenge gets 403 from the DNS "
                         "provider. The API token it uses was revoked in last month's credentials clean-up.")
     s.roles(60, "jonas", scribe="aiko")
     s.note(95, "aiko", "Created a new DNS API token, stored it in Vault and synced it to cert-manager. Renewal "
@@ -768,16 +768,16 @@ def _certificate(s: Scene) -> None:
         "lightweight", PostmortemStatus.PUBLISHED, "jonas",
         sections={
             "summary": "The api.example.com certificate stopped renewing because the DNS provider token "
-                       "cert-manager uses had been revoked. The 14-day expiry warning caught it; a new token fixed "
-                       "it with 13 days to spare.",
-            "impact": "- Customers affected: none\n- Renewal failed silently for 17 days",
+                       "cert-manager uses had been revoked. The 21-day expiry warning caught it; a new token fixed "
+                       "it with 20 days to spare.",
+            "impact": "- Customers affected: none\n- Renewal failed silently for 10 days",
         },
         factors=(("configuration", "The DNS token cert-manager uses was revoked in a credentials clean-up; nothing "
                                    "recorded that it was in use."),
                  ("monitoring-gap", "Renewal failures were only logged; the first signal was the expiry warning.")),
         items=(Item("Alert when a cert-manager renewal fails", "detect", "high", 2, "jonas", 14),
                Item("Record the DNS token in the secrets inventory with owner and expiry", "process", "medium", 1,
-                    "aiko", 60, ("in_progress", 20)),
+                    "aiko", 90, ("in_progress", 20)),
                Item("Document manual certificate renewal in the edge runbook", "process", "low", 1, "aiko", 14,
                     ("done", 6))),
         started=1.0, submitted=1.5, published=2.5,
@@ -809,7 +809,7 @@ def _push_backlog(s: Scene) -> None:
         sections={
             "overview": "SEV2, 49 minutes. After an APNs certificate reload, the push senders ran out of "
                         "connections and iOS notifications queued for up to 40 minutes.",
-            "what_happened": "The nightly certificate reload recreates APNs connections one at a time. With a pool "
+            "what_happened": "The daily certificate reload recreates APNs connections one at a time. With a pool "
                              "of 8 and the evening peak, the queue grew faster than connections came back.",
             "resolution": "The senders were restarted with a pool of 64. The fix is permanent; the reload itself "
                           "is still disruptive.",
@@ -867,11 +867,11 @@ def _acquirer(s: Scene) -> None:
         sections={
             "summary": "Our primary acquirer's EU-West region answered card authorisations in 8-20 s for about 80 "
                        "minutes. Our retries tripled its load. Moving 70 % of traffic to the secondary acquirer "
-                       "limited the impact after 23 minutes.",
+                       "limited the impact after half an hour.",
             "impact": "- Card payments failed: ~1,900 in Europe\n- Checkouts delayed: ~6,000\n- No duplicate "
                       "charges",
             "detection": "The synthetic check in OpsGenie paged within a minute of the first slow responses.",
-            "response": "The traffic split was manual: it took 14 minutes to find and apply the routing rule.",
+            "response": "The traffic split was manual: it took 16 minutes to find and apply the routing rule.",
             "went_well": "- The synthetic check paged before customers complained.\n- The secondary acquirer took "
                          "the extra traffic without trouble.",
             "went_poorly": "- Retries on timeouts made a slow acquirer slower.\n- The traffic split has no runbook.",
@@ -888,7 +888,7 @@ def _acquirer(s: Scene) -> None:
                Item("Runbook: split traffic between acquirers by hand", "process", "medium", 1, "marco", 7,
                     ("done", 3))),
         comments=(("priya", "response", "Should we say the routing rule lives in the gateway's admin UI? That is "
-                                        "where the 14 minutes went."),),
+                                        "where the 16 minutes went."),),
         started=1.0, submitted=3.0, published=5.0,
     ))
     s.close(6 * 1440, "marco")
@@ -949,7 +949,7 @@ def _wal_volume(s: Scene) -> None:
     s.roles(6, "jonas", commander="jonas")
     s.investigate(8, "jonas")
     s.edit(9, "jonas", title="WAL volume on the primary database filling up",
-           summary="The WAL volume on pg-main-1 is 92 % full and grows 4 % an hour; when it is full the primary "
+           summary="The WAL volume on pg-main-1 is 92 % full and grows 1.5 % an hour; when it is full the primary "
                    "stops accepting writes.")
     s.note(14, "jonas", "`pg_replication_slots`: slot `analytics_cdc` is inactive and retains 410 GB of WAL.")
     s.note(22, "jonas", "The analytics CDC consumer was decommissioned three weeks ago; its slot was never dropped.")
@@ -1038,20 +1038,20 @@ def _duplicate_charges(s: Scene) -> None:
     s.close(4 * 1440, "priya")
 
 
-@story("certificate-again", "edge-proxy", (4, "09:05"))
+@story("certificate-again", "edge-proxy", (5, "09:05"))
 def _certificate_again(s: Scene) -> None:
     _am(s, "prometheus-edge", 0, [API_CERT], "firing", -0.5)
     s.open_from_alert(12, "aiko", Severity.SEV3)  # the same alert as before: the incident is a repeat of it
     s.roles(12, "aiko", commander="aiko", scribe="jonas")
     s.ack(13, "aiko")
     s.edit(14, "aiko", title="TLS certificate for api.example.com not renewing again",
-           summary=f"Same alert as {s.ctx.ref('certificate')}: cert-manager cannot renew api.example.com; 13 days "
+           summary=f"Same alert as {s.ctx.ref('certificate')}: cert-manager cannot renew api.example.com; 20 days "
                    "left.")
     s.investigate(15, "aiko")
     s.note(30, "aiko", f"Same failure as {s.ctx.ref('certificate')}: the DNS-01 challenge is refused. The token "
                        "installed then was a personal token, and it expired after 60 days.")
     s.note(45, "jonas", f"The action item from {s.ctx.ref('certificate')}, *Alert when a cert-manager renewal "
-                        "fails*, is still open and overdue: nothing told us for 9 days.")
+                        "fails*, is still open and overdue: nothing told us for 10 days.")
     s.note(80, "aiko", "Created a service-account token scoped to the `_acme-challenge` records, without expiry. "
                        "Renewal succeeded.")
     s.mitigate(82, "aiko")

@@ -166,7 +166,7 @@ def test_the_stories_fit_any_now(session):
     now = datetime(2026, 3, 2, 0, 20, tzinfo=UTC)
     found = _loaded(session, now=now)
     latest = session.scalar(sa.select(sa.func.max(TimelineEntry.occurred_at)))
-    assert latest <= now and min(i.created_at for i in found) >= now - timedelta(days=75)
+    assert latest <= now and min(i.created_at for i in found) >= now - timedelta(days=80)
     assert session.scalar(sa.select(sa.func.max(Delivery.received_at))) <= now
 
 
