@@ -339,11 +339,15 @@ class Scene:
     def user(self, key: str | None) -> User | None:
         return self.ctx.users[key] if key else None
 
-    def _entry_at(self, when: datetime) -> None:
-        """Services that take no time (roles) stamp now: move their entry to when it happened in the story."""
-        entry = self.ctx.session.scalar(sa.select(TimelineEntry).where(TimelineEntry.incident_id == self.incident.id)
-                                        .order_by(TimelineEntry.id.desc()).limit(1))
-        entry.occurred_at = entry.created_at = when
+    def _last_entry_id(self) -> int:
+        return self.ctx.session.scalar(sa.select(sa.func.max(TimelineEntry.id))
+                                       .where(TimelineEntry.incident_id == self.incident.id)) or 0
+
+    def _date_entries_after(self, entry_id: int, when: datetime) -> None:
+        """Services that take no time (edits, links, updates) stamp now: move what they wrote to the story's moment."""
+        for entry in self.ctx.session.scalars(sa.select(TimelineEntry).where(
+                TimelineEntry.incident_id == self.incident.id, TimelineEntry.id > entry_id)):
+            entry.occurred_at = entry.created_at = when
 
     def _adopt(self, incident_id: int) -> None:
         if self.incident is None:
@@ -401,8 +405,9 @@ class Scene:
 
     def edit(self, minute: float, by: str, **changes) -> None:
         """Title, summary, tags or when impact started, as the commander corrects them."""
-        self._step(minute)
+        when, before = self._step(minute), self._last_entry_id()
         incidents.update_incident(self.ctx.session, self.incident, by=self.user(by), **changes)
+        self._date_entries_after(before, when)  # "Impact start corrected: ..."
 
     def roles(self, minute: float, by: str, *, commander: str | None = None, comms: str | None = None,
               scribe: str | None = None) -> None:
@@ -410,8 +415,8 @@ class Scene:
         for role, key in ((IncidentRole.COMMANDER, commander), (IncidentRole.COMMS_LEAD, comms),
                           (IncidentRole.SCRIBE, scribe)):
             if key:
-                incidents.set_role(self.ctx.session, self.incident, role, self.ctx.users[key].id, by=self.user(by))
-                self._entry_at(when)
+                incidents.set_role(self.ctx.session, self.incident, role, self.ctx.users[key].id, by=self.user(by),
+                                   at=when)
 
     def ack(self, minute: float, by: str) -> None:
         incidents.acknowledge_incident(self.ctx.session, self.incident, by=self.user(by), at=self._step(minute))
@@ -423,8 +428,8 @@ class Scene:
         incidents.mitigate_incident(self.ctx.session, self.incident, by=self.user(by), at=self._step(minute))
 
     def resolve(self, minute: float, by: str, resolution: str) -> None:
-        incidents.resolve_incident(self.ctx.session, self.incident, by=self.user(by), at=self._step(minute))
-        self.incident.resolution = resolution
+        incidents.resolve_incident(self.ctx.session, self.incident, by=self.user(by), at=self._step(minute),
+                                   resolution=resolution)
 
     def close(self, minute: float, by: str) -> None:
         incidents.close_incident(self.ctx.session, self.incident, by=self.user(by), at=self._step(minute))
@@ -436,8 +441,21 @@ class Scene:
         incidents.add_timeline_entry(self.ctx.session, self.incident, EntryKind.DEPLOY, text, author=self.user(by),
                                      occurred_at=self._step(minute), data={"service": service})
 
-    def links(self, *, chat: str = "", call: str = "", runbook: str = "") -> None:
-        self.incident.chat_url, self.incident.call_url, self.incident.runbook_url = chat, call, runbook
+    def links(self, minute: float, by: str, **links: str) -> None:
+        """The war room: chat channel, call and runbook links (chat_url=, call_url=, runbook_url=)."""
+        when, before = self._step(minute), self._last_entry_id()
+        incidents.set_links(self.ctx.session, self.incident, by=self.user(by), **links)
+        self._date_entries_after(before, when)
+
+    def update(self, minute: float, by: str, *, impact: str, actions: str, next_in: int) -> None:
+        """A status update for stakeholders, the next one promised `next_in` minutes later."""
+        when, before = self._step(minute), self._last_entry_id()
+        update = incidents.post_status_update(self.ctx.session, self.incident, impact=impact, actions=actions,
+                                              by=self.user(by))
+        due = when + timedelta(minutes=next_in)
+        update.created_at, update.next_update_at = when, due
+        self.incident.next_update_at = due
+        self._date_entries_after(before, when)
 
     def item_status(self, minute: float, title: str, status: str) -> None:
         """Work on another story's action item, as part of this one."""
@@ -1078,11 +1096,14 @@ def _duplicate_charges_again(s: Scene) -> None:
     s.ack(4, "marco")
     s.roles(4, "marco", commander="marco", comms="admin", scribe="priya")
     s.investigate(5, "marco")
-    s.links(chat="https://chat.example.com/archives/inc-duplicate-charges",
-            runbook="https://runbooks.example.com/checkout/duplicate-charges")
+    s.links(5, "marco", chat_url="https://chat.example.com/archives/inc-duplicate-charges",
+            runbook_url="https://runbooks.example.com/checkout/duplicate-charges")
     s.edit(6, "marco", title="Duplicate charges again, from iOS 6.2.0",
            summary="Customers on iOS 6.2.0 are charged twice for one cart: the app drops `Idempotency-Key` when "
                    f"it retries. Same failure as {s.ctx.ref('duplicate-charges')}, a different client.")
+    s.update(9, "admin", impact="Some customers paying in the iOS app are charged twice for one order.",
+             actions="We know which app version causes it and are changing checkout to refuse orders it cannot "
+                     "de-duplicate. Every duplicate charge will be refunded.", next_in=30)
     s.note(11, "priya", "Every duplicate is from iOS 6.2.0, the release that went out just before the alert: its new "
                         "networking layer drops `Idempotency-Key` on retry.")
     s.note(16, "marco", f"The server-side fix from {s.ctx.ref('duplicate-charges')} (reject POST /orders without a "
@@ -1090,6 +1111,9 @@ def _duplicate_charges_again(s: Scene) -> None:
     s.item_status(16, "Reject POST /orders without an Idempotency-Key", "in_progress")
     s.deploy(38, "marco", "Enabled orders.require_idempotency_key in production", "checkout-api")
     s.mitigate(41, "marco")
+    s.update(44, "admin", impact="No new double charges since the fix went live. Customers on iOS 6.2.0 may see "
+                                 "\"Try again\" at checkout; trying again works.",
+             actions="Refunding the duplicate charges; a fixed iOS app is in App Store review.", next_in=180)
     s.note(60, "priya", "No new duplicates since the flag. iOS 6.2.0 gets 428 without a key and asks the user to "
                         "try again; 6.2.1 is in App Store review.")
 
@@ -1100,16 +1124,22 @@ def _connections(s: Scene) -> None:
     s.ack(2, "aiko")
     s.roles(2, "aiko", commander="aiko", comms="admin", scribe="sofia")
     s.investigate(3, "aiko")
-    s.links(chat="https://chat.example.com/archives/inc-pg-connections",
-            call="https://meet.example.com/pg-main-war-room", runbook="https://runbooks.example.com/postgres/connections")
+    s.links(3, "aiko", chat_url="https://chat.example.com/archives/inc-pg-connections",
+            call_url="https://meet.example.com/pg-main-war-room",
+            runbook_url="https://runbooks.example.com/postgres/connections")
     s.edit(4, "aiko", title="Checkout and sign-in failing: primary database out of connections",
            summary="pg-main-1 refuses new connections; checkout and sign-in fail for about a third of requests.",
            started_at=s.at(-4))
+    s.update(6, "admin", impact="Checkout and sign-in fail for about a third of requests.",
+             actions="We are investigating errors connecting to our main database.", next_in=20)
     s.note(9, "sofia", "430 of the 498 connections are `idle in transaction`, all from the `orders-export` worker.")
     s.note(15, "aiko", "orders-export v3.2.0, deployed an hour ago, opens a transaction per batch and holds it while "
                        "it uploads to object storage.")
     s.deploy(22, "aiko", "Scaled orders-export to 0 replicas", "postgres-primary")
     s.note(24, "sofia", "Terminating sessions idle in transaction for over 5 minutes.")
+    s.update(26, "admin", impact="Checkout and sign-in still fail for about 1 in 10 requests, and it is improving.",
+             actions="We stopped the background job that held database connections and are closing the ones it "
+                     "left open.", next_in=20)
     s.note(30, "aiko", "Connections down to 310 of 500; checkout errors falling, still 6 %.")
 
 
@@ -1121,6 +1151,8 @@ def _fcm_errors(s: Scene) -> None:
     s.roles(9, "emma", commander="emma")
     s.note(20, "emma", "Most errors are `UNREGISTERED` tokens from devices that reinstalled the app; not a delivery "
                        "failure. Checking whether the token clean-up job is keeping up.")
+    s.update(22, "emma", impact="None found so far: the failed sends are to devices that reinstalled the app.",
+             actions="Checking that the clean-up of old device tokens keeps up.", next_in=90)
 
 
 # --- loading ------------------------------------------------------------------------------------------------

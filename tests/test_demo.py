@@ -47,8 +47,15 @@ def test_a_dozen_stories_over_three_teams_with_three_still_open(session):
     assert 2 <= len(open_) <= 3 and len({i.status for i in open_}) == len(open_)
     sev1 = [i for i in open_ if i.severity == Severity.SEV1]
     assert sev1 and sev1[0].status == Status.INVESTIGATING and sev1[0].commander is not None
-    assert all(i.chat_url.startswith("https://") and i.runbook_url.startswith("https://")
-               for i in open_ if i.severity in (Severity.SEV1, Severity.SEV2))
+    urgent = [i for i in open_ if i.severity in (Severity.SEV1, Severity.SEV2)]
+    assert urgent and all(i.chat_url.startswith("https://") and i.runbook_url.startswith("https://") for i in urgent)
+    # Stakeholders heard from the big ones, and the next update is promised for later, not overdue.
+    now = datetime.now(UTC)
+    for incident in urgent:
+        updates = incident.updates
+        assert 1 <= len(updates) <= 2 and all(u.author is not None and u.impact and u.actions for u in updates)
+        assert incident.next_update_at == updates[0].next_update_at and not incident.update_overdue(now)
+    assert all(i.next_update_at is None and not i.updates for i in found if not i.is_open)
     closed = [i for i in found if not i.is_open]
     assert all(i.resolution and i.commander for i in closed)
     # Big incidents get the three roles, from the team that owns the service (the comms lead may be the admin).
