@@ -137,7 +137,8 @@ def show(ref: str):
 def change_status(ref: str):
     incident = services.get_incident(db.session, ref)
     try:
-        services.transition(db.session, incident, request.form.get("status", ""), by=actor())
+        services.transition(db.session, incident, request.form.get("status", ""), by=actor(),
+                            resolution=request.form.get("resolution"))
         db.session.commit()
     except DomainError as e:
         # A stale button (someone else moved it first): show the page as it is now, with the reason.
