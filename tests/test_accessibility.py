@@ -63,9 +63,11 @@ def _demo(session, client) -> dict[str, str]:
 
     incident = session.scalars(sa.select(Incident).where(Incident.status == Status.CLOSED)
                                .order_by(Incident.id)).first()
+    active = session.scalars(sa.select(Incident).where(Incident.status == Status.INVESTIGATING)
+                             .order_by(Incident.id)).first()
     published = session.scalars(sa.select(Postmortem).where(Postmortem.status == PostmortemStatus.PUBLISHED)).first()
     draft = session.scalars(sa.select(Postmortem).where(Postmortem.status == PostmortemStatus.DRAFT)).first()
-    ids = {"incident": incident.ref, "published": published.id, "draft": draft.id,
+    ids = {"incident": incident.ref, "active": active.ref, "published": published.id, "draft": draft.id,
            "alert": session.scalar(sa.select(Alert.id)), "integration": session.scalar(sa.select(Integration.id)),
            "delivery": session.scalar(sa.select(Delivery.id)), "team": session.scalar(sa.select(Team.id)),
            "service": session.scalar(sa.select(Service.id))}
@@ -73,7 +75,8 @@ def _demo(session, client) -> dict[str, str]:
     session.rollback()  # end the read: on SQLite an open transaction would hold off the server's writes
     paths = {
         "incident list": "/", "incident list, all": "/?show=all", "incident": f"/incidents/{ids['incident']}",
-        "incident edit": f"/incidents/{ids['incident']}/edit", "declare": "/incidents/new",
+        "incident, open": f"/incidents/{ids['active']}", "incident edit": f"/incidents/{ids['incident']}/edit",
+        "declare": "/incidents/new",
         "post-mortems": "/postmortems", "post-mortem": f"/postmortems/{ids['published']}",
         "post-mortem draft": f"/postmortems/{ids['draft']}",
         "action items": "/action-items", "alerts": "/alerts", "alert": f"/alerts/{ids['alert']}",
@@ -117,7 +120,7 @@ def test_no_serious_violation_on_any_main_page(live_server, browser, session, cl
 
     phone = new_page(browser, PHONE, bypass_csp=True)
     sign_in(phone, live_server, "admin@example.com")
-    for path in (paths["incident list"], paths["incident list, all"], paths["incident"]):
+    for path in (paths["incident list"], paths["incident list, all"], paths["incident"], paths["incident, open"]):
         phone.goto(live_server + path)
         found += [f"(phone) {line}" for line in violations(phone, axe)]
         if (wide := phone.evaluate("document.scrollingElement.scrollWidth")) > PHONE["width"]:
