@@ -162,6 +162,16 @@ def update_timer(incident: Incident, now) -> dict | None:
             "at": incident.next_update_at}
 
 
+_LINKS = (("chat_url", "Chat channel", "Chat"), ("call_url", "Call", "Call"), ("runbook_url", "Runbook", "Runbook"))
+
+
+def _links(incident: Incident) -> list[dict]:
+    """The war room's links; only http(s) ones become links (the service accepts no other, older rows aside)."""
+    return [{"key": key, "label": label, "short": short,
+             "url": url if (url := getattr(incident, key)).startswith(("https://", "http://")) else ""}
+            for key, label, short in _LINKS]
+
+
 def _status_url(incident: Incident) -> str | None:
     token = incident.status_token
     return public_base_url() + url_for("status.view", token=token) if token else None
@@ -184,6 +194,7 @@ def _detail_page(incident: Incident, errors: dict | None = None, status: int = 2
         updates_by_id={u.id: u for u in updates}, entries=entries, pinned=pinned, filters=TIMELINE_FILTERS,
         chosen=chosen, update_statuses=[incident.status] + [s for s in moves if s.is_open or s == Status.RESOLVED],
         next_choices=sorted({*NEXT_UPDATE_CHOICES, interval}), interval=interval, status_url=_status_url(incident),
+        links=_links(incident),
     ), status
 
 

@@ -194,6 +194,8 @@ def test_links_are_saved_and_only_http_links_are_accepted(responder_client, sess
         "https://chat.example.com/inc-1", "https://meet.example.com/abc", "")
     html = page(responder_client, incident)
     assert '<a href="https://chat.example.com/inc-1" rel="noopener noreferrer" target="_blank">' in html
+    quick = html[html.index('class="quick-links"'):html.index('id="people"')]  # in the head, before people
+    assert ">Chat ↗</a>" in quick and ">Call ↗</a>" in quick and "Runbook ↗" not in quick
     response = post_form(responder_client, f"/incidents/{incident.ref}/links", {
         "chat_url": "javascript:alert(1)", "call_url": "https://meet.example.com/abc", "runbook_url": ""})
     assert response.status_code == 422
