@@ -32,7 +32,8 @@ def test_declaring_and_resolving_in_the_web_ui_notifies_after_commit(automatic, 
                                                     "service_id": str(service.id)})
     assert response.status_code == 302
     ref = response.headers["Location"].rsplit("/", 1)[-1]
-    assert post_form(client, f"/incidents/{ref}/status", {"status": "resolved"}).status_code == 302
+    assert post_form(client, f"/incidents/{ref}/status",
+                     {"status": "resolved", "resolution": "Fixed."}).status_code == 302
 
     posts = slack_server.to(GLOBAL_HOOK)
     assert len(posts) == 2
