@@ -134,6 +134,8 @@ def test_war_room_flow(live_server, browser, session, shots, device):  # noqa: F
     page.get_by_role("button", name="Add note").click()
     expect(page.locator("ol.entries li.entry").first).to_contain_text("db-7")
 
+    screenshot(page, shots / f"incident-{device}-open.png")
+
     if device == "phone":
         # One column: people and the latest update come before the timeline, on screen as in the DOM.
         assert top(page, "#people") < top(page, "#latest-update") < top(page, "#timeline")
