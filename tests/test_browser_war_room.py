@@ -84,6 +84,11 @@ def test_war_room_flow(live_server, browser, session, shots, device):  # noqa: F
     expect(page.get_by_role("heading", level=1)).to_contain_text("Checkout returns 500 errors")
     expect(page.locator(".war-room")).to_have_class(re.compile(r"\bsev-accent-sev1\b"))
     expect(page.locator(".clock")).to_have_text(re.compile(r"^open for \d+s$"))
+    # The clock ticks in the browser (incident.js): an impact that began 2h 05m ago reads so without a reload.
+    page.locator(".clock").evaluate("""el => {
+        el.dataset.started = new Date(Date.now() - (125 * 60 + 7) * 1000).toISOString();
+        document.dispatchEvent(new Event("visibilitychange")); }""")
+    expect(page.locator(".clock")).to_have_text("open for 2h 05m")
     ref = re.search(r"/incidents/(INC-\d+)$", page.url).group(1)
     incident_url = page.url
 

@@ -33,4 +33,5 @@
 
   tick();
   window.setInterval(tick, 15000);
+  document.addEventListener("visibilitychange", tick);  // a phone back from the lock screen: right at once
 })();
