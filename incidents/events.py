@@ -19,6 +19,7 @@ The subscribers (tests/test_events.py holds this table to the code):
 
     incident.declared          notify.jobs.announce_declared         after commit: queue the "opened" notification
     incident.status_changed    notify.jobs.announce_status_change    after commit: queue the status notification
+    incident.update_posted     notify.jobs.announce_update           after commit: queue the update's notification
     postmortem.published       notify.jobs.announce_publication      after commit: queue the notification
                                tracker.jobs.export_on_publish        in the transaction: outbox rows (auto export)
     action_item.overdue        notify.jobs.remind_overdue            after commit: queue the owner's reminder
@@ -51,6 +52,7 @@ EVENTS: dict[str, str] = {
     "incident.severity_changed": "an incident's severity changed (incident_id, before, after)",
     "incident.role_assigned": "a commander, communications lead or scribe was set or cleared "
                               "(incident_id, role, user_id or None, entry_id)",
+    "incident.update_posted": "a status update for stakeholders was posted (incident_id, update_id, entry_id)",
     "incident.note_added": "a note was added to an incident's timeline (incident_id, entry_id)",
     "incident.updated": "an incident's descriptive fields were edited (incident_id, changes)",
     "alert.received": "a delivery was accepted for an alert (alert_id, delivery_id, kind, incident_id)",

@@ -104,9 +104,11 @@ def test_first_run_to_closed_incident(live_server, page, tmp_path):
     page.get_by_role("button", name="Add note").click()
 
     entries = page.locator("ol.timeline li.entry")
-    expect(entries).to_have_count(7)
+    expect(entries).to_have_count(8)  # declared, the declarer as commander, five moves, the note
     expect(entries.first).to_contain_text("Incident declared (SEV1)")
-    expect(entries.nth(5)).to_contain_text("Status: resolved -> closed")
+    expect(entries.nth(1)).to_contain_text("Incident commander: Grace Admin")
+    expect(entries.nth(5)).to_contain_text("Rolled back the deploy.")  # the resolution note
+    expect(entries.nth(6)).to_contain_text("Status: resolved -> closed")
     expect(entries.last).to_contain_text("Rolled back the deploy; errors gone.")
     expect(entries.last).to_contain_text("Grace Admin")
     assert page.locator(".durations").inner_text().count("—") == 0  # every milestone reached

@@ -39,6 +39,7 @@ EXPECTED = {
     "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change")],
     "incident.severity_changed": [],
     "incident.role_assigned": [],
+    "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update")],
     "incident.note_added": [],
     "incident.updated": [],
     "alert.received": [],
@@ -191,6 +192,17 @@ def _note_added(session):
             lambda entry_id: {"incident_id": incident.id, "entry_id": entry_id})
 
 
+def _update_posted(session):
+    incident = make_incident()
+
+    def change():
+        update = incidents.post_status_update(session, incident, impact="Checkout fails for EU cards",
+                                              actions="Rolling back 1f3a2c")
+        return update.id, incident.timeline[-1].id
+
+    return change, lambda ids: {"incident_id": incident.id, "update_id": ids[0], "entry_id": ids[1]}
+
+
 def _published(session):
     pm = fill_for_publishing(make_postmortem())
     pm_services.submit_for_review(session, pm)
@@ -250,6 +262,7 @@ SCENARIOS: dict[str, Callable] = {
     "incident.updated": _updated,
     "incident.role_assigned": _role_assigned,
     "incident.note_added": _note_added,
+    "incident.update_posted": _update_posted,
     "postmortem.published": _published,
     "postmortem.updated": _pm_updated,
     "action_item.updated": _item_updated,

@@ -157,7 +157,7 @@ def test_real_responses_match_the_document(spec, api, client, viewer, responder)
     assert_documented(spec, "get", "/api/v1/incidents/{ref}", api.get(f"/api/v1/incidents/{bare.ref}"))
     assert_documented(spec, "get", "/api/v1/incidents", api.get("/api/v1/incidents?status=triggered"))
     assert_documented(spec, "patch", "/api/v1/incidents/{ref}",
-                      api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"}))
+                      api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved", "resolution": "Rolled back"}))
     assert_documented(spec, "post", "/api/v1/incidents/{ref}/timeline",
                       api.post(f"/api/v1/incidents/{ref}/timeline", json={"body": "Rolled back"}))
     assert_documented(spec, "get", "/api/v1/incidents/{ref}/timeline", api.get(f"/api/v1/incidents/{ref}/timeline"))

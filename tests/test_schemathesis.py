@@ -66,7 +66,8 @@ def _seed(url: str, token: str) -> None:
                                                    "service": "checkout"})
     assert incident.status_code == 201, incident.text
     ref = incident.json()["ref"]
-    assert http.patch(api + f"/incidents/{ref}", json={"status": "resolved"}).status_code in (200, 409)
+    resolve = {"status": "resolved", "resolution": "Rolled back"}
+    assert http.patch(api + f"/incidents/{ref}", json=resolve).status_code in (200, 409)
     pm = http.post(api + f"/incidents/{ref}/postmortem", json={"template": "lightweight"})
     assert pm.status_code == 201, pm.text
     item = http.post(api + f"/postmortems/{pm.json()['id']}/action-items", json={"title": "Canary config pushes"})

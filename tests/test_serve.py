@@ -90,7 +90,7 @@ def test_quickstart_setup_incident_lifecycle_and_restart(tmp_path):
         assert r.status_code == 200, r.text
         page = r.url
         for status in ("acknowledged", "investigating", "mitigated", "resolved", "closed"):
-            r = _post(http, page + "/status", page, {"status": status, "resolution": "Rolled back the release."})
+            r = _post(http, page + "/status", page, {"status": status, "resolution": "Rolled back"})
             assert r.status_code == 200
         r = _post(http, page + "/notes", page, {"body": "Rolled back release 2024.11.3"})
         assert r.status_code == 200

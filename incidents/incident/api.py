@@ -13,13 +13,15 @@ from incidents.catalog import services as catalog
 from incidents.database import paginate
 from incidents.extensions import db
 from incidents.incident import services
-from incidents.incident.models import IncidentRole, TimelineEntry
+from incidents.incident.models import IncidentRole, StatusUpdate, TimelineEntry
 from incidents.incident.schemas import (
     IncidentCreateSchema,
     IncidentListArgsSchema,
     IncidentSchema,
     IncidentUpdateSchema,
     NoteCreateSchema,
+    StatusUpdateCreateSchema,
+    StatusUpdateSchema,
     TimelineEntrySchema,
 )
 
@@ -152,14 +154,18 @@ def update_incident(ref):
     data = load_json(IncidentUpdateSchema())
     user = actor()
     status = data.pop("status", None)
+    resolution = data.pop("resolution", None)
+    links = {name: data.pop(name) for name in ("chat_url", "call_url", "runbook_url") if name in data}
     roles = {role: data.pop(f"{role.value}_id") for role in IncidentRole if f"{role.value}_id" in data}
     data |= _placement(data)
     if data:
         services.update_incident(db.session, incident, by=user, **data)
+    if links:
+        services.set_links(db.session, incident, by=user, **links)
     for role, user_id in roles.items():
         services.set_role(db.session, incident, role, user_id, by=user)
     if status is not None:
-        services.transition(db.session, incident, status, by=user)
+        services.transition(db.session, incident, status, by=user, resolution=resolution)
     db.session.commit()
     return jsonify(IncidentSchema().dump(incident))
 
@@ -221,3 +227,63 @@ def add_note(ref):
     db.session.commit()
     location = url_for("api.incident.list_timeline", ref=incident.ref)
     return jsonify(TimelineEntrySchema().dump(entry)), 201, {"Location": location}
+
+
+@bp.get("/incidents/<ref>/updates")
+@require(Role.VIEWER)
+def list_updates(ref):
+    """The incident's status updates for stakeholders, newest first.
+    ---
+    get:
+      tags: [incidents]
+      summary: List status updates
+      parameters:
+        - in: query
+          schema: PageArgsSchema
+      responses:
+        200:
+          description: A page of status updates
+          content:
+            application/json:
+              schema: StatusUpdatePageSchema
+        404: NotFound
+        422: ValidationError
+    """
+    incident = services.get_incident(db.session, ref)
+    page, per_page = page_args()
+    stmt = (sa.select(StatusUpdate).where(StatusUpdate.incident_id == incident.id)
+            .order_by(StatusUpdate.created_at.desc(), StatusUpdate.id.desc()))
+    return jsonify(page_response(paginate(db.session, stmt, page, per_page), StatusUpdateSchema()))
+
+
+@bp.post("/incidents/<ref>/updates")
+@require(Role.RESPONDER)
+def post_update(ref):
+    """Post a status update: it lands on the timeline, goes to subscribers and chat, and sets the next-update timer.
+    ---
+    post:
+      tags: [incidents]
+      summary: Post a status update (responder)
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: StatusUpdateCreateSchema
+      responses:
+        201:
+          description: The new update
+          content:
+            application/json:
+              schema: StatusUpdateSchema
+        400: BadRequest
+        403: Forbidden
+        404: NotFound
+        409: Conflict
+        422: ValidationError
+    """
+    incident = services.get_incident(db.session, ref)
+    data = load_json(StatusUpdateCreateSchema())
+    update = services.post_status_update(db.session, incident, by=actor(), **data)
+    db.session.commit()
+    location = url_for("api.incident.list_updates", ref=incident.ref)
+    return jsonify(StatusUpdateSchema().dump(update)), 201, {"Location": location}

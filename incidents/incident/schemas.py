@@ -8,7 +8,9 @@ from marshmallow import Schema, fields, post_load, validate
 
 from incidents.catalog import services as catalog
 from incidents.catalog.schemas import SlugOrId, TeamRefSchema
+from incidents.database import utcnow
 from incidents.forms import Choice, not_blank
+from incidents.incident.durations import durations
 from incidents.incident.models import EntryKind, Severity, Status
 from incidents.markdown import render_markdown
 from incidents.openapi import MAX_INT, JsonInteger, PageArgsSchema, PageSchema
@@ -64,6 +66,23 @@ class IncidentSchema(Schema):
     mitigated_at = fields.DateTime(allow_none=True, required=True)
     resolved_at = fields.DateTime(allow_none=True, required=True)
     closed_at = fields.DateTime(allow_none=True, required=True)
+    resolution = fields.String(required=True, metadata={"description": "What fixed it; set when resolved."})
+    chat_url = fields.String(required=True, metadata={"description": "The chat channel; empty when unset."})
+    call_url = fields.String(required=True, metadata={"description": "The call; empty when unset."})
+    runbook_url = fields.String(required=True, metadata={"description": "The runbook; empty when unset."})
+    next_update_at = fields.DateTime(allow_none=True, required=True,
+                                     metadata={"description": "When the next status update is due."})
+    update_overdue = fields.Method("_overdue", required=True, metadata={"type": "boolean"})
+    durations = fields.Method("_durations", required=True, metadata={
+        "type": "object", "description": "Seconds (null until reached): time_to_detect, time_to_acknowledge, "
+                                         "time_to_mitigate, time_to_resolve, and impact (null while impact goes on)."})
+
+    def _overdue(self, incident) -> bool:
+        return incident.update_overdue(utcnow())
+
+    def _durations(self, incident) -> dict:
+        d = durations(incident)
+        return {row["key"]: row["seconds"] for row in d.rows()} | {"impact": None if d.impact_ongoing else d.impact}
 
     def _url(self, incident) -> str:
         return f"{public_base_url()}/incidents/{incident.ref}"
@@ -98,7 +117,41 @@ class IncidentUpdateSchema(Schema):
     scribe_id = _user_id()
     status = fields.Enum(Status, by_value=True, metadata={
         "description": "Moves the incident through the status machine, as the web buttons do; "
-                       "a move the machine does not allow answers 409."})
+                       "a move the machine does not allow answers 409. `resolved` requires `resolution`."})
+    resolution = fields.String(validate=validate.Length(max=10_000), metadata={
+        "description": "What fixed it: required with status resolved (422 naming this field without it)."})
+    chat_url = fields.String(validate=validate.Length(max=500), metadata={"description": "http(s); empty clears."})
+    call_url = fields.String(validate=validate.Length(max=500), metadata={"description": "http(s); empty clears."})
+    runbook_url = fields.String(validate=validate.Length(max=500), metadata={"description": "http(s); empty clears."})
+
+
+class StatusUpdateSchema(Schema):
+    id = fields.Integer(required=True)
+    incident_ref = fields.Function(lambda u: u.incident.ref, required=True, metadata={"type": "string"})
+    status = fields.Enum(Status, by_value=True, required=True, metadata={"description": "The status when posted."})
+    impact = fields.String(required=True, metadata={"description": "The impact now."})
+    actions = fields.String(required=True, metadata={"description": "What responders are doing."})
+    next_update_at = fields.DateTime(allow_none=True, required=True)
+    author = fields.Nested(UserRefSchema, allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class StatusUpdatePageSchema(PageSchema):
+    items = fields.List(fields.Nested(StatusUpdateSchema), required=True)
+
+
+class StatusUpdateCreateSchema(Schema):
+    impact = fields.String(required=True, validate=validate.Length(min=1, max=10_000),
+                           metadata={"description": "The impact now, for stakeholders."})
+    actions = fields.String(required=True, validate=validate.Length(min=1, max=10_000),
+                            metadata={"description": "What we are doing."})
+    status = fields.Enum(Status, by_value=True, metadata={
+        "description": "Defaults to the current status; another one moves the incident first (resolved needs "
+                       "`resolution`)."})
+    next_update_at = _utc(metadata={"description": "When the next update is due (future, at most 7 days); "
+                                                   "defaults to now + INCIDENTS_UPDATE_INTERVAL_MINUTES."})
+    resolution = fields.String(validate=validate.Length(max=10_000),
+                               metadata={"description": "Required when the update resolves the incident."})
 
 
 class IncidentFormSchema(IncidentCreateSchema):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session, selectinload
 
 from incidents import events
@@ -23,6 +26,7 @@ from incidents.incident.models import (
     IncidentTag,
     Severity,
     Status,
+    StatusUpdate,
     TimelineEntry,
 )
 from incidents.singleline import check_single_line, reject_nul
@@ -157,14 +161,32 @@ def create_incident(session: Session, *, title: str, severity: Severity | str, s
                     tags: Iterable[str] = (), started_at: datetime | None = None,
                     detected_at: datetime | None = None, created_by: User | None = None,
                     commander_id: int | None = None) -> Incident:
-    """Declare an incident (see `declare_incident`) and return it, with its commander when one is given."""
+    """Declare an incident (see `declare_incident`) and return it, with its commander when one is given.
+
+    A person declaring (web, API, Slack) becomes the commander unless DECLARER_IS_COMMANDER is false or they may
+    not hold roles, and starts the next-update timer: stakeholders expect the first update soon."""
     incident_id = declare_incident(session, title=title, severity=severity, summary=summary, service_id=service_id,
                                    team_id=team_id, tags=tags, started_at=started_at, detected_at=detected_at,
                                    created_by=created_by)
     incident = session.get(Incident, incident_id)
+    if not commander_id and created_by is not None and _setting("DECLARER_IS_COMMANDER", True) \
+            and created_by.role in (Role.RESPONDER, Role.ADMIN):
+        commander_id = created_by.id
     if commander_id:
-        set_role(session, incident, IncidentRole.COMMANDER, commander_id, by=created_by)
+        set_role(session, incident, IncidentRole.COMMANDER, commander_id, by=created_by, at=incident.detected_at)
+    if created_by is not None:
+        incident.next_update_at = utcnow() + update_interval()
+        session.flush()
     return incident
+
+
+def _setting(name: str, default):
+    return current_app.config.get(name, default) if has_app_context() else default
+
+
+def update_interval() -> timedelta:
+    """How long until the next status update is due when nobody names a time (UPDATE_INTERVAL_MINUTES)."""
+    return timedelta(minutes=float(_setting("UPDATE_INTERVAL_MINUTES", 30)))
 
 
 def declare_incident(session: Session, *, title: str, severity: Severity | str, summary: str = "",
@@ -247,11 +269,14 @@ def update_incident(session: Session, incident: Incident, *, by: User | None = N
         incident.service, incident.team = service, team
     if "tags" in changes:
         _set_tags(incident, changes["tags"] or [])
-    for field in ("started_at", "detected_at"):
-        if changes.get(field):
+    for field, label in (("started_at", "Impact start"), ("detected_at", "Detection")):
+        # A form posts minutes: the same minute again is no correction (the seconds stay).
+        if changes.get(field) and changes[field] != getattr(incident, field) and not (
+                changes[field].second == changes[field].microsecond == 0
+                and changes[field] == getattr(incident, field).replace(second=0, microsecond=0)):
+            notes.append(f"{label} corrected: {_minute(getattr(incident, field))} -> {_minute(changes[field])} UTC")
             setattr(incident, field, changes[field])
-    if incident.started_at > incident.detected_at:
-        raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
+    _check_milestones(incident)
     session.flush()
     for text in notes:
         add_timeline_entry(session, incident, EntryKind.EDIT, text, author=by)
@@ -263,6 +288,21 @@ def update_incident(session: Session, incident: Incident, *, by: User | None = N
     if edited:
         events.emit(session, "incident.updated", incident_id=incident.id, changes=edited)
     return incident
+
+
+def _minute(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
+def _check_milestones(incident: Incident) -> None:
+    """Impact starts before detection, and detection comes before anything responders did about it."""
+    if incident.started_at > incident.detected_at:
+        raise Invalid("Impact cannot start after it was detected.", {"started_at": ["After detected_at."]})
+    for name, at in (("acknowledged", incident.acknowledged_at), ("mitigated", incident.mitigated_at),
+                     ("resolved", incident.resolved_at)):
+        if at is not None and incident.detected_at > at:
+            raise Invalid(f"Detection cannot be after the incident was {name} ({_minute(at)} UTC).",
+                          {"detected_at": [f"After it was {name}."]})
 
 
 def add_note(session: Session, incident: Incident, body: str, *, by: User | None = None,
@@ -277,7 +317,7 @@ def add_note(session: Session, incident: Incident, body: str, *, by: User | None
 
 
 def set_role(session: Session, incident: Incident, role: IncidentRole | str, user_id: int | None, *,
-             by: User | None = None) -> Incident:
+             by: User | None = None, at: datetime | None = None) -> Incident:
     """Assign (or clear, with None) the commander, communications lead or scribe; emits `incident.role_assigned`
     when the holder changes."""
     role = IncidentRole(role)
@@ -289,7 +329,7 @@ def set_role(session: Session, incident: Incident, role: IncidentRole | str, use
     setattr(incident, role.value, user)
     session.flush()
     text = f"{role.label}: {user.name}" if user else f"{role.label} cleared"
-    entry = add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by,
+    entry = add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by, occurred_at=at,
                                data={"role": role.value, "user_id": user.id if user else None})
     events.emit(session, "incident.role_assigned", incident_id=incident.id, role=role.value,
                 user_id=user.id if user else None, entry_id=entry.id)
@@ -309,7 +349,7 @@ _OPEN = (Status.TRIGGERED, Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MIT
 
 
 def _move(session: Session, incident: Incident, to: Status, allowed_from: tuple[Status, ...],
-          by: User | None, at: datetime | None, verb: str) -> Incident:
+          by: User | None, at: datetime | None, verb: str, body: str = "") -> Incident:
     if incident.status not in allowed_from:
         allowed = ", ".join(s.value for s in allowed_from)
         raise InvalidTransition(
@@ -327,10 +367,14 @@ def _move(session: Session, incident: Incident, to: Status, allowed_from: tuple[
         incident.resolved_at = at
     if to == Status.CLOSED:
         incident.closed_at = at
+    if not to.is_open:
+        incident.next_update_at = None  # nothing more is owed to stakeholders
+    elif incident.next_update_at is None:
+        incident.next_update_at = utcnow() + update_interval()  # someone is on it (again): stakeholders expect news
     incident.status = to
     session.flush()
     entry = _write_entry(session, incident, EntryKind.STATUS, f"Status: {old.value} -> {to.value}", author=by,
-                         occurred_at=at, data={"from": old.value, "to": to.value})
+                         occurred_at=at, data={"from": old.value, "to": to.value}, body=body)
     events.emit(session, "incident.status_changed", incident_id=incident.id, entry_id=entry.id, before=old.value,
                 after=to.value)
     return incident
@@ -354,8 +398,13 @@ def mitigate_incident(session: Session, incident: Incident, *, by: User | None =
 
 
 def resolve_incident(session: Session, incident: Incident, *, by: User | None = None,
-                     at: datetime | None = None) -> Incident:
-    return _move(session, incident, Status.RESOLVED, _OPEN, by, at, "resolve")
+                     at: datetime | None = None, resolution: str = "") -> Incident:
+    """Resolve; the resolution note (what fixed it) is kept on the incident and its status entry. People must give
+    one (`transition` requires it); the system resolving on its own says why."""
+    resolution = (resolution or "").strip()
+    _move(session, incident, Status.RESOLVED, _OPEN, by, at, "resolve", body=resolution)
+    incident.resolution = resolution
+    return incident
 
 
 def close_incident(session: Session, incident: Incident, *, by: User | None = None,
@@ -368,6 +417,7 @@ def reopen_incident(session: Session, incident: Incident, *, by: User | None = N
     """Back to investigating from resolved or closed; the resolution times are cleared."""
     _move(session, incident, Status.INVESTIGATING, (Status.RESOLVED, Status.CLOSED), by, at, "reopen")
     incident.resolved_at = incident.closed_at = None
+    incident.resolution = ""  # it was not the fix after all; the old note stays on the timeline
     session.flush()
     return incident
 
@@ -382,9 +432,16 @@ TRANSITIONS = {
 
 
 def transition(session: Session, incident: Incident, to: Status | str, *, by: User | None = None,
-               at: datetime | None = None) -> Incident:
-    """Move to `to` through the named transition function (the web buttons and the API share this)."""
+               at: datetime | None = None, resolution: str | None = None) -> Incident:
+    """Move to `to` through the named transition function (the web buttons, the API and Slack share this).
+    Resolving requires a resolution note: what fixed it."""
     to = _choice(Status, to, "status")
+    if to == Status.RESOLVED and incident.status != Status.RESOLVED:
+        if not (resolution or "").strip():
+            raise Invalid("Say what resolved it: a resolution note is required to resolve.",
+                          {"resolution": ["Required to resolve: what fixed it."]})
+        reject_nul(resolution=resolution)
+        return resolve_incident(session, incident, by=by, at=at, resolution=resolution)
     if to == Status.INVESTIGATING and not incident.is_open:
         return reopen_incident(session, incident, by=by, at=at)
     if to == incident.status:
@@ -458,3 +515,139 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
         else:
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
     return paginate(session, stmt, page, per_page)
+
+
+# --- the war room: status updates, links, the stakeholder link, pins -----------------------------
+
+_UPDATE_TEXT_MAX = 10_000
+_LINKS = (("chat_url", "Chat channel"), ("call_url", "Call"), ("runbook_url", "Runbook"))
+
+
+def post_status_update(session: Session, incident: Incident, *, impact: str, actions: str,
+                       status: Status | str | None = None, next_update_at: datetime | None = None,
+                       resolution: str | None = None, by: User | None = None) -> StatusUpdate:
+    """A structured update for stakeholders: where it stands, the impact now, what responders are doing, and when
+    the next update is due (default: UPDATE_INTERVAL_MINUTES from now; none once resolved). A status other than
+    the current one moves the incident first, through the status machine (resolving needs `resolution`). It is
+    written to the timeline and emits `incident.update_posted`; notify tells subscribers and the chat channels."""
+    impact, actions = (impact or "").strip(), (actions or "").strip()
+    errors = {name: ["Required: stakeholders read it."] for name, text in (("impact", impact), ("actions", actions))
+              if not text}
+    errors |= {name: [f"At most {_UPDATE_TEXT_MAX} characters."] for name, text in
+               (("impact", impact), ("actions", actions)) if len(text) > _UPDATE_TEXT_MAX}
+    now = utcnow()
+    if next_update_at is not None and next_update_at <= now:
+        errors["next_update_at"] = ["Must be in the future."]
+    elif next_update_at is not None and next_update_at > now + timedelta(days=7):
+        errors["next_update_at"] = ["At most 7 days ahead."]
+    if errors:
+        raise Invalid("The update is incomplete: " + ", ".join(sorted(errors)) + ".", errors)
+    reject_nul(impact=impact, actions=actions)
+    status = _choice(Status, status, "status") if status else incident.status
+    if status != incident.status:
+        transition(session, incident, status, by=by, resolution=resolution)
+    due = None if not incident.is_open else (next_update_at or now + update_interval())
+    update = StatusUpdate(incident=incident, status=incident.status, impact=impact, actions=actions,
+                          next_update_at=due, author=by, created_at=now)
+    session.add(update)
+    incident.next_update_at = due
+    session.flush()
+    body = f"**Impact:** {impact}\n\n**What we are doing:** {actions}"
+    entry = _write_entry(session, incident, EntryKind.UPDATE, f"Status update ({incident.status.value})",
+                         body=body, author=by, occurred_at=now, data={"update_id": update.id})
+    events.emit(session, "incident.update_posted", incident_id=incident.id, update_id=update.id, entry_id=entry.id)
+    return update
+
+
+def list_status_updates(session: Session, incident: Incident) -> list[StatusUpdate]:
+    """Newest first."""
+    return list(session.scalars(sa.select(StatusUpdate).where(StatusUpdate.incident_id == incident.id)
+                                .order_by(StatusUpdate.created_at.desc(), StatusUpdate.id.desc())))
+
+
+def _check_url(field: str, value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        return ""
+    check_single_line(**{field: value})
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 500:
+        raise Invalid(f"{field} must be an http(s) link of at most 500 characters.",
+                      {field: ["Use an http:// or https:// link."]})
+    return value
+
+
+def set_links(session: Session, incident: Incident, *, by: User | None = None, **links: str) -> Incident:
+    """Set the chat channel, call and runbook links (blank clears one); each change is on the timeline and in
+    `incident.updated`."""
+    unknown = set(links) - {name for name, _ in _LINKS}
+    if unknown:
+        raise Invalid(f"Unknown link {', '.join(sorted(unknown))}.")
+    errors: dict = {}
+    cleaned: dict[str, str] = {}
+    for name, value in links.items():
+        try:
+            cleaned[name] = _check_url(name, value)
+        except Invalid as e:
+            errors |= e.fields or {name: [e.message]}
+    if errors:
+        raise Invalid("Some links are not valid.", errors)
+    changes = {name: [getattr(incident, name), value] for name, value in cleaned.items()
+               if value != getattr(incident, name)}
+    for name, label in _LINKS:
+        if name in changes:
+            setattr(incident, name, cleaned[name])
+            text = f"{label} link {'set' if cleaned[name] else 'removed'}"
+            add_timeline_entry(session, incident, EntryKind.EDIT, text, author=by,
+                               data={"field": name, "url": cleaned[name]})
+    if changes:
+        session.flush()
+        events.emit(session, "incident.updated", incident_id=incident.id, changes=changes)
+    return incident
+
+
+def issue_status_link(session: Session, incident: Incident, *, show_names: bool = False,
+                      by: User | None = None) -> str:
+    """A new unguessable token for the read-only stakeholder view (/status/<token>); any earlier one stops working."""
+    had = incident.status_token is not None
+    incident.status_token = secrets.token_urlsafe(32)
+    incident.status_show_names = bool(show_names)
+    session.flush()
+    add_timeline_entry(session, incident, EntryKind.EDIT,
+                       "Stakeholder link re-issued (the old one no longer works)" if had else "Stakeholder link issued",
+                       author=by, data={"status_link": "issued", "show_names": incident.status_show_names})
+    events.emit(session, "incident.updated", incident_id=incident.id,
+                changes={"status_link": ["issued" if had else "none", "issued"]})
+    return incident.status_token
+
+
+def revoke_status_link(session: Session, incident: Incident, *, by: User | None = None) -> None:
+    """The stakeholder link answers 404 from now on."""
+    if incident.status_token is None:
+        return
+    incident.status_token = None
+    session.flush()
+    add_timeline_entry(session, incident, EntryKind.EDIT, "Stakeholder link revoked", author=by,
+                       data={"status_link": "revoked"})
+    events.emit(session, "incident.updated", incident_id=incident.id, changes={"status_link": ["issued", "none"]})
+
+
+def incident_for_status_token(session: Session, token: str) -> Incident:
+    """The incident a stakeholder link shows; NotFound for an unknown or revoked token (no hint which)."""
+    if not token or len(token) > 64:
+        raise NotFound("No such status page.")
+    incident = session.scalar(sa.select(Incident).where(Incident.status_token == token))
+    if incident is None or not secrets.compare_digest(incident.status_token, token):
+        raise NotFound("No such status page.")
+    return incident
+
+
+def set_pinned(session: Session, incident: Incident, entry_id: int, pinned: bool, *,
+               by: User | None = None) -> TimelineEntry:
+    """Pin a key event above the timeline, or unpin it."""
+    entry = session.get(TimelineEntry, entry_id) if 0 < entry_id <= MAX_INT else None
+    if entry is None or entry.incident_id != incident.id:
+        raise NotFound(f"No timeline entry {entry_id} on {incident.ref}.")
+    entry.pinned = bool(pinned)
+    session.flush()
+    return entry

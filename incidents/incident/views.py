@@ -223,8 +223,6 @@ def change_status(ref: str):
     to = request.form.get("status", "")
     resolution = request.form.get("resolution", "").strip()
     try:
-        if to == Status.RESOLVED and not resolution:
-            raise Invalid("Say what fixed it to resolve.", {"resolution": ["Required to resolve: what fixed it?"]})
         services.transition(db.session, incident, to, by=actor(), resolution=resolution or None)
         db.session.commit()
     except DomainError as e:

@@ -45,6 +45,11 @@ def announce_status_change(event: events.Event) -> None:
         _queue(event["incident_id"], services.Event.status_changed(event["entry_id"], event["before"], event["after"]))
 
 
+def announce_update(event: events.Event) -> None:
+    if _automatic():
+        _queue(event["incident_id"], services.Event.status_update(event["update_id"]))
+
+
 def announce_publication(event: events.Event) -> None:
     if _automatic():
         _queue(event["incident_id"], services.Event.postmortem_published(event["postmortem_id"]))
@@ -72,5 +77,6 @@ def scan_overdue_action_items() -> None:
 def init_app(app: Flask) -> None:
     events.subscribe(app, "incident.declared", events.AFTER_COMMIT, announce_declared)
     events.subscribe(app, "incident.status_changed", events.AFTER_COMMIT, announce_status_change)
+    events.subscribe(app, "incident.update_posted", events.AFTER_COMMIT, announce_update)
     events.subscribe(app, "postmortem.published", events.AFTER_COMMIT, announce_publication)
     events.subscribe(app, "action_item.overdue", events.AFTER_COMMIT, remind_overdue)

@@ -22,10 +22,10 @@ from incidents.catalog.models import Team
 from incidents.database import read_only, utcnow
 from incidents.errors import Invalid, NotFound
 from incidents.extensions import db
-from incidents.incident.models import EntryKind, Incident, Severity, TimelineEntry
+from incidents.incident.models import EntryKind, Incident, Severity, StatusUpdate, TimelineEntry
 from incidents.mail import MailError, build_message, message_id_for, send_message
 from incidents.notify import slack
-from incidents.notify.models import Channel, DeliveryStatus, NotificationLog, Subscription
+from incidents.notify.models import Channel, DeliveryStatus, IncidentSubscriber, NotificationLog, Subscription
 from incidents.outbound import private_allowed
 from incidents.urls import public_base_url
 
@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     STATUS_CHANGED = "status_changed"
     POSTMORTEM_PUBLISHED = "postmortem_published"
     ACTION_ITEM_OVERDUE = "action_item_overdue"
+    STATUS_UPDATE = "status_update"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Event:
     to_status: str | None = None
     postmortem_id: int | None = None
     action_item_id: int | None = None
+    update_id: int | None = None
 
     @classmethod
     def opened(cls, incident_id: int) -> Event:
@@ -69,6 +71,10 @@ class Event:
         """One reminder per item and day: a daily job calling this twice on one day sends once."""
         return cls(EventKind.ACTION_ITEM_OVERDUE, f"action_item:{action_item_id}:overdue:{on.isoformat()}",
                    action_item_id=action_item_id)
+
+    @classmethod
+    def status_update(cls, update_id: int) -> Event:
+        return cls(EventKind.STATUS_UPDATE, f"update:{update_id}", update_id=update_id)
 
     def as_dict(self) -> dict:
         """Plain JSON-able arguments for a job."""
@@ -108,7 +114,8 @@ def configured_severities(config: Mapping) -> list[str]:
 
 
 def recipients(session: Session, incident: Incident, event: Event, config: Mapping) -> list[Delivery]:
-    """Slack: the global hook and the team's (incident events only for NOTIFY_SEVERITIES); e-mail: subscribers."""
+    """Slack: the global hook and the team's (declarations and status changes only for NOTIFY_SEVERITIES);
+    e-mail: subscribers, and for status changes and updates also the incident's own followers."""
     out: list[Delivery] = []
     every_severity = event.kind not in (EventKind.OPENED, EventKind.STATUS_CHANGED)
     if every_severity or incident.severity.value in configured_severities(config):
@@ -121,7 +128,11 @@ def recipients(session: Session, incident: Incident, event: Event, config: Mappi
                 seen.add(url)
                 out.append(Delivery(Channel.SLACK, recipient, url, user_url=recipient != "global"))
     if config.get("SMTP_URL"):
-        out += [Delivery(Channel.EMAIL, u.email, u.email, u.name) for u in subscribers(session, incident)]
+        people = subscribers(session, incident)
+        if event.kind in (EventKind.STATUS_CHANGED, EventKind.STATUS_UPDATE):
+            known = {u.id for u in people}
+            people += [u for u in followers(session, incident) if u.id not in known]
+        out += [Delivery(Channel.EMAIL, u.email, u.email, u.name) for u in people]
         owner = _overdue_owner(session, event)
         if owner is not None and all(d.recipient != owner.email for d in out):
             out.append(Delivery(Channel.EMAIL, owner.email, owner.email, owner.name))
@@ -155,6 +166,38 @@ def subscribers(session: Session, incident: Incident) -> list[User]:
     return list(users.values())
 
 
+def followers(session: Session, incident: Incident) -> list[User]:
+    """The incident's own audience: who pressed Subscribe on it, its declarer and its role holders (active ones)."""
+    ids = {incident.created_by_id, incident.commander_id, incident.comms_lead_id, incident.scribe_id}
+    ids |= set(session.scalars(sa.select(IncidentSubscriber.user_id)
+                               .where(IncidentSubscriber.incident_id == incident.id)))
+    ids.discard(None)
+    if not ids:
+        return []
+    return list(session.scalars(sa.select(User).where(User.id.in_(ids), User.active.is_(True)).order_by(User.email)))
+
+
+def subscribe_to_incident(session: Session, incident: Incident, user: User) -> None:
+    """Follow one incident's status changes and updates by e-mail (pressing Subscribe twice is one subscription)."""
+    if not is_subscribed(session, incident, user):
+        session.add(IncidentSubscriber(incident_id=incident.id, user_id=user.id))
+        session.flush()
+
+
+def unsubscribe_from_incident(session: Session, incident: Incident, user: User) -> None:
+    session.execute(sa.delete(IncidentSubscriber).where(IncidentSubscriber.incident_id == incident.id,
+                                                        IncidentSubscriber.user_id == user.id))
+
+
+def is_subscribed(session: Session, incident: Incident, user: User) -> bool:
+    return session.get(IncidentSubscriber, (incident.id, user.id)) is not None
+
+
+def incident_subscriber_count(session: Session, incident: Incident) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(IncidentSubscriber)
+                          .where(IncidentSubscriber.incident_id == incident.id)) or 0
+
+
 # --- what it says -----------------------------------------------------------------------------------
 
 
@@ -175,6 +218,9 @@ def _headline(incident: Incident, event: Event, item: ActionItem | None = None) 
     if event.kind == EventKind.STATUS_CHANGED:
         return (f"{ref} {event.to_status}: {incident.title}",
                 f"Status changed from {event.from_status} to {event.to_status}.")
+    if event.kind == EventKind.STATUS_UPDATE:
+        return (f"{ref} update: {incident.title}",
+                f"A status update on this {incident.severity.value} incident, now {incident.status.value}.")
     if event.kind == EventKind.POSTMORTEM_PUBLISHED:
         return (f"Post-mortem published for {ref}: {incident.title}",
                 "The post-mortem of this incident is published: read what happened and what changes now.")
@@ -188,8 +234,12 @@ def _headline(incident: Incident, event: Event, item: ActionItem | None = None) 
             f"Action item #{event.action_item_id} from this incident is past its due date.")
 
 
-def _facts(incident: Incident) -> list[tuple[str, str]]:
-    return [
+def _facts(incident: Incident, update: StatusUpdate | None = None) -> list[tuple[str, str]]:
+    """Label/value lines; an update's own lines come first (Slack shows the first four)."""
+    told = [] if update is None else [
+        ("Impact now", update.impact), ("What we are doing", update.actions),
+        ("Next update", update.next_update_at.strftime("%Y-%m-%d %H:%M UTC") if update.next_update_at else "none")]
+    return told + [
         ("Severity", incident.severity.value),
         ("Status", incident.status.value),
         ("Service", incident.service.name if incident.service else "—"),
@@ -201,9 +251,11 @@ def _facts(incident: Incident) -> list[tuple[str, str]]:
 def render_notification(incident: Incident, event: Event, config: Mapping,
                         session: Session | None = None) -> Rendered:
     """The e-mail (text + HTML) and the Slack message of one event, from the same facts."""
-    headline, detail = _headline(incident, event, _overdue_item(session or db.session, event))
+    session = session or db.session
+    headline, detail = _headline(incident, event, _overdue_item(session, event))
     url = f"{public_base_url(config)}/incidents/{incident.ref}"
-    facts = _facts(incident)
+    update = session.get(StatusUpdate, event.update_id) if event.update_id else None
+    facts = _facts(incident, update)
     context = {"incident": incident, "event": event, "headline": headline, "detail": detail, "url": url,
                "facts": facts, "manage_url": f"{public_base_url(config)}/account/notifications"}
     return Rendered(
@@ -222,7 +274,7 @@ def _slack_payload(headline: str, detail: str, url: str, facts: list[tuple[str, 
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack.link(url, headline)}*"}},
             {"type": "section", "text": {"type": "mrkdwn", "text": slack.escape(detail)},
-             "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{slack.escape(value)}"}
+             "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{slack.escape(value[:1500])}"}
                         for label, value in facts[:4]]},
             {"type": "actions", "elements": [
                 {"type": "button", "text": {"type": "plain_text", "text": f"Open {incident.ref}"}, "url": url},

@@ -10,10 +10,39 @@ from incidents.catalog.services import list_teams
 from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.forms import form_errors
+from incidents.incident import services as incidents
 from incidents.incident.models import Severity
 from incidents.notify import services
 
 bp = Blueprint("notify", __name__)
+
+
+@bp.app_context_processor
+def _incident_subscription_helper():
+    """`incident_subscription(incident)` for the incident page's Subscribe button (None when signed out)."""
+    def subscription(incident):
+        user = actor()
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        return {"subscribed": services.is_subscribed(db.session, incident, user),
+                "count": services.incident_subscriber_count(db.session, incident)}
+    return {"incident_subscription": subscription}
+
+
+@bp.post("/incidents/<ref>/subscribe")
+@require(Role.VIEWER)
+def follow_incident(ref: str):
+    """Anyone who can read an incident may follow its status changes and updates by e-mail."""
+    incident = incidents.get_incident(db.session, ref)
+    if request.form.get("subscribe", "1") == "0":
+        services.unsubscribe_from_incident(db.session, incident, actor())
+        message = f"You no longer get e-mail about {incident.ref}."
+    else:
+        services.subscribe_to_incident(db.session, incident, actor())
+        message = f"You will get e-mail about {incident.ref}'s status changes and updates."
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("incident.show", ref=incident.ref))
 
 
 def _page(form: dict, errors: dict, status: int = 200):

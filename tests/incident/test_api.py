@@ -117,7 +117,7 @@ def test_list_filters_and_pagination(api, app):
     b = make_incident(title="Login broken", severity="SEV2", team_id=team.id)
     c = make_incident(title="Cache cold", severity="SEV3")
     api.patch(f"/api/v1/incidents/{b.ref}", json={"status": "acknowledged"})
-    api.patch(f"/api/v1/incidents/{c.ref}", json={"status": "resolved"})
+    api.patch(f"/api/v1/incidents/{c.ref}", json={"status": "resolved", "resolution": "Warmed"})
 
     def refs(query=""):
         response = api.get(f"/api/v1/incidents{query}")
@@ -219,7 +219,7 @@ def test_patch_status_walks_every_transition_and_sets_milestones(api):
     milestones = ("acknowledged_at", "mitigated_at", "resolved_at", "closed_at")
 
     def move(status):
-        response = api.patch(url, json={"status": status})
+        response = api.patch(url, json={"status": status, "resolution": "Rolled back"})
         assert response.status_code == 200, response.get_json()
         body = response.get_json()
         assert body["status"] == status
@@ -239,7 +239,7 @@ def test_patch_status_walks_every_transition_and_sets_milestones(api):
     assert reopened["acknowledged_at"] is not None
 
     straight = make_incident()  # resolving unacknowledged work fills the earlier milestones
-    body = api.patch(f"/api/v1/incidents/{straight.ref}", json={"status": "resolved"}).get_json()
+    body = api.patch(f"/api/v1/incidents/{straight.ref}", json={"status": "resolved", "resolution": "Fixed"}).get_json()
     assert body["acknowledged_at"] == body["mitigated_at"] == body["resolved_at"] is not None
 
     entries = api.get(f"{url}/timeline?per_page=100").get_json()["items"]
@@ -259,7 +259,7 @@ def test_invalid_transition_is_409_and_changes_nothing(api, start, to, message):
     incident = make_incident(title="Before")
     url = f"/api/v1/incidents/{incident.ref}"
     for status in start:
-        assert api.patch(url, json={"status": status}).status_code == 200
+        assert api.patch(url, json={"status": status, "resolution": "Fixed"}).status_code == 200
     entries = api.get(f"{url}/timeline").get_json()["total"]
     response = api.patch(url, json={"status": to, "title": "After"})
     assert response.status_code == 409

@@ -21,7 +21,7 @@ def test_full_lifecycle_sets_each_milestone_once(session):
     user = make_user()
     incident = make_incident()
     for status in ("acknowledged", "investigating", "mitigated", "resolved", "closed"):
-        svc.transition(session, incident, status, by=user)
+        svc.transition(session, incident, status, by=user, resolution="Rolled back")
     session.commit()
     assert incident.status == Status.CLOSED
     assert incident.acknowledged_at <= incident.mitigated_at <= incident.resolved_at <= incident.closed_at

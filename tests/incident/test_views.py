@@ -179,6 +179,8 @@ def test_full_flow_through_the_forms(responder_client, session, responder):
     assert response.headers["Location"].endswith(f"/incidents/{incident.ref}")
     assert incident.team == service.team and incident.tags == ["eu", "payments"]
     assert incident.created_by == responder
+    assert incident.commander == responder  # the declarer runs it until someone else takes over
+    assert incident.next_update_at is not None  # stakeholders are owed a first update
 
     page = responder_client.get(f"/incidents/{incident.ref}").get_data(as_text=True)
     assert "Acknowledge" in page and "<em>cannot</em>" in page
@@ -201,7 +203,7 @@ def test_full_flow_through_the_forms(responder_client, session, responder):
                  "Status: mitigated -&gt; resolved", "Status: resolved -&gt; closed",
                  "Rolled back <strong>v2.3</strong>; errors gone."):
         assert text in html
-    assert html.count('class="entry kind-') == 7
+    assert html.count('class="entry kind-') == 8  # declared, commander, five moves, the note
     entries = html[html.index('<ol class="timeline entries">'):]  # closed: oldest first
     assert entries.index("Incident declared") < entries.index("resolved -&gt; closed") < entries.index("Rolled back")
     assert "Rita Responder" in html
@@ -305,8 +307,17 @@ def test_edit_form_changes_fields_and_times_as_utc(responder_client, session):
     assert incident.tags == ["b", "c"] and incident.summary == "now known"
     assert incident.started_at == datetime(2026, 3, 1, 8, 15, tzinfo=UTC)
     assert incident.detected_at == datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-    assert {e.text for e in incident.timeline if e.kind == EntryKind.EDIT} == {
-        "Severity: SEV2 -> SEV1", "Moved to New svc / Platform"}
+    edits = {e.text for e in incident.timeline if e.kind == EntryKind.EDIT}
+    assert {"Severity: SEV2 -> SEV1", "Moved to New svc / Platform"} < edits
+    corrected = sorted(t for t in edits if "corrected" in t)  # who moved the milestones, and from what to what
+    assert [t.split(":")[0] for t in corrected] == ["Detection corrected", "Impact start corrected"]
+    assert corrected[0].endswith("-> 2026-03-01 08:30 UTC") and corrected[1].endswith("-> 2026-03-01 08:15 UTC")
+    assert all(e.author is not None for e in incident.timeline if "corrected" in e.text)
+    response = post_form(responder_client, f"/incidents/{incident.ref}/edit", {  # the same minutes: no correction
+        "title": "After", "severity": "SEV1", "service_id": str(new.id), "team_id": str(team.id),
+        "tags": "b, c", "summary": "now known", "started_at": "2026-03-01T08:15", "detected_at": "2026-03-01T08:30"})
+    session.refresh(incident)
+    assert len([e for e in incident.timeline if "corrected" in e.text]) == 2
     response = post_form(responder_client, f"/incidents/{incident.ref}/edit",
                          {"title": "", "severity": "SEV1", "summary": "typed"})
     assert response.status_code == 422 and "typed" in response.get_data(as_text=True)

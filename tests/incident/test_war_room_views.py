@@ -137,11 +137,16 @@ def test_posting_an_update_lands_on_the_timeline_and_sets_the_timer(responder_cl
 
 def test_an_update_at_a_chosen_time_and_one_that_moves_the_status(responder_client, session):
     incident = make_incident()
-    response = post_update(responder_client, incident, next_at="2030-01-02T10:30", status="mitigated")
+    past = (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    response = post_update(responder_client, incident, next_at=past)
+    assert response.status_code == 422 and "Must be in the future." in response.get_data(as_text=True)
+    at = (utcnow() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    response = post_update(responder_client, incident, next_at=at.strftime("%Y-%m-%dT%H:%M"), next_in="15",
+                           status="mitigated")
     assert response.status_code == 302
     session.refresh(incident)
     assert incident.status == Status.MITIGATED
-    assert incident.next_update_at == datetime(2030, 1, 2, 10, 30, tzinfo=UTC)
+    assert incident.next_update_at == at  # the chosen time wins over "in 15 minutes"
 
 
 def test_a_bad_update_is_422_with_the_fields_marked_and_the_input_kept(responder_client, session):

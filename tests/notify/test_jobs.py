@@ -32,8 +32,8 @@ def test_declaring_and_resolving_in_the_web_ui_notifies_after_commit(automatic, 
                                                     "service_id": str(service.id)})
     assert response.status_code == 302
     ref = response.headers["Location"].rsplit("/", 1)[-1]
-    assert post_form(client, f"/incidents/{ref}/status",
-                     {"status": "resolved", "resolution": "Fixed."}).status_code == 302
+    resolve = {"status": "resolved", "resolution": "Fixed"}
+    assert post_form(client, f"/incidents/{ref}/status", resolve).status_code == 302
 
     posts = slack_server.to(GLOBAL_HOOK)
     assert len(posts) == 2
@@ -57,3 +57,25 @@ def test_low_severity_is_not_announced_to_slack(automatic, session, slack_server
     incidents.create_incident(session, title="Minor glitch", severity="SEV4", service_id=service.id)
     session.commit()
     assert slack_server.to(GLOBAL_HOOK) == []
+
+
+def test_an_update_posted_through_the_api_is_announced_after_commit(automatic, app, session, client, slack_server,
+                                                                     smtp_server):
+    from tests.conftest import login
+    from tests.factories import ApiClient, make_incident, make_token
+
+    watcher = make_user(email="watcher@example.com", name="Will Watcher", role="viewer")
+    incident = make_incident(severity="SEV4")  # below NOTIFY_SEVERITIES: only the update is announced
+    login(client, watcher)
+    assert post_form(client, f"/incidents/{incident.ref}/subscribe").status_code == 302
+    api = ApiClient(client, make_token(make_user()))
+    response = api.post(f"/api/v1/incidents/{incident.ref}/updates",
+                        json={"impact": "Search results stale", "actions": "Reindexing"})
+    assert response.status_code == 201
+    post, = slack_server.to(GLOBAL_HOOK)
+    assert "update" in post["text"] and incident.ref in post["text"]
+    mail, = smtp_server.to("watcher@example.com")
+    assert "Reindexing" in mail.text
+    assert post_form(client, f"/incidents/{incident.ref}/subscribe", {"subscribe": "0"}).status_code == 302
+    assert notify.followers(session, incident) == []
+    assert get_queue().failures == []

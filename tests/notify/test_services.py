@@ -366,3 +366,34 @@ def test_the_severity_badge_has_the_apps_colours_in_the_stylesheet_and_the_email
     background, text = SEVERITY_COLOURS["SEV3"]
     assert f"background-color:{background};color:{text};" in rendered.html
     assert "#0065ff" not in rendered.html
+
+
+def test_a_status_update_reaches_followers_subscribers_and_every_chat_hook(session, world, smtp_server,
+                                                                            slack_server):
+    """An update goes to the incident's own audience (who pressed Subscribe, the declarer, role holders) as well as
+    the team and severity subscriptions, and to the chat hooks whatever the severity."""
+    declarer = make_user(email="dee@example.com", name="Dee Declarer")
+    scribe = make_user(email="scribe@example.com", name="Sue Scribe")
+    follower = make_user(email="fran@example.com", name="Fran Follower", role="viewer")
+    incident = sev1(world, severity="SEV3", created_by=declarer)  # SEV3: no team/severity subscription but sam's
+    incidents.set_role(session, incident, "scribe", scribe.id)
+    notify.subscribe_to_incident(session, incident, follower)
+    notify.subscribe_to_incident(session, incident, follower)  # pressing twice is one subscription
+    update = incidents.post_status_update(session, incident, impact="Checkout slow for 5% of users",
+                                          actions="Failing over to the standby database")
+    session.commit()
+
+    report = send_incident_notification(incident.id, Event.status_update(update.id).as_dict())
+
+    assert sorted(report.sent) == ["email:dee@example.com", "email:fran@example.com", "email:sam@example.com",
+                                   "email:scribe@example.com", "slack:global", f"slack:team:{world['team'].id}"]
+    post, = slack_server.to(GLOBAL_HOOK)
+    assert post["text"].startswith(f"[SEV3] {incident.ref} update: Checkout returns 502")
+    fields = [f["text"] for f in post["blocks"][1]["fields"]]
+    assert fields[:2] == ["*Impact now*\nCheckout slow for 5% of users",
+                          "*What we are doing*\nFailing over to the standby database"]
+    mail, = smtp_server.to("fran@example.com")
+    assert "Failing over to the standby database" in mail.text and "Next update" in mail.text
+    notify.unsubscribe_from_incident(session, incident, follower)
+    session.commit()
+    assert follower not in notify.followers(session, incident)

@@ -116,5 +116,6 @@ def note_all_closed(session: Session, info: IntegrationInfo, closed: Iterable[tu
         if option(info, RESOLVE_INCIDENT):
             incident = _load_incident(session, incident_id)
             if incident is not None and incident.is_open:
-                incidents.resolve_incident(session, incident, at=max(at, incident.detected_at))
+                incidents.resolve_incident(session, incident, at=max(at, incident.detected_at),
+                                           resolution=f"Every alert closed at the source ({info.source}).")
     return done
