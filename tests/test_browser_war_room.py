@@ -92,8 +92,10 @@ def test_war_room_flow(live_server, browser, session, shots, device):  # noqa: F
     ref = re.search(r"/incidents/(INC-\d+)$", page.url).group(1)
     incident_url = page.url
 
-    # Assign me (the declarer may already be commander: take the communications lead).
+    # The declarer is the commander (DECLARER_IS_COMMANDER); Assign me takes the communications lead too.
     people = page.locator("#people")
+    expect(people.locator("li.role-commander")).to_contain_text("Rita Responder")
+    expect(page.get_by_role("button", name="Assign me as incident commander")).to_have_count(0)
     page.get_by_role("button", name="Assign me as communications lead").click()
     expect(page.locator(".flash.success")).to_contain_text("communications lead")
     expect(people.locator("li.role-comms_lead")).to_contain_text("Rita Responder")
