@@ -84,8 +84,12 @@ def test_durations_on_the_page_are_the_durations_module(viewer_client, session):
     assert shown["time_to_mitigate"] == "1h 05m" and shown["time_to_resolve"] == "2h 30m"
     assert shown["time_to_detect"] == "7m" and shown["time_to_acknowledge"] == "12m"
     assert "resolved 2h 30m after impact began" in html
-    # The list reads the same module: "lasted" is the time to resolve.
-    assert "lasted 2h 30m" in viewer_client.get("/?show=all").get_data(as_text=True)
+    # The list reads the same module: "lasted" is the time to resolve, an open one shows its impact so far.
+    mitigated = make_incident(started_at=started, detected_at=started)
+    svc.mitigate_incident(session, mitigated, at=started + timedelta(minutes=40))
+    session.commit()
+    listing = viewer_client.get("/?show=all").get_data(as_text=True)
+    assert "lasted 2h 30m" in listing and "mitigated after 40m" in listing
 
 
 def test_incident_css_accents_use_the_severity_colours():
@@ -234,7 +238,7 @@ def test_stakeholder_page_shows_updates_and_never_notes_names_or_internals(app, 
     response = anonymous.get(f"/status/{token}")
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
-    assert "noindex" in response.headers["X-Robots-Tag"]
+    assert "noindex" in response.headers["X-Robots-Tag"] and response.headers["Referrer-Policy"] == "no-referrer"
     public = response.get_data(as_text=True)
     assert '<meta name="robots" content="noindex, nofollow">' in public
     assert "Checkout errors" in public and "SEV1" in public and "st-mitigated" in public
