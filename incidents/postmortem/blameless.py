@@ -158,6 +158,18 @@ def check_text(session: Session, text: str, *, max_length: int = MAX_TEXT,
     return findings[:max_findings]
 
 
+def check_sections(session: Session, sections, *, max_length: int = MAX_TEXT,
+                   max_findings: int = MAX_FINDINGS) -> list[tuple[object, list[Finding]]]:
+    """(section, findings) for each section whose text the coach flags, in the post-mortem's order; a text
+    longer than `max_length` is checked up to there (advice for reviewers, never a refusal)."""
+    out = []
+    for section in sections:
+        findings = check_text(session, section.body[:max_length], max_length=max_length, max_findings=max_findings)
+        if findings:
+            out.append((section, findings))
+    return out
+
+
 def _may_name_a_failure(text: str) -> bool:
     """_ANY_FAILURE.search, skipped when the lower-cased text lacks each verb's first letters (a substring test is
     far cheaper than the case-insensitive scan of a long text that has none)."""

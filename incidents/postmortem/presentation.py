@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from incidents.formatting import format_duration
+from incidents.incident.durations import durations
 from incidents.incident.models import EntryKind, Incident
 from incidents.postmortem.models import Postmortem, SectionKind
 from incidents.postmortem.queries import get_section, needs_postmortem_prompt, postmortem_for
@@ -37,29 +38,23 @@ def seed_timeline(incident: Incident) -> str:
         if entry.kind == EntryKind.STATUS and entry.data.get("to") in _COVERED_STATUSES:
             continue
         text = entry.text
-        if entry.body:
-            first = entry.body.strip().splitlines()[0][:200]
-            text = f"{text}: {first}" if entry.kind == EntryKind.NOTE else text
+        if entry.kind == EntryKind.NOTE and (entry.body or "").strip():
+            text = f"{text}: {_note_body(entry.body)}"
         rows.append((entry.occurred_at, 10, f"[{entry.kind.value}] {text}"))
     rows.sort(key=lambda r: (r[0], r[1]))
     return "\n".join(f"- {_fmt(at)} — {text}" for at, _, text in rows)
 
 
-def impact_durations(incident: Incident) -> list[dict]:
-    """Durations computed from the incident's milestones (seconds, or None while not reached)."""
-    def span(a, b):
-        return (b - a).total_seconds() if a and b else None
+def _note_body(body: str) -> str:
+    """A note's whole body inside its bullet: later lines indented four spaces (Python-Markdown's list
+    continuation) and blank lines dropped (a blank line would let the next bullet join this item)."""
+    lines = [line.rstrip() for line in body.strip().splitlines() if line.strip()]
+    return "\n".join([lines[0]] + ["    " + line for line in lines[1:]])
 
-    return [
-        {"key": "time_to_detect", "label": "Time to detect", "from": "impact start", "to": "detection",
-         "seconds": span(incident.started_at, incident.detected_at)},
-        {"key": "time_to_acknowledge", "label": "Time to acknowledge", "from": "detection", "to": "acknowledgement",
-         "seconds": span(incident.detected_at, incident.acknowledged_at)},
-        {"key": "time_to_mitigate", "label": "Time to mitigate", "from": "impact start", "to": "mitigation",
-         "seconds": span(incident.started_at, incident.mitigated_at)},
-        {"key": "time_to_resolve", "label": "Time to resolve", "from": "impact start", "to": "resolution",
-         "seconds": span(incident.started_at, incident.resolved_at)},
-    ]
+
+def impact_durations(incident: Incident, now: datetime | None = None) -> list[dict]:
+    """The incident's durations as labelled rows, from the one definition (incidents.incident.durations)."""
+    return durations(incident, now).rows()
 
 
 def section_history(pm: Postmortem, key: str) -> list[dict]:

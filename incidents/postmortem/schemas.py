@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 from flask import current_app, has_app_context
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from incidents.apihttp import load_json
 from incidents.errors import Invalid
@@ -126,8 +126,12 @@ class ParticipantSchema(Schema):
 
 
 class DurationSchema(Schema):
+    """One row of incidents.incident.durations: what is measured, between which milestones, in seconds."""
+
     key = fields.String()
     label = fields.String()
+    from_ = fields.String(data_key="from", attribute="from", metadata={"example": "impact start"})
+    to = fields.String(metadata={"example": "detection"})
     seconds = fields.Float(allow_none=True)
 
 
@@ -220,6 +224,27 @@ class ContributingFactorFormSchema(ContributingFactorCreateSchema):
     """The factors form of a section page; a blank category is the service's to refuse, with its message."""
 
     description = fields.String(load_default="", validate=validate.Length(max=10_000, error="Too long."))
+
+
+_WHEN = "Enter a date and time, YYYY-MM-DDTHH:MM (UTC)."
+
+
+class ImpactTimesFormSchema(Schema):
+    """The impact section's correction of the incident's impact start and detection (datetime-local, UTC)."""
+
+    started_at = fields.AwareDateTime(default_timezone=UTC, required=True,
+                                      error_messages={"invalid": _WHEN, "required": _WHEN})
+    detected_at = fields.AwareDateTime(default_timezone=UTC, required=True,
+                                       error_messages={"invalid": _WHEN, "required": _WHEN})
+
+    @validates_schema
+    def _order(self, data: dict, **_kwargs) -> None:
+        if data.get("started_at") and data.get("detected_at") and data["detected_at"] < data["started_at"]:
+            raise ValidationError("Detection cannot come before the impact started.", "detected_at")
+
+    @post_load
+    def _in_utc(self, data: dict, **_kwargs) -> dict:
+        return {name: at.astimezone(UTC) for name, at in data.items()}
 
 
 class CommentFormSchema(CommentCreateSchema):

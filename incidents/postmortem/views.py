@@ -3,8 +3,11 @@ the read view and Markdown download, admin pages for templates, taxonomy and the
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import sqlalchemy as sa
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
@@ -20,6 +23,7 @@ from incidents.postmortem.models import PostmortemStatus, SectionKind
 from incidents.postmortem.schemas import (
     CommentFormSchema,
     ContributingFactorFormSchema,
+    ImpactTimesFormSchema,
     SectionFormSchema,
     blameless_findings,
     coach_limits,
@@ -94,7 +98,36 @@ def _read_view(pm, missing: list | None = None, status: int = 200):
     return render_template("postmortem/view.html", pm=pm, missing=missing,
                            durations=presentation.impact_durations(pm.incident), SectionKind=SectionKind,
                            gates=services.quality_gates(pm) if missing is None and not pm.is_published else None,
+                           gate_href=lambda m: _gate_href(pm, m),
+                           coach=_coach(pm) if pm.status == PostmortemStatus.IN_REVIEW else None,
                            ), status
+
+
+_ITEM_FIELDS = {"action_item_owner": "owner_id", "action_item_due_date": "due_date", "action_item_type": "type"}
+_BLOCKS = {SectionKind.ACTION_ITEMS: "action-items", SectionKind.PARTICIPANTS: "participants",
+           SectionKind.FACTORS: "factors"}
+
+
+def _gate_href(pm, missing: dict) -> str:
+    """Where an unmet quality gate is fixed: the field it names in the section editor (ids of section.html and
+    its includes); the read view's section for those who cannot edit."""
+    key = services.gate_section(pm, missing)
+    section = pm.section(key) if key else None
+    if not actor().can(Role.RESPONDER) or pm.is_published:
+        return url_for("postmortem.view", postmortem_id=pm.id) + (f"#section-{key}" if section else "")
+    if section is None:  # no section fixes it (a template without a timeline): the editor's top
+        return url_for("postmortem.section", postmortem_id=pm.id, key=pm.sections[0].key) + "#top"
+    if missing["gate"] in _ITEM_FIELDS:
+        anchor = f"item-{missing['target']}-{_ITEM_FIELDS[missing['gate']]}"
+    else:
+        anchor = _BLOCKS.get(section.kind, "body")
+    return url_for("postmortem.section", postmortem_id=pm.id, key=key) + "#" + anchor
+
+
+def _coach(pm) -> list:
+    """The blameless coach's findings per section, for reviewers and the publish warning."""
+    max_length, max_findings = coach_limits()
+    return blameless.check_sections(db.session, pm.sections, max_length=max_length, max_findings=max_findings)
 
 
 @bp.get("/postmortems/<int:postmortem_id>.md")
@@ -108,7 +141,9 @@ def download(postmortem_id: int):
 
 # --- the guided editor -----------------------------------------------------------------------------
 
-def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None):
+def render_section(pm, key: str, errors: dict | None = None, status: int = 200, body: str | None = None,
+                   impact_form=None):
+    """The section editor; `body` and `impact_form` give back what was typed when a save was refused."""
     section = services.get_section(pm, key)
     keys = [s.key for s in pm.sections]
     i = keys.index(key)
@@ -119,7 +154,18 @@ def render_section(pm, key: str, errors: dict | None = None, status: int = 200, 
         filled=services.section_ticks(pm),
         comments=[c for c in pm.comments if c.section_key == key], users=_users(),
         categories=services.list_categories(db.session), durations=presentation.impact_durations(pm.incident),
+        impact_form=impact_form if impact_form is not None else _impact_times(pm.incident),
     ), status
+
+
+def _impact_times(incident) -> dict:
+    """The impact section's datetime-local inputs: the incident's impact start and detection, in UTC."""
+    return {name: _minute(getattr(incident, name)).strftime("%Y-%m-%dT%H:%M")
+            for name in ("started_at", "detected_at")}
+
+
+def _minute(at):
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _editable_or_redirect(pm):
@@ -165,6 +211,31 @@ def save_section(postmortem_id: int, key: str):
     if not target or pm.section(target) is None:
         target = key
     return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=target))
+
+
+@bp.post("/postmortems/<int:postmortem_id>/impact-times")
+@require(Role.RESPONDER)
+def impact_times(postmortem_id: int):
+    """Correct the incident's impact start and detection from the impact section: the incident's own update,
+    so its timeline says who moved what, and every duration follows."""
+    pm = services.get_postmortem(db.session, postmortem_id)
+    if pm.is_published:
+        return _editable_or_redirect(pm)
+    key = _section_key(pm, SectionKind.IMPACT)
+    incident = pm.incident
+    try:
+        data = load_form(ImpactTimesFormSchema(), request.form)
+        # The inputs show whole minutes: an untouched one is no change (nor a timeline line).
+        moved = {name: at for name, at in data.items() if at != _minute(getattr(incident, name))}
+        if moved:
+            incident_services.update_incident(db.session, incident, by=actor(), **moved)
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return render_section(services.get_postmortem(db.session, postmortem_id), key,
+                              form_errors(e, headline=True), e.status, impact_form=request.form)
+    flash("Impact times saved; the durations follow." if moved else "The impact times are unchanged.", "success")
+    return redirect(url_for("postmortem.section", postmortem_id=pm.id, key=key) + "#impact-times")
 
 
 @bp.get("/postmortems/<int:postmortem_id>/sections/<key>/history")
@@ -248,7 +319,8 @@ def remove_participant(postmortem_id: int, participant_id: int):
 
 # --- review and publishing --------------------------------------------------------------------------
 
-def _transition(postmortem_id: int, action, message: str):
+def _transition(postmortem_id: int, action, message: str, after=None):
+    """Run one status move; `after(pm)` adds to the flash once the move is committed."""
     pm = services.get_postmortem(db.session, postmortem_id)
     try:
         action(pm)
@@ -261,6 +333,8 @@ def _transition(postmortem_id: int, action, message: str):
         flash(e.message, "error")
         return _read_view(services.get_postmortem(db.session, postmortem_id), status=e.status)
     flash(message, "success")
+    if after:
+        after(pm)
     return redirect(url_for("postmortem.view", postmortem_id=postmortem_id))
 
 
@@ -282,7 +356,22 @@ def return_to_draft(postmortem_id: int):
 @require(Role.RESPONDER)
 def publish(postmortem_id: int):
     return _transition(postmortem_id, lambda pm: services.publish_postmortem(db.session, pm, by=actor()),
-                       "Published. The post-mortem is now read-only.")
+                       "Published. The post-mortem is now read-only.", after=_coach_warning)
+
+
+def _coach_warning(pm) -> None:
+    """Published all the same: say how many phrases the coach flagged, linking to their sections."""
+    with read_only():  # committed: the coach only reads
+        flagged = _coach(pm)
+    count = sum(len(findings) for _, findings in flagged)
+    if not count:
+        return
+    links = Markup(", ").join(
+        Markup('<a href="{}">{}</a> ({})').format(
+            url_for("postmortem.view", postmortem_id=pm.id) + f"#section-{section.key}", section.title, len(found))
+        for section, found in flagged)
+    flash(Markup("{} the blameless coach flagged (advice only, nothing was blocked): {}.").format(
+        f"{count} phrase{'s' if count != 1 else ''}", links), "warning")
 
 
 @bp.post("/postmortems/<int:postmortem_id>/reopen")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from incidents.catalog import services as catalog
 from incidents.catalog.models import Team
 from incidents.errors import Invalid
+from incidents.incident.durations import Durations, durations
 from incidents.incident.models import Incident
 from incidents.mail import build_message, message_id_for, send_message
 from incidents.notify.models import Channel, DeliveryStatus, NotificationLog
@@ -163,9 +164,16 @@ class Comparison:
 @dataclass
 class IncidentLine:
     incident: Incident
-    tta: float | None  # seconds: detection -> acknowledgement
-    ttr: float | None  # seconds: impact start -> resolution
+    durations: Durations  # as the incident page and the post-mortem show them (incidents.incident.durations)
     repeat: RepeatFlag | None
+
+    @property
+    def tta(self) -> float | None:
+        return self.durations.time_to_acknowledge
+
+    @property
+    def ttr(self) -> float | None:
+        return self.durations.time_to_resolve
 
 
 @dataclass
@@ -197,10 +205,6 @@ class WeeklyReport:
         return [line for line in self.incidents if line.repeat]
 
 
-def _span(a: datetime | None, b: datetime | None) -> float | None:
-    return (b - a).total_seconds() if a and b else None
-
-
 def build_weekly_report(session: Session, config: Mapping, *, week: Week, team: Team | None,
                         now: datetime) -> WeeklyReport:
     """The report of `week` for one team (or all), as it stands at the end of the week (or `now`, if sooner)."""
@@ -223,8 +227,8 @@ def build_weekly_report(session: Session, config: Mapping, *, week: Week, team: 
                       key=lambda i: (i.due_date, i.id))
     week_incidents = incidents_in(session, week.start, week.end, team_id=team_id)
     flags = repeat_flags(session, week_incidents)
-    lines = [IncidentLine(i, _span(i.detected_at, i.acknowledged_at), _span(i.started_at, i.resolved_at),
-                          (flags.get(i.id) or [None])[0]) for i in week_incidents]
+    lines = [IncidentLine(i, durations(i, now), (flags.get(i.id) or [None])[0])
+             for i in week_incidents]
     top = max([max(len(w.opened), len(w.repaid)) for w in ledger.weeks] + [1])
     chart = [{"label": w.week.label[-3:], "week": w.week.label, "opened": len(w.opened), "repaid": len(w.repaid),
               "balance": len(w.balance), "opened_px": round(160 * len(w.opened) / top),

@@ -106,6 +106,12 @@ def _shortcut_webhook():
 # --- export buttons ------------------------------------------------------------------------------------------
 
 
+@bp.app_context_processor
+def _shortcut_flag():
+    """`shortcut_configured` for templates/tracker/_card.html: no export buttons without a token."""
+    return {"shortcut_configured": services.configured(current_app.config)}
+
+
 def _back(pm_id: int):
     fallback = url_for("postmortem.view", postmortem_id=pm_id) + "#action-items"
     return redirect(safe_next(request.form.get("next"), fallback))

@@ -239,3 +239,39 @@ def test_leaving_any_form_with_typed_input_asks_first(app, page):
     assert dialogs == ["beforeunload"]
     assert page.url.endswith("/incidents/new")  # stayed, with the typed title
     sync_api.expect(page.get_by_label("Title")).to_have_value("Checkout answers 502 for a third of requests")
+
+
+def test_radio_buttons_and_checkboxes_sit_beside_their_label_text(app, page):
+    """Issue 14: every input was display:block, so each template radio sat centred on a line of its own."""
+    user = make_user(name="Rita Responder", email="rita@example.com")
+    incident = make_resolved_incident(title="Checkout errors", severity="SEV1")
+    ref, email = incident.ref, user.email
+    db.session.commit()
+    page.set_viewport_size({"width": 390, "height": 844})
+
+    def beside(control, text) -> None:
+        """The control is left of its text, on the same line, and only as wide as a control."""
+        c, t = control.bounding_box(), text.bounding_box() if hasattr(text, "bounding_box") else text
+        assert c and t and c["width"] < 40, c
+        assert c["x"] + c["width"] <= t["x"] + 1, (c, t)
+        assert c["y"] < t["y"] + t["height"] and t["y"] < c["y"] + c["height"], (c, t)  # overlap vertically
+
+    page.goto("/login")
+    label_text = page.locator("label.check", has=page.locator("input[name=remember]")).evaluate(
+        """label => { const range = document.createRange();
+                      const words = [...label.childNodes].find(n => n.nodeType === 3 && n.textContent.trim());
+                      range.selectNodeContents(words);
+                      const r = range.getBoundingClientRect();
+                      return {x: r.x, y: r.y, width: r.width, height: r.height}; }""")
+    beside(page.locator("input[name=remember]"), label_text)
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"/incidents/{ref}/postmortem")
+    choices = page.locator("label.pm-template-choice")
+    assert choices.count() >= 3
+    for i in range(choices.count()):
+        beside(choices.nth(i).locator("input[type=radio]"), choices.nth(i).locator("strong"))
+    # One choice per line still.
+    boxes = [choices.nth(i).bounding_box() for i in range(choices.count())]
+    assert all(a["y"] + a["height"] <= b["y"] + 1 for a, b in zip(boxes, boxes[1:], strict=False))

@@ -8,7 +8,6 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from incidents.action_item import demo
 from incidents.errors import NotFound
 from incidents.postmortem import services
 from incidents.postmortem.models import FactorCategory, PostmortemTemplate, SectionKind
@@ -42,11 +41,19 @@ def test_default_categories_are_categories_the_app_accepts(defaults):
         assert _SLUG.match(row["slug"]) and 0 < len(row["name"]) <= 120 and row["description"], row["slug"]
 
 
-def test_demo_uses_only_seeded_templates_and_categories(defaults):
+def test_demo_uses_only_seeded_templates_and_categories(session, defaults):
+    from incidents.demo import load_demo
+    from incidents.postmortem.models import ContributingFactor, FactorCategory, Postmortem
+
     slugs = {r["slug"] for r in defaults.template_rows()}
     assert {"lightweight", "full-blameless", "pagerduty-style"} <= slugs
-    used = {slug for story in demo._STORIES for slug, _ in story["factors"]}
+    load_demo(session)
+    session.commit()
+    used = set(session.scalars(sa.select(FactorCategory.slug).join(ContributingFactor).distinct()))
     assert used and used <= {r["slug"] for r in defaults.category_rows()}
+    templates = set(session.scalars(sa.select(PostmortemTemplate.slug).join(
+        Postmortem, Postmortem.template_id == PostmortemTemplate.id).distinct()))
+    assert templates and templates <= slugs
 
 
 def test_the_migrated_database_holds_exactly_the_migration_rows(session, defaults):

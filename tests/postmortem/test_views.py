@@ -158,7 +158,7 @@ def test_publish_is_stopped_by_gates_with_the_exact_list_then_goes_through(respo
     assert post_form(responder_client, f"{base}/review").status_code == 302
     stopped = post_form(responder_client, f"{base}/publish")
     assert stopped.status_code == 422
-    gates = re.findall(r'<li data-gate="([a-z_]+)">([^<]+)</li>', text(stopped))
+    gates = re.findall(r'<li data-gate="([a-z_]+)"><a href="[^"]+">([^<]+)</a></li>', text(stopped))
     assert gates == [
         ("required_section", "Required section \u201cSummary\u201d is empty."),
         ("required_section", "Required section \u201cAction items\u201d is empty."),

@@ -40,6 +40,13 @@ def test_dashboard_and_email_preview_in_a_browser(live_server, page, history, tm
     frame = page.frame_locator("iframe.email-preview")
     expect(frame.get_by_text("Tech-debt report · Payments")).to_be_visible()
     expect(frame.get_by_text("Item b", exact=True).first).to_be_visible()
+    # The frame is as tall as the whole e-mail (email-preview.js): nothing is cut off, on a phone either.
+    whole = ("() => { const f = document.querySelector('iframe.email-preview'); const d = f.contentDocument;"
+             " return d && d.readyState === 'complete' && d.body && d.body.innerText.includes('dashboard')"
+             " && f.clientHeight >= d.documentElement.scrollHeight; }")
+    page.wait_for_function(whole, timeout=5000)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(whole, timeout=5000)
     page.screenshot(path=str(tmp_path / "email-preview.png"), full_page=True)
     assert (tmp_path / "email-preview.png").stat().st_size > 10_000
     assert page.console_errors == []

@@ -15,7 +15,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 def test_demo_has_twelve_weeks_of_debt_and_a_repeat_incident(session):
     summary = load_demo(session, now=NOW)
     session.commit()
-    assert "Debt history:" in summary and "repeat incident INC-" in summary
+    assert "action items" in summary and "repeats: INC-" in summary
     ledger = build_ledger(session, now=NOW, tz=ZoneInfo("UTC"), weeks=12)
     assert len(ledger.opened) >= 30 and len(ledger.repaid) >= 10 and ledger.written_off_reasons()
     assert ledger.overdue and ledger.open_points > 0

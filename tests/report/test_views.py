@@ -45,14 +45,35 @@ def test_bad_filters_are_refused(viewer_client, history):
 
 def test_incident_page_flags_a_repeat(viewer_client, history):
     page = viewer_client.get(f"/incidents/{history['repeat'].ref}").get_data(as_text=True)
-    assert re.search(rf"Repeat, 2 items still open from\s*<a href=\"/incidents/{history['source'].ref}\"", page)
-    assert "Repeat," not in viewer_client.get(f"/incidents/{history['source'].ref}").get_data(as_text=True)
+    assert page.count('class="repeat-flag"') == 1
+    assert re.search(rf"<strong>Repeat</strong>:\s*2 items still open from\s*"
+                     rf"<a href=\"/incidents/{history['source'].ref}\">", page)
+    assert "repeat-flag" not in viewer_client.get(f"/incidents/{history['source'].ref}").get_data(as_text=True)
+
+
+def test_two_earlier_incidents_make_one_repeat_chip_with_a_count(viewer_client, history):
+    """INC-fp repeats the indexer's earlier incident (same service) and INC-x (same alert fingerprint)."""
+    page = viewer_client.get(f"/incidents/{history['by_fp'].ref}").get_data(as_text=True)
+    assert page.count('class="repeat-flag"') == 1
+    chip = page[page.index('class="repeat-flag"'):]
+    chip = chip[:chip.index("</p>")]
+    assert "<strong>Repeat ×2</strong>" in chip
+    other, source = history["other"].ref, history["source"].ref
+    assert re.search(rf"1 item still open from\s*<a href=\"/incidents/{other}\">{other}</a>\s*"
+                     rf"<span class=\"repeat-why\">\(same service\)</span>; ", chip)  # the most recent first
+    assert re.search(rf"2 items still open from\s*<a href=\"/incidents/{source}\">{source}</a>\s*"
+                     rf"<span class=\"repeat-why\">\(same alert fingerprint\)</span>", chip)
 
 
 def test_report_preview_frames_the_email_it_sends(viewer_client, history):
     page = viewer_client.get("/debt/report?week=2026-W47&team=payments").get_data(as_text=True)
     assert "Weekly report · Payments · 2026-W47" in page
     assert 'src="/debt/report/email?week=2026-W47&amp;team=payments"' in page
+    # Sized to the whole e-mail by a static script (same-origin frame, still no scripts inside it).
+    assert re.search(r'<iframe class="email-preview" [^>]*sandbox="allow-same-origin" data-fit-content>', page)
+    assert '<script src="/static/email-preview.js' in page and "<script>" not in page
+    script = viewer_client.get("/static/email-preview.js").get_data(as_text=True)
+    assert "iframe[data-fit-content]" in script and "scrollHeight" in script
     assert "- Item b [" in page  # the text part
     email = viewer_client.get("/debt/report/email?week=2026-W47&team=payments")
     assert email.status_code == 200 and "Tech-debt report · Payments" in email.get_data(as_text=True)
