@@ -166,12 +166,17 @@ def test_war_room_flow(live_server, browser, session, shots, device):  # noqa: F
     screenshot(outsider, shots / f"stakeholder-{device}.png")
     assert not outsider.console_errors
 
-    # Resolve with a note: the Resolve disclosure holds the required resolution.
-    page.locator("details.resolve summary").click()
+    # Resolve with a note, by keyboard: the Resolve disclosure holds the required resolution.
+    page.locator("details.resolve summary").focus()
+    page.keyboard.press("Enter")
+    resolution = page.locator("details.resolve textarea[name=resolution]")
+    expect(resolution).to_be_visible()
     page.get_by_role("button", name="Resolve incident").click()  # empty: the browser asks for it first
     expect(page.locator(".badges .status")).to_have_text("mitigated")
-    page.locator("details.resolve textarea[name=resolution]").fill("Rolled back 1f3a2c and raised the pool size.")
-    page.get_by_role("button", name="Resolve incident").click()
+    resolution.fill("Rolled back 1f3a2c and raised the pool size.")
+    resolution.press("Tab")
+    expect(page.get_by_role("button", name="Resolve incident")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator(".badges .status")).to_have_text("resolved")
     expect(page.locator(".resolution .markdown")).to_have_text("Rolled back 1f3a2c and raised the pool size.")
     expect(page.locator("ol.entries li.entry").first).to_contain_text("Incident declared")  # over: in order
