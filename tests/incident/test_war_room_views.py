@@ -58,6 +58,8 @@ def test_war_room_header_people_update_links_in_phone_order(responder_client, se
     # The DOM order is the phone's reading order: people, then the latest update, then the timeline.
     assert html.index('id="people"') < html.index('id="latest-update"') < html.index('id="timeline"')
     assert " style=" not in html  # the CSP forbids inline styles
+    forms = re.findall(r'<form method="post".*?</form>', html, re.S)
+    assert len(forms) >= 10 and all('name="csrf_token" value="' in f for f in forms)
 
 
 def test_a_viewer_reads_the_war_room_without_any_write_control(viewer_client, session):
