@@ -13,7 +13,7 @@ from incidents.formatting import format_datetime, format_duration
 from incidents.markdown import image_hosts, render_markdown
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics"}
+_SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics", "status.view"}
 
 CSP = (
     "default-src 'self'; img-src 'self' data:{image_hosts}; style-src 'self'; script-src 'self'; "
@@ -73,6 +73,7 @@ def register(app: Flask) -> None:
     from incidents.catalog.views import bp as catalog_bp
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
+    from incidents.incident.views import status_bp
     from incidents.notify.views import bp as notify_bp
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
@@ -89,7 +90,7 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return user_for_session(db.session, user_id)
 
-    for bp in (health_bp, auth_bp, incident_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
+    for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
                postmortem_bp, action_item_bp, report_bp, tracker_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)

@@ -193,11 +193,6 @@ def is_subscribed(session: Session, incident: Incident, user: User) -> bool:
     return session.get(IncidentSubscriber, (incident.id, user.id)) is not None
 
 
-def incident_subscriber_count(session: Session, incident: Incident) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(IncidentSubscriber)
-                          .where(IncidentSubscriber.incident_id == incident.id)) or 0
-
-
 # --- what it says -----------------------------------------------------------------------------------
 
 

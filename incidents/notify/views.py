@@ -24,8 +24,11 @@ def _incident_subscription_helper():
         user = actor()
         if user is None or not getattr(user, "is_authenticated", False):
             return None
+        following = services.followers(db.session, incident)
         return {"subscribed": services.is_subscribed(db.session, incident, user),
-                "count": services.incident_subscriber_count(db.session, incident)}
+                "by_role": user.id in {incident.created_by_id, incident.commander_id, incident.comms_lead_id,
+                                       incident.scribe_id},
+                "count": len(following)}
     return {"incident_subscription": subscription}
 
 

@@ -68,6 +68,8 @@ def test_an_update_posted_through_the_api_is_announced_after_commit(automatic, a
     incident = make_incident(severity="SEV4")  # below NOTIFY_SEVERITIES: only the update is announced
     login(client, watcher)
     assert post_form(client, f"/incidents/{incident.ref}/subscribe").status_code == 302
+    page = client.get(f"/incidents/{incident.ref}").get_data(as_text=True)
+    assert "Unsubscribe" in page and "1 following" in page
     api = ApiClient(client, make_token(make_user()))
     response = api.post(f"/api/v1/incidents/{incident.ref}/updates",
                         json={"impact": "Search results stale", "actions": "Reindexing"})

@@ -189,3 +189,31 @@ def top_level_items(html: str) -> list[str]:
     parser = _Items()
     parser.feed(html)
     return parser.items
+
+
+def test_one_incident_shows_the_same_durations_on_the_list_the_page_the_postmortem_and_the_email(responder_client):
+    """Each surface reads durations.py: the figures agree before and after impact start is corrected."""
+    incident, start = incident_with_milestones()
+    pm = make_postmortem(incident)
+
+    def shown() -> dict[str, str]:
+        db.session.expire_all()
+        page = text(responder_client.get(f"/incidents/{incident.ref}"))
+        on_page = dict(re.findall(r'<dd data-duration="(\w+)">([^<]*)</dd>', page))
+        listed = text(responder_client.get("/?show=all"))
+        row = listed[listed.index(f">{incident.ref}<"):]
+        lasted = re.search(r'data-label="Age / duration">lasted ([^<]*)</td>', row).group(1)
+        on_pm = page_figures(text(responder_client.get(f"/postmortems/{pm.id}")))
+        mail = re.search(r"acknowledged in (\S+), resolved in ([^,;)\n]+)", email_line(incident))
+        assert on_page == on_pm, (on_page, on_pm)
+        assert lasted == on_page["time_to_resolve"] == mail.group(2)
+        assert mail.group(1) == on_page["time_to_acknowledge"]
+        return on_page
+
+    assert shown()["time_to_resolve"] == "1h 30m"
+    earlier = start - timedelta(minutes=20)
+    post_form(responder_client, f"/postmortems/{pm.id}/impact-times", {
+        "section": "impact", "started_at": f"{earlier:%Y-%m-%dT%H:%M}", "detected_at": f"{start:%Y-%m-%dT%H:%M}"})
+    after = shown()
+    assert (after["time_to_detect"], after["time_to_mitigate"], after["time_to_resolve"], after["impact"]) == (
+        "20m", "1h 20m", "1h 50m", "1h 20m")
