@@ -50,6 +50,7 @@ def _demo(session, client) -> dict[str, str]:
     from incidents.alert.models import Alert, Delivery, Integration
     from incidents.catalog.models import Service, Team
     from incidents.demo import load_demo
+    from incidents.incident import services as incidents
     from incidents.incident.models import Incident, Status
     from incidents.postmortem.models import Postmortem, PostmortemStatus
     from tests.alert.conftest import fixture, make_integration, post
@@ -72,7 +73,8 @@ def _demo(session, client) -> dict[str, str]:
            "delivery": session.scalar(sa.select(Delivery.id)), "team": session.scalar(sa.select(Team.id)),
            "service": session.scalar(sa.select(Service.id))}
     draft_sections = {s.kind.value: s.key for s in reversed(draft.sections)}
-    session.rollback()  # end the read: on SQLite an open transaction would hold off the server's writes
+    status_token = incidents.issue_status_link(session, active, show_names=True)
+    session.commit()  # and no transaction left open: on SQLite it would hold off the server's writes
     paths = {
         "incident list": "/", "incident list, all": "/?show=all", "incident": f"/incidents/{ids['incident']}",
         "incident, open": f"/incidents/{ids['active']}", "incident edit": f"/incidents/{ids['incident']}/edit",
@@ -88,7 +90,7 @@ def _demo(session, client) -> dict[str, str]:
         "template new": "/admin/postmortem-templates/new", "factors": "/admin/contributing-factors",
         "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
         "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
-        "tokens": "/account/tokens",
+        "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
     }
     for kind, key in draft_sections.items():
         paths[f"post-mortem edit ({kind})"] = f"/postmortems/{ids['draft']}/sections/{key}"
