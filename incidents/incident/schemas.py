@@ -233,3 +233,25 @@ class RolesFormSchema(Schema):
     commander_id = _user_id(data_key="commander", error_messages={"invalid": "Choose from the list."})
     comms_lead_id = _user_id(data_key="comms_lead", error_messages={"invalid": "Choose from the list."})
     scribe_id = _user_id(data_key="scribe", error_messages={"invalid": "Choose from the list."})
+
+
+class StatusUpdateFormSchema(Schema):
+    """The "post an update" form: where it stands, impact now, what we are doing, and when the next one is due
+    (in N minutes, or at a time; neither: the configured interval)."""
+
+    status = fields.Enum(Status, by_value=True, allow_none=True,
+                         error_messages={"unknown": "Choose a status from the list."})
+    impact = fields.String(required=True, validate=[validate.Length(max=10_000), not_blank("Say what users see now.")])
+    actions = fields.String(required=True, validate=[validate.Length(max=10_000),
+                                                     not_blank("Say what responders are doing.")])
+    next_in = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=24 * 60),
+                             error_messages={"invalid": "Choose from the list."})
+    next_at = fields.AwareDateTime(default_timezone=UTC, allow_none=True,
+                                   error_messages={"invalid": "Use the date picker, or YYYY-MM-DDTHH:MM."})
+    resolution = fields.String(validate=validate.Length(max=100_000))
+
+
+class LinksFormSchema(Schema):
+    chat_url = fields.String(validate=validate.Length(max=500))
+    call_url = fields.String(validate=validate.Length(max=500))
+    runbook_url = fields.String(validate=validate.Length(max=500))

@@ -7,7 +7,6 @@ import math
 from datetime import UTC, timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from marshmallow import Schema, fields, validate
 from werkzeug.datastructures import MultiDict
 
 from incidents.auth.models import Role
@@ -17,11 +16,17 @@ from incidents.catalog import services as catalog
 from incidents.database import utcnow
 from incidents.errors import DomainError, Invalid, NotFound
 from incidents.extensions import db
-from incidents.forms import form_errors, load_form, not_blank
+from incidents.forms import form_errors, load_form
 from incidents.incident import services
 from incidents.incident.durations import durations
 from incidents.incident.models import EntryKind, Incident, IncidentRole, Severity, Status
-from incidents.incident.schemas import IncidentFormSchema, NoteFormSchema, RolesFormSchema
+from incidents.incident.schemas import (
+    IncidentFormSchema,
+    LinksFormSchema,
+    NoteFormSchema,
+    RolesFormSchema,
+    StatusUpdateFormSchema,
+)
 from incidents.urls import public_base_url
 
 bp = Blueprint("incident", __name__)
@@ -277,28 +282,6 @@ def assign_me(ref: str):
         return _refused(incident, e, "roles")
     flash(f"You are the {role.label.lower()} of {incident.ref}.", "success")
     return _back(incident)
-
-
-class StatusUpdateFormSchema(Schema):
-    """The "post an update" form: where it stands, impact now, what we are doing, and when the next one is due
-    (in N minutes, or at a time; neither: the configured interval)."""
-
-    status = fields.Enum(Status, by_value=True, allow_none=True,
-                         error_messages={"unknown": "Choose a status from the list."})
-    impact = fields.String(required=True, validate=[validate.Length(max=10_000), not_blank("Say what users see now.")])
-    actions = fields.String(required=True, validate=[validate.Length(max=10_000),
-                                                     not_blank("Say what responders are doing.")])
-    next_in = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=24 * 60),
-                             error_messages={"invalid": "Choose from the list."})
-    next_at = fields.AwareDateTime(default_timezone=UTC, allow_none=True,
-                                   error_messages={"invalid": "Use the date picker, or YYYY-MM-DDTHH:MM."})
-    resolution = fields.String(validate=validate.Length(max=100_000))
-
-
-class LinksFormSchema(Schema):
-    chat_url = fields.String(validate=validate.Length(max=500))
-    call_url = fields.String(validate=validate.Length(max=500))
-    runbook_url = fields.String(validate=validate.Length(max=500))
 
 
 @bp.post("/incidents/<ref>/updates")
