@@ -15,6 +15,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class Fault:
     error: str = ""
     retry_after: int | None = None
     drop: bool = False  # do the work, then close the connection without answering
+    hold: float = 0  # do the work, then wait this long before answering (a worker caught mid-call)
 
 
 class FakeSlack:
@@ -132,6 +134,8 @@ class FakeSlack:
                                 headers={"Retry-After": str(fault.retry_after or 1)},
                                 content_type="application/json")(environ, start_response)
             body = {"ok": False, "error": fault.error} if fault and fault.error else self._handle(method, args)
+        if fault and fault.hold:
+            time.sleep(fault.hold)
         if fault and fault.drop:
             sock = environ.get("werkzeug.socket")
             if sock is not None:
