@@ -34,11 +34,12 @@ def configured(config) -> bool:
 # --- inbound dedup ----------------------------------------------------------------------------------------
 
 
-def record_inbound(session: Session, key: str, kind: str, payload: dict) -> SlackInbound | None:
-    """Store one request under its dedup key; None when that key was seen before (a retry or a double click)."""
+def record_inbound(session: Session, key: str, kind: str, payload: dict, *, done: bool = False) -> SlackInbound | None:
+    """Store one request under its dedup key; None when that key was seen before (a retry or a double click).
+    `done`: the request was answered in full (a modal opened), no job follows."""
     if session.scalar(sa.select(SlackInbound.id).where(SlackInbound.key == key)) is not None:
         return None
-    row = SlackInbound(key=key[:200], kind=kind, payload=payload)
+    row = SlackInbound(key=key[:200], kind=kind, payload=payload, processed_at=utcnow() if done else None)
     try:
         with session.begin_nested():
             session.add(row)

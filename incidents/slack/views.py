@@ -90,7 +90,7 @@ def commands():
     channel = form.get("channel_id") or ""
     incident = services.incident_for_channel(db.session, channel) if channel else None
     if sub in ("", "declare") or (sub in ("update", "resolve") and incident is not None):
-        if services.record_inbound(db.session, f"command:{trigger_id}", "command", form) is None:
+        if services.record_inbound(db.session, f"command:{trigger_id}", "command", form, done=True) is None:
             return _say("Already opened.")
         db.session.commit()
         if sub in ("", "declare"):
@@ -129,7 +129,7 @@ def interactions():
     if action.get("action_id") in services.MODAL_ACTIONS and str(action.get("value", "")).isdigit():
         incident = db.session.get(Incident, int(action["value"]))
         key = services.interaction_key(payload)
-        if incident is not None and services.record_inbound(db.session, key, kind, payload) is not None:
+        if incident is not None and services.record_inbound(db.session, key, kind, payload, done=True) is not None:
             db.session.commit()
             channel = (payload.get("channel") or {}).get("id") or ""
             modal = services.resolve_modal if action["action_id"] == "resolve" else services.update_modal

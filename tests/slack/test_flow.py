@@ -156,6 +156,9 @@ def test_channel_created_once_when_the_answer_is_lost(slack, fake_slack):
     assert db.session.scalar(sa.select(SlackChannel).where(SlackChannel.incident_id == incident.id)) is None
     row = db.session.scalar(sa.select(SlackOutbox).where(SlackOutbox.key == f"incident:{incident.id}:create"))
     assert row.state == OutboxState.SENDING
+    from incidents.jobs import get_queue
+
+    assert [name for name, _ids, _e in get_queue().failures] == [slack_jobs.setup_channel.name]
     slack_jobs.setup_channel.run_now(incident.id)  # the retry
     ours = [c for c in fake_slack.channels.values() if c["name"].startswith(f"inc-{incident.id}-")]
     assert len(ours) == 1
