@@ -210,9 +210,9 @@ def setup_channel(incident_id: int) -> None:
     services.outbox_step(session, key + "invite", incident.id, "conversations.invite",
                          lambda row: _invite(client, channel, incident))
     url = services.incident_url(base, incident)
-    services.outbox_step(session, key + "topic", incident.id, "conversations.setTopic", lambda row: client.call(
-        "conversations.setTopic", channel=channel, topic=f"{incident.ref} · {incident.severity.value} · {url}"[:250])
-        and {})
+    topic = f"{incident.ref} · {incident.severity.value} · {url}"[:250]
+    services.outbox_step(session, key + "topic", incident.id, "conversations.setTopic",
+                         lambda row: _call(client, "conversations.setTopic", channel=channel, topic=topic))
     posted = services.outbox_step(session, key + "summary", incident.id, "chat.postMessage",
                                   lambda row: _post_summary(client, channel, incident, base, row.result))
     if posted.get("ts") and link.summary_ts != posted["ts"]:
@@ -226,6 +226,11 @@ def setup_channel(incident_id: int) -> None:
             "ts": client.call("chat.postMessage", channel=cfg["SLACK_ANNOUNCE_CHANNEL"],
                               text=f":rotating_light: {incident.severity.value} declared: {incident.ref} "
                                    f"{incident.title} · join <#{channel}> · <{url}|details>")["ts"]})
+
+
+def _call(client: SlackClient, method: str, **args) -> dict:
+    client.call(method, **args)
+    return {}
 
 
 def _create_channel(client: SlackClient, intent: dict) -> dict:
