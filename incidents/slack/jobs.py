@@ -4,8 +4,11 @@ summary follows every change (after-commit subscribers of the incident events, r
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import Flask, current_app
+from huey import crontab
 from huey.exceptions import CancelExecution
 
 from incidents import events
@@ -14,10 +17,10 @@ from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.incident import services as incidents
 from incidents.incident.models import EntryKind, Incident, IncidentRole
-from incidents.jobs import enqueue_now, job
+from incidents.jobs import enqueue_now, job, periodic
 from incidents.slack import services
 from incidents.slack.client import SlackClient, SlackError, client_from_config
-from incidents.slack.models import SlackChannel, SlackInbound
+from incidents.slack.models import OutboxState, SlackChannel, SlackInbound, SlackOutbox
 from incidents.urls import public_base_url
 
 NOT_ALLOWED = ("Only responders may do that. Ask an admin to give you the responder role in Incidents, with the "
@@ -316,6 +319,24 @@ def refresh_summary(incident_id: int) -> None:
         if e.error in ("message_not_found", "channel_not_found", "is_archived", "cant_update_message"):
             raise CancelExecution(retry=False) from e
         raise
+
+
+@periodic(crontab(minute="*/5"))
+def sweep() -> None:
+    """Every 5 minutes, re-queue what a lost hand-over or a dead worker left behind: stored requests still
+    unprocessed and channel setups still unfinished after a minute (both jobs are safe to run again)."""
+    session, cutoff = db.session, utcnow() - timedelta(minutes=1)
+    inbound = session.scalars(sa.select(SlackInbound.id).where(
+        SlackInbound.processed_at.is_(None), SlackInbound.received_at < cutoff).order_by(SlackInbound.id).limit(200))
+    setups = session.scalars(sa.select(SlackOutbox.incident_id).distinct().where(
+        SlackOutbox.state.in_([OutboxState.PENDING, OutboxState.SENDING]), SlackOutbox.updated_at < cutoff,
+        SlackOutbox.incident_id.is_not(None)).limit(200))
+    inbound, setups = list(inbound), list(setups)
+    session.commit()  # release the read before the jobs (inline in tests) take their own sessions
+    for inbound_id in inbound:
+        enqueue_now(process_inbound, inbound_id)
+    for incident_id in setups:
+        enqueue_now(setup_channel, incident_id)
 
 
 # --- subscribers ------------------------------------------------------------------------------------------

@@ -236,3 +236,27 @@ def test_pushpin_reaction_makes_one_timeline_entry_however_often_delivered(slack
     slack.event({**event, "reaction": "heart_eyes"}, "Ev0PIN3")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TimelineEntry).where(
         TimelineEntry.text.like("%in Slack%") | TimelineEntry.text.like("%from Slack%"))) == 2
+
+
+def test_the_sweep_finishes_what_a_lost_job_left(slack, fake_slack):
+    """A request stored but never processed (the queue lost its job) and a setup stopped mid-way are picked up."""
+    from datetime import timedelta
+
+    from incidents.database import utcnow
+
+    _responder(fake_slack)
+    fake_slack.fail("pins.add", error="internal_error")  # retryable: the setup stops before pinning
+    incident = _declare(slack, fake_slack, title="Half set up")
+    link = db.session.scalar(sa.select(SlackChannel).where(SlackChannel.incident_id == incident.id))
+    assert fake_slack.summary(link.channel_id) is None
+    note = {"channel_id": link.channel_id, "user_id": "W111", "text": "note picked up later",
+            "trigger_id": "lost.1"}
+    db.session.add(SlackInbound(key="command:lost.1", kind="command", payload=note,
+                                received_at=utcnow() - timedelta(minutes=5)))
+    db.session.execute(sa.update(SlackOutbox).values(updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    slack_jobs.sweep.run_now()
+    db.session.expire_all()
+    assert fake_slack.summary(link.channel_id) is not None
+    assert any(e.body == "picked up later" for e in db.session.get(Incident, incident.id).timeline)
+    assert db.session.scalar(sa.select(SlackInbound.processed_at).where(SlackInbound.key == "command:lost.1"))
