@@ -118,6 +118,21 @@ SHORTCUT_RETRY_CAP = 3600
 # Stories the reconcile job reads per run (every 10 minutes), oldest-synced first; well within the rate limit.
 SHORTCUT_RECONCILE_BATCH = 100
 
+# --- the Slack app (incidents/slack/) ---
+# Signing Secret of the Slack app (Basic Information): every request from Slack is verified with it; without it
+# /slack/* answers 401. Set INCIDENTS_SLACK_SIGNING_SECRET in the environment.
+SLACK_SIGNING_SECRET = ""
+# Bot User OAuth Token (xoxb-...): the Web API calls (channels, summary, modals) are off without it.
+SLACK_BOT_TOKEN = ""
+# Web API base with a trailing slash; method names are appended (tests point it at a local fake).
+SLACK_API_URL = "https://slack.com/api/"
+# Channel ID (C...) where new incidents are announced with a link to their channel; empty: no announcement.
+SLACK_ANNOUNCE_CHANNEL = ""
+# Seconds to wait for the Web API per call (connect and read), and the longest 429 Retry-After a job sits through
+# (longer: the job fails and huey retries it later).
+SLACK_TIMEOUT = 10
+SLACK_MAX_RATE_LIMIT_WAIT = 30
+
 # --- tech-debt ledger and weekly report (incidents/report/) ---
 # The global recipients of the all-teams weekly report, comma-separated (admins can add more on /debt/settings;
 # each team's own list is set there too).

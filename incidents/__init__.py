@@ -56,6 +56,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.tracker import jobs as tracker_jobs
 
     tracker_jobs.init_app(app)
+    from incidents.slack import jobs as slack_jobs
+
+    slack_jobs.init_app(app)
     from incidents.action_item import schemas as item_schemas
     from incidents.tracker import schemas as tracker_schemas
 

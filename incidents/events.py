@@ -18,8 +18,11 @@ queues carries), even when a batch commits the work of several requests at once.
 The subscribers (tests/test_events.py holds this table to the code):
 
     incident.declared          notify.jobs.announce_declared         after commit: queue the "opened" notification
+                               slack.jobs.open_channel               after commit: queue the channel's setup
     incident.status_changed    notify.jobs.announce_status_change    after commit: queue the status notification
     incident.update_posted     notify.jobs.announce_update           after commit: queue the update's notification
+    incident.status_changed, .severity_changed, .role_assigned, .update_posted, .updated
+                               slack.jobs.follow_change              after commit: queue the pinned summary's refresh
     postmortem.published       notify.jobs.announce_publication      after commit: queue the notification
                                tracker.jobs.export_on_publish        in the transaction: outbox rows (auto export)
     action_item.overdue        notify.jobs.remind_overdue            after commit: queue the owner's reminder

@@ -41,7 +41,8 @@ from incidents import events, logs, metrics
 log = logging.getLogger(__name__)
 
 # Modules whose import declares the app's jobs; config JOB_IMPORTS adds more (plugins, tests).
-JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs", "incidents.tracker.jobs")
+JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs", "incidents.tracker.jobs",
+                                 "incidents.slack.jobs")
 
 _EXTENSION = "incidents.jobs"
 _DECLARED: dict[str, Job] = {}

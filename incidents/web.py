@@ -78,6 +78,7 @@ def register(app: Flask) -> None:
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
     from incidents.report.views import bp as report_bp
+    from incidents.slack.views import bp as slack_bp
     from incidents.tracker.views import bp as tracker_bp
     from incidents.webhooks import hooks as webhooks_bp  # after alert.views and tracker.views added their routes
 
@@ -91,7 +92,7 @@ def register(app: Flask) -> None:
         return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp, tracker_bp):
+               postmortem_bp, action_item_bp, report_bp, tracker_bp, slack_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)
@@ -118,7 +119,7 @@ def register(app: Flask) -> None:
     def _first_run_setup():
         # Until the first admin exists, every page leads to the setup form.
         if app.extensions.get("incidents.has_users") or request.endpoint in _SETUP_EXEMPT or (
-                request.blueprint == "webhooks"):  # senders must be able to deliver before anyone signs in
+                request.blueprint in ("webhooks", "slack")):  # senders must be able to deliver before anyone signs in
             return None
         if count_users(db.session):
             app.extensions["incidents.has_users"] = True

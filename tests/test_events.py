@@ -35,13 +35,16 @@ AFTER, IN_TX = events.AFTER_COMMIT, events.IN_TRANSACTION
 
 # Adding a subscriber is a conscious change: add it here and to the table in incidents/events.py.
 EXPECTED = {
-    "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared")],
-    "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change")],
-    "incident.severity_changed": [],
-    "incident.role_assigned": [],
-    "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update")],
+    "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared"),
+                          (AFTER, "incidents.slack.jobs.open_channel")],
+    "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change"),
+                                (AFTER, "incidents.slack.jobs.follow_change")],
+    "incident.severity_changed": [(AFTER, "incidents.slack.jobs.follow_change")],
+    "incident.role_assigned": [(AFTER, "incidents.slack.jobs.follow_change")],
+    "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update"),
+                               (AFTER, "incidents.slack.jobs.follow_change")],
     "incident.note_added": [],
-    "incident.updated": [],
+    "incident.updated": [(AFTER, "incidents.slack.jobs.follow_change")],
     "alert.received": [],
     "postmortem.published": [(AFTER, "incidents.notify.jobs.announce_publication"),
                              (IN_TX, "incidents.tracker.jobs.export_on_publish")],
