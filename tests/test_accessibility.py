@@ -86,7 +86,7 @@ def _demo(session, client) -> dict[str, str]:
         "users": "/admin/users", "teams": "/admin/teams", "team edit": f"/admin/teams/{ids['team']}/edit",
         "service edit": f"/admin/services/{ids['service']}/edit",
         "integrations": "/admin/integrations", "integration and rules": f"/admin/integrations/{ids['integration']}",
-        "shortcut": "/admin/shortcut", "templates": "/admin/postmortem-templates",
+        "shortcut": "/admin/shortcut", "slack": "/admin/slack", "templates": "/admin/postmortem-templates",
         "template new": "/admin/postmortem-templates/new", "factors": "/admin/contributing-factors",
         "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
         "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
