@@ -128,9 +128,11 @@ SLACK_BOT_TOKEN = ""
 SLACK_API_URL = "https://slack.com/api/"
 # Channel ID (C...) where new incidents are announced with a link to their channel; empty: no announcement.
 SLACK_ANNOUNCE_CHANNEL = ""
-# Seconds to wait for the Web API per call (connect and read), and the longest 429 Retry-After a job sits through
-# (longer: the job fails and huey retries it later).
-SLACK_TIMEOUT = 10
+# An incident a person declared (web, API, Slack) always gets its channel; one an alert opened only at these
+# severities (a noisy SEV4 alert should not open a channel).
+SLACK_ALERT_CHANNEL_SEVERITIES = "SEV1,SEV2"
+# The longest 429 Retry-After a job sits through (longer: the job fails and huey retries it later); each Web API
+# call waits at most SLACK_TIMEOUT seconds (above, shared with the incoming webhooks).
 SLACK_MAX_RATE_LIMIT_WAIT = 30
 
 # --- tech-debt ledger and weekly report (incidents/report/) ---

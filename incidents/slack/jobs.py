@@ -18,6 +18,7 @@ from incidents.extensions import db
 from incidents.incident import services as incidents
 from incidents.incident.models import EntryKind, Incident, IncidentRole
 from incidents.jobs import enqueue_now, job, periodic
+from incidents.notify.slack import escape
 from incidents.slack import services
 from incidents.slack.client import SlackClient, SlackError, client_from_config
 from incidents.slack.models import OutboxState, SlackChannel, SlackInbound, SlackOutbox
@@ -198,8 +199,10 @@ def setup_channel(incident_id: int) -> None:
     incident = session.get(Incident, int(incident_id))
     if incident is None or not services.configured(cfg):
         return
-    client, key, base = _client(), f"incident:{incident.id}:", public_base_url()
     link = services.channel_of(session, incident.id)
+    if link is None and not services.wants_channel(incident, cfg):
+        return
+    client, key, base = _client(), f"incident:{incident.id}:", public_base_url()
     if link is None:
         created = services.outbox_step(session, key + "create", incident.id, "conversations.create",
                                        lambda row: _create_channel(client, row.result),
@@ -225,10 +228,9 @@ def setup_channel(incident_id: int) -> None:
         services.outbox_step(session, key + "pin", incident.id, "pins.add",
                              lambda row: _pin(client, channel, link.summary_ts))
     if cfg.get("SLACK_ANNOUNCE_CHANNEL"):
-        services.outbox_step(session, key + "announce", incident.id, "chat.postMessage", lambda row: {
-            "ts": client.call("chat.postMessage", channel=cfg["SLACK_ANNOUNCE_CHANNEL"],
-                              text=f":rotating_light: {incident.severity.value} declared: {incident.ref} "
-                                   f"{incident.title} · join <#{channel}> · <{url}|details>")["ts"]})
+        services.outbox_step(session, key + "announce", incident.id, "chat.postMessage",
+                             lambda row: _announce(client, cfg["SLACK_ANNOUNCE_CHANNEL"], channel, incident, url,
+                                                   row.result))
 
 
 def _call(client: SlackClient, method: str, **args) -> dict:
@@ -292,6 +294,20 @@ def _post_summary(client: SlackClient, channel: str, incident: Incident, base: s
     blocks = services.summary_blocks(db.session, incident, base)
     return {"ts": client.call("chat.postMessage", channel=channel, text=services.summary_text(incident),
                               blocks=blocks)["ts"]}
+
+
+def _announce(client: SlackClient, announce: str, channel: str, incident: Incident, url: str, intent: dict) -> dict:
+    """Post the declaration once: a resumed attempt first looks for the one an earlier attempt may have posted."""
+    marker = f"announce:{incident.id}"
+    if intent.get("resumed"):
+        history = client.call("conversations.history", channel=announce, limit=100)
+        for message in history.get("messages") or ():
+            if any(b.get("block_id") == marker for b in message.get("blocks") or ()):
+                return {"ts": message["ts"]}
+    text = (f":rotating_light: {incident.severity.value} declared: {incident.ref} {escape(incident.title)} "
+            f"· join <#{channel}> · <{url}|details>")
+    blocks = [{"type": "section", "block_id": marker, "text": {"type": "mrkdwn", "text": text}}]
+    return {"ts": client.call("chat.postMessage", channel=announce, text=text, blocks=blocks)["ts"]}
 
 
 def _pin(client: SlackClient, channel: str, ts: str) -> dict:

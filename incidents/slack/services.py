@@ -31,6 +31,15 @@ def configured(config) -> bool:
     return bool(config.get("SLACK_BOT_TOKEN"))
 
 
+def wants_channel(incident, config) -> bool:
+    """A person's declaration always gets a channel; an alert's only at SLACK_ALERT_CHANNEL_SEVERITIES."""
+    if incident.created_by_id is not None:
+        return True
+    raw = config.get("SLACK_ALERT_CHANNEL_SEVERITIES") or ""
+    wanted = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    return incident.severity.value in {s.strip().upper() for s in wanted}
+
+
 # --- inbound dedup ----------------------------------------------------------------------------------------
 
 

@@ -260,3 +260,25 @@ def test_the_sweep_finishes_what_a_lost_job_left(slack, fake_slack):
     assert fake_slack.summary(link.channel_id) is not None
     assert any(e.body == "picked up later" for e in db.session.get(Incident, incident.id).timeline)
     assert db.session.scalar(sa.select(SlackInbound.processed_at).where(SlackInbound.key == "command:lost.1"))
+
+
+def test_a_resumed_announcement_is_not_posted_twice(slack, fake_slack):
+    """The worker dies after Slack took the announcement and before we recorded it: the retry finds it."""
+    _responder(fake_slack)
+    incident = _declare(slack, fake_slack)
+    row = db.session.scalar(sa.select(SlackOutbox).where(SlackOutbox.key == f"incident:{incident.id}:announce"))
+    row.state = OutboxState.SENDING
+    db.session.commit()
+    slack_jobs.setup_channel.run_now(incident.id)
+    assert len(fake_slack.messages[ANNOUNCE]) == 1
+    db.session.expire_all()
+    assert db.session.get(SlackOutbox, row.id).state == OutboxState.DONE
+
+
+def test_only_serious_alert_incidents_get_a_channel(app, slack, fake_slack):
+    """A person's declaration always gets a channel; an incident an alert opened only at the configured severities."""
+    quiet = make_incident(title="Disk 80%", severity="SEV4")  # nobody declared it: an alert's
+    loud = make_incident(title="Checkout down", severity="SEV1")
+    names = {c["name"] for c in fake_slack.channels.values()}
+    assert f"inc-{loud.id}-checkout-down" in names
+    assert not any(n.startswith(f"inc-{quiet.id}-") for n in names)
