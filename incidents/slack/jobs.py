@@ -3,9 +3,12 @@ summary follows every change (after-commit subscribers of the incident events, r
 
 from __future__ import annotations
 
+import contextvars
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import requests
 import sqlalchemy as sa
 from flask import Flask, current_app
 from huey import crontab
@@ -35,9 +38,35 @@ def _client() -> SlackClient:
     return client_from_config(current_app.config)
 
 
+# The response_url of the command or click being processed: Slack's way to answer its sender privately, which
+# works in channels the bot is not in. Set by `process_inbound` for the job's duration.
+_RESPONSE_URL: contextvars.ContextVar[str | None] = contextvars.ContextVar("slack_response_url", default=None)
+
+
+def _response_url_allowed(url: str) -> bool:
+    """Only Slack's own hooks host (or the configured Web API's host: a proxy, the tests' fake) is ever called."""
+    parts, api = urlsplit(url), urlsplit(current_app.config.get("SLACK_API_URL") or "")
+    return (parts.scheme == "https" and parts.hostname == "hooks.slack.com") or (
+        bool(api.netloc) and (parts.scheme, parts.netloc) == (api.scheme, api.netloc))
+
+
+def _respond(client: SlackClient, text: str) -> bool:
+    """Answer through the response_url; False when there is none or it failed (the caller falls back)."""
+    url = _RESPONSE_URL.get()
+    if not url or not _response_url_allowed(url):
+        return False
+    try:
+        resp = client.http.post(url, json={"response_type": "ephemeral", "replace_original": False, "text": text},
+                                timeout=client.timeout)
+    except requests.RequestException:
+        return False
+    return resp.status_code < 300
+
+
 def _ephemeral(client: SlackClient, channel: str | None, user: str | None, text: str) -> None:
-    """Tell one person privately; a channel the bot is not in cannot carry it, which is no reason to retry."""
-    if not channel or not user:
+    """Tell one person privately: through the response_url when Slack gave one, else chat.postEphemeral; a channel
+    the bot is not in cannot carry the latter, which is no reason to retry."""
+    if _respond(client, text) or not channel or not user:
         return
     try:
         client.call("chat.postEphemeral", channel=channel, user=user, text=text)
@@ -57,12 +86,15 @@ def process_inbound(inbound_id: int) -> None:
     if row is None or row.processed_at is not None:
         return
     client = _client()
+    token = _RESPONSE_URL.set(row.payload.get("response_url") if isinstance(row.payload, dict) else None)
     try:
         {"command": _command, "block_actions": _block_actions, "view_submission": _view_submission,
          "event": _event}[row.kind](client, row.payload)
     except DomainError as e:
         session.rollback()
         _ephemeral(client, *_where(row), e.message)
+    finally:
+        _RESPONSE_URL.reset(token)
     row = session.get(SlackInbound, int(inbound_id))
     row.processed_at = utcnow()
     session.commit()

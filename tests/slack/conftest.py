@@ -63,8 +63,9 @@ def signed_headers(body: bytes, *, secret: str = SECRET, timestamp: int | None =
 class SlackSender:
     """Posts signed requests to the real endpoints, built from the samples."""
 
-    def __init__(self, client):
+    def __init__(self, client, response_base: str):
         self.client = client
+        self.response_base = response_base  # where the requests' response_url points (the fake, never Slack)
         self._n = 0
 
     def _next(self) -> int:
@@ -78,7 +79,8 @@ class SlackSender:
     def command(self, text: str, *, user: str = "W111", channel: str = "C111", **sign):
         decoded = dict(parse_qsl(sample("bolt_slash_command_body.txt").strip(), keep_blank_values=True))
         decoded.update(command="/incident", text=text, user_id=user, channel_id=channel,
-                       trigger_id=f"111.111.trigger{self._next()}")
+                       trigger_id=f"111.111.trigger{self._next()}",
+                       response_url=f"{self.response_base}commands/{self._n}")
         return self.raw("/slack/commands", urlencode(decoded).encode(), "application/x-www-form-urlencoded",
                         **sign)
 
@@ -91,6 +93,7 @@ class SlackSender:
         payload["user"]["id"] = user
         payload["channel"]["id"] = payload["container"]["channel_id"] = channel
         payload["trigger_id"] = f"111.222.click{self._next()}"
+        payload["response_url"] = f"{self.response_base}actions/{self._n}"
         payload["actions"][0].update(action_id=action_id, value=str(incident_id),
                                      action_ts=f"1596530385.{self._n:06d}")
         return self.interaction(payload), payload
@@ -116,4 +119,4 @@ class SlackSender:
 
 @pytest.fixture
 def slack(client, fake_slack) -> SlackSender:
-    return SlackSender(client)
+    return SlackSender(client, fake_slack.url.replace("/api/", "/response/"))

@@ -116,6 +116,10 @@ class FakeSlack:
 
     def _wsgi(self, environ, start_response):
         request = Request(environ)
+        if request.path.startswith("/response/"):  # a response_url: no token, JSON in, "ok" out
+            with self._lock:
+                self.ephemeral.append({"response_url": request.url, **(request.get_json(silent=True) or {})})
+            return Response("ok", 200, content_type="text/plain")(environ, start_response)
         method = request.path.rsplit("/", 1)[-1]
         args = dict(request.form) if request.form else dict(request.args)
         if request.is_json:

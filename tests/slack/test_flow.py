@@ -3,6 +3,9 @@ Web API that checks every call against the official spec."""
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import sqlalchemy as sa
 
 from incidents.extensions import db
@@ -11,7 +14,7 @@ from incidents.slack import jobs as slack_jobs
 from incidents.slack.models import OutboxState, SlackChannel, SlackInbound, SlackOutbox
 from tests.conftest import login, post_form
 from tests.factories import make_incident, make_user
-from tests.slack.conftest import ANNOUNCE
+from tests.slack.conftest import ANNOUNCE, sample
 
 
 def _responder(fake, slack_id="W111", email="rita@example.com", role="responder"):
@@ -108,16 +111,40 @@ def test_only_responders_may_act_others_are_told_privately(slack, fake_slack):
     _responder(fake_slack, slack_id="WVIEW", email="vic@example.com", role="viewer")
     incident = _declare(slack, fake_slack)
     channel = db.session.scalar(sa.select(SlackChannel.channel_id).where(SlackChannel.incident_id == incident.id))
-    resp, _ = slack.click("ack", incident.id, user="WVIEW", channel=channel)
+    resp, payload = slack.click("ack", incident.id, user="WVIEW", channel=channel)
     assert resp.status_code == 200
     db.session.expire_all()
     assert db.session.get(Incident, incident.id).status == Status.TRIGGERED
-    (told,) = [e for e in fake_slack.ephemeral if e["user"] == "WVIEW"]
-    assert "Only responders" in told["text"]
+    # Told through the click's response_url: Slack's private answer, which works where the bot is no member.
+    (told,) = [e for e in fake_slack.ephemeral if e.get("response_url") == payload["response_url"]]
+    assert "Only responders" in told["text"] and told["response_type"] == "ephemeral"
     # An unknown Slack user (no e-mail match) is told the same.
-    slack.click("ack", incident.id, user="WSTRANGER", channel=channel)
+    _, payload = slack.click("ack", incident.id, user="WSTRANGER", channel=channel)
     assert db.session.get(Incident, incident.id).status == Status.TRIGGERED
-    assert fake_slack.ephemeral[-1]["user"] == "WSTRANGER"
+    assert fake_slack.ephemeral[-1]["response_url"] == payload["response_url"]
+    assert not fake_slack.called("chat.postEphemeral")
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_without_a_usable_response_url_the_answer_is_a_chat_ephemeral(slack, fake_slack, elsewhere):
+    """No response_url, or one on another host than Slack's hooks (never called): chat.postEphemeral instead."""
+    from tests.webhook_server import WebhookServer
+
+    other = WebhookServer()  # a listening server the app must not call
+    response_url = other.url("/hook") if elsewhere else None
+    _responder(fake_slack)
+    _responder(fake_slack, slack_id="WVIEW", email="vic@example.com", role="viewer")
+    incident = _declare(slack, fake_slack)
+    channel = db.session.scalar(sa.select(SlackChannel.channel_id).where(SlackChannel.incident_id == incident.id))
+    payload = copy.deepcopy(sample("bolt_interactivity_block_actions.json"))
+    payload["user"]["id"], payload["channel"]["id"] = "WVIEW", channel
+    payload["actions"][0].update(action_id="ack", value=str(incident.id), action_ts="1596530385.999999")
+    payload["response_url"] = response_url
+    assert slack.interaction(payload).status_code == 200
+    (told,) = fake_slack.called("chat.postEphemeral")
+    assert told["user"] == "WVIEW" and "Only responders" in told["text"]
+    assert other.to("/hook") == []
+    other.close()
 
 
 def test_worker_stopped_requests_are_acknowledged_and_only_views_open_goes_out(app, slack, fake_slack):
