@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from incidents.auth.models import Role, User
 from incidents.database import utcnow
 from incidents.formatting import format_duration
+from incidents.incident.durations import durations
 from incidents.incident.models import Incident, IncidentRole, Severity, Status, StatusUpdate
+from incidents.notify.slack import escape
 from incidents.slack.client import SlackClient, SlackError
 from incidents.slack.models import OutboxState, SlackChannel, SlackInbound, SlackOutbox
 
@@ -82,7 +84,7 @@ def incident_url(base_url: str, incident: Incident) -> str:
 
 def _holder(incident: Incident, role: IncidentRole) -> str:
     user = incident.role_holder(role)
-    return user.name if user else "unassigned"
+    return escape(user.name) if user else "unassigned"
 
 
 def latest_update(session: Session, incident: Incident) -> StatusUpdate | None:
@@ -96,8 +98,10 @@ def summary_text(incident: Incident) -> str:
 
 def summary_blocks(session: Session, incident: Incident, base_url: str, now: datetime | None = None) -> list[dict]:
     """The pinned summary: severity, status, roles, duration, the latest update, and the buttons that act."""
-    end = incident.resolved_at or now or utcnow()
-    duration = format_duration((end - incident.started_at).total_seconds())
+    d = durations(incident, now)  # the one definition, as on the list and the incident page
+    duration = (f"resolved after {format_duration(d.time_to_resolve)}" if d.time_to_resolve is not None else
+                f"impact so far {format_duration(d.impact)}" if d.impact_ongoing else
+                f"mitigated after {format_duration(d.time_to_mitigate)}")
     fields = [f"*Severity:* {incident.severity.value}", f"*Status:* {incident.status.value}",
               f"*Commander:* {_holder(incident, IncidentRole.COMMANDER)}",
               f"*Comms lead:* {_holder(incident, IncidentRole.COMMS_LEAD)}",
@@ -109,11 +113,11 @@ def summary_blocks(session: Session, incident: Incident, base_url: str, now: dat
     update = latest_update(session, incident)
     if update is not None:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"*Latest update* ({update.status.value}):\n*Impact:* {update.impact}\n"
-            f"*What we are doing:* {update.actions}")[:3000]}})
-    if incident.resolution:
+            f"*Latest update* ({update.status.value}):\n*Impact:* {escape(update.impact)}\n"
+            f"*What we are doing:* {escape(update.actions)}")[:3000]}})
+    if incident.resolution:  # people's text is escaped: no <!channel> pings, no links in disguise
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": f"*Resolution:* {incident.resolution}"[:3000]}})
+                                                   "text": f"*Resolution:* {escape(incident.resolution)}"[:3000]}})
     buttons = []
     if incident.is_open:
         for action_id, label, to in (("ack", "Acknowledge", Status.ACKNOWLEDGED),

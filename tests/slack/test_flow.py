@@ -4,6 +4,7 @@ Web API that checks every call against the official spec."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -309,3 +310,23 @@ def test_only_serious_alert_incidents_get_a_channel(app, slack, fake_slack):
     names = {c["name"] for c in fake_slack.channels.values()}
     assert f"inc-{loud.id}-checkout-down" in names
     assert not any(n.startswith(f"inc-{quiet.id}-") for n in names)
+
+
+def test_the_summary_escapes_what_people_wrote_and_reads_durations_from_the_one_definition(slack, fake_slack):
+    from incidents.formatting import format_duration
+    from incidents.incident import services as incident_services
+    from incidents.incident.durations import durations
+
+    user = _responder(fake_slack)
+    incident = _declare(slack, fake_slack)
+    incident_services.post_status_update(db.session, incident, impact="<!channel> all <https://evil.example|EU>",
+                                         actions="Rolling back & watching", by=user)
+    db.session.commit()
+    link = db.session.scalar(sa.select(SlackChannel).where(SlackChannel.incident_id == incident.id))
+    summary = json.dumps(fake_slack.summary(link.channel_id)["blocks"])
+    assert "<!channel>" not in summary and "&lt;!channel&gt;" in summary and "&amp; watching" in summary
+    incident_services.transition(db.session, incident, "resolved", by=user, resolution="Reverted <!here>")
+    db.session.commit()
+    summary = json.dumps(fake_slack.summary(link.channel_id)["blocks"])
+    assert "<!here>" not in summary
+    assert f"resolved after {format_duration(durations(incident).time_to_resolve)}" in summary
