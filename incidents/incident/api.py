@@ -13,7 +13,7 @@ from incidents.catalog import services as catalog
 from incidents.database import paginate
 from incidents.extensions import db
 from incidents.incident import services
-from incidents.incident.models import IncidentRole, StatusUpdate, TimelineEntry
+from incidents.incident.models import IncidentRole, TimelineEntry
 from incidents.incident.schemas import (
     IncidentCreateSchema,
     IncidentListArgsSchema,
@@ -251,9 +251,8 @@ def list_updates(ref):
     """
     incident = services.get_incident(db.session, ref)
     page, per_page = page_args()
-    stmt = (sa.select(StatusUpdate).where(StatusUpdate.incident_id == incident.id)
-            .order_by(StatusUpdate.created_at.desc(), StatusUpdate.id.desc()))
-    return jsonify(page_response(paginate(db.session, stmt, page, per_page), StatusUpdateSchema()))
+    return jsonify(page_response(paginate(db.session, services.status_updates(incident.id), page, per_page),
+                                 StatusUpdateSchema()))
 
 
 @bp.post("/incidents/<ref>/updates")

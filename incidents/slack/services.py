@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from incidents.auth.models import Role, User
 from incidents.database import utcnow
 from incidents.formatting import format_duration
+from incidents.incident import services as incident_services
 from incidents.incident.durations import durations
 from incidents.incident.models import Incident, IncidentRole, Severity, Status, StatusUpdate
 from incidents.notify.slack import escape
@@ -88,8 +89,7 @@ def _holder(incident: Incident, role: IncidentRole) -> str:
 
 
 def latest_update(session: Session, incident: Incident) -> StatusUpdate | None:
-    return session.scalar(sa.select(StatusUpdate).where(StatusUpdate.incident_id == incident.id)
-                          .order_by(StatusUpdate.created_at.desc(), StatusUpdate.id.desc()).limit(1))
+    return session.scalar(incident_services.status_updates(incident.id).limit(1))
 
 
 def summary_text(incident: Incident) -> str:
