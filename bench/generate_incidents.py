@@ -1,14 +1,17 @@
-"""Bulk-generate realistic incidents (with tags and a few timeline entries each) for scale benchmarks.
+"""Bulk-generate realistic incidents (tags, timeline entries, post-mortems with factors and action items).
 
     python -m bench.generate_incidents --database-url sqlite:////tmp/incidents-bench/scale.sqlite3 --count 100000
 
 Rows go in with core `insert()` executemany in batches (the ORM one-by-one would take an hour for 100k); the
 catalogue and the author are made through the real services. The schema comes from the real migrations.
+Post-mortems are topped up separately (for incidents past the last one that has one), so a database generated
+before they existed gains them on the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -43,6 +46,22 @@ SYMPTOMS = [
 TAGS = ["customer-facing", "latency", "5xx", "database", "third-party", "deploy", "capacity", "eu", "us",
         "mobile", "security", "data-integrity", "queue", "regression", "toil"]
 SEVERITIES = (["SEV1"] * 2) + (["SEV2"] * 10) + (["SEV3"] * 50) + (["SEV4"] * 38)
+# Share of resolved/closed incidents that get a post-mortem, by severity (SEV4s rarely do).
+POSTMORTEM_SHARE = {"SEV1": 1.0, "SEV2": 0.8, "SEV3": 0.1, "SEV4": 0.0}
+FACTOR_TEXT = {
+    "change": "a deploy changed the {slug} connection settings",
+    "dependency": "the upstream provider behind {slug} slowed down",
+    "capacity": "{slug} hit its replica limit under the evening peak",
+    "configuration": "a feature flag for {slug} drifted between regions",
+    "monitoring-gap": "no alert watched replication lag on {slug}",
+    "process": "the runbook for {slug} assumed a single region",
+    "unknown": "we could not yet explain the first {slug} timeouts",
+}
+ACTIONS = [
+    ("prevent", "Add a canary stage for {slug} deploys"), ("detect", "Alert on {slug} saturation before timeouts"),
+    ("mitigate", "Document the {slug} failover in the runbook"), ("process", "Rehearse the {slug} rollback"),
+    ("repair", "Replace the flaky {slug} health check"), ("detect", "Add a dashboard for {slug} queue depth"),
+]
 
 
 def prepare(url: str, reset: bool) -> tuple:
@@ -159,15 +178,128 @@ def generate(url: str, count: int, *, batch: int = 5000, seed: int = 42, reset: 
         made["timeline_entries"] += len(entries)
         if not quiet:
             print(f"  {first + start + n - 1:>8} incidents ({time.perf_counter() - t0:5.1f}s)", file=sys.stderr)
+    made |= generate_postmortems(engine, user_id, batch=batch, seed=seed, quiet=quiet, t0=t0)
     with engine.begin() as conn:
         if backend(url) == "postgresql":
-            # Explicit ids bypass the sequence; move it past them so the app can create incidents again.
-            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('incident', 'id'), "
-                                 "(SELECT coalesce(max(id), 1) FROM incident))")
+            # Explicit ids bypass the sequences; move them past the ids so the app can create rows again.
+            for table in ("incident", "postmortem"):
+                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                     f"(SELECT coalesce(max(id), 1) FROM {table}))")
             conn.exec_driver_sql("ANALYZE")  # what autovacuum would do shortly after a bulk load
     engine.dispose()
     made["seconds"] = round(time.perf_counter() - t0, 1)
     made["total"] = have + made["incidents"]
+    return made
+
+
+def _templates(conn) -> dict:
+    """slug -> (id, name, version, sections) of the built-in templates the bulk post-mortems copy."""
+    rows = conn.execute(sa.text("SELECT id, slug, name, version, sections FROM postmortem_template "
+                                "WHERE slug IN ('full-blameless', 'lightweight')"))
+    out = {}
+    for tid, slug, name, version, sections in rows:
+        out[slug] = (tid, name, version, sections if isinstance(sections, list) else json.loads(sections))
+    return out
+
+
+def _postmortem_rows(rng: random.Random, incidents: list, first_pm: int, templates: dict, categories: dict,
+                     user_id: int, now: datetime):
+    """Post-mortems (sections, factors, action items) for one batch of incidents, decided by a seeded coin."""
+    pms, sections, factors, items = [], [], [], []
+    today = now.date()
+    pm_id = first_pm
+    for iid, title, severity, status, resolved, slug in incidents:
+        if resolved is None or rng.random() >= POSTMORTEM_SHARE[severity]:
+            continue
+        if isinstance(resolved, str):
+            resolved = datetime.fromisoformat(resolved)
+        resolved = resolved if resolved.tzinfo else resolved.replace(tzinfo=UTC)
+        tpl_slug = "full-blameless" if severity in ("SEV1", "SEV2") else "lightweight"
+        tid, tname, tversion, tsections = templates[tpl_slug]
+        created = resolved + timedelta(hours=rng.uniform(2, 48))
+        roll = rng.random()
+        published = created + timedelta(days=rng.uniform(1, 20))
+        state = "published" if roll < 0.85 and published < now else ("in_review" if roll < 0.9 else "draft")
+        published_at = published if state == "published" else None
+        factor_slugs = rng.sample(sorted(categories), rng.randint(1, 3))
+        symptom = title.split(": ", 1)[-1]
+        body_text = {
+            "summary": f"{slug} had {symptom}; customers saw errors until we rolled back.",
+            "impact": f"About {rng.randint(1, 40)} % of requests to {slug} failed for {rng.randint(5, 240)} minutes.",
+            "detection": f"An alert on {slug} fired; replication dashboards confirmed {symptom}.",
+            "response": f"Responders drained traffic from {slug}, then restored the previous release.",
+            "lessons": f"Our {slug} capacity model ignores retries; retries doubled the load.",
+            "timeline": f"- alert on {slug} fired: detected\n- rolled back: mitigated\n- error rate normal: resolved",
+        }
+        pms.append({"id": pm_id, "incident_id": iid, "template_id": tid, "template_slug": tpl_slug,
+                    "template_name": tname, "template_version": tversion, "status": state, "title": title,
+                    "created_by_id": user_id, "created_at": created, "updated_at": published_at or created,
+                    "published_at": published_at,
+                    "search_text": "\n".join([title, f"INC-{iid}", tname, *body_text.values()]).lower()})
+        for position, sec in enumerate(tsections):
+            sections.append({"postmortem_id": pm_id, "key": sec["key"], "position": position, "title": sec["title"],
+                             "guidance": sec.get("guidance", ""), "kind": sec["kind"],
+                             "required": bool(sec.get("required")), "body": body_text.get(sec["key"], ""),
+                             "version": 1, "updated_by_id": user_id, "updated_at": published_at or created})
+        for cat in factor_slugs:
+            factors.append({"postmortem_id": pm_id, "category_id": categories[cat], "created_by_id": user_id,
+                            "description": FACTOR_TEXT.get(cat, "{slug}").format(slug=slug), "created_at": created})
+        for kind, text in rng.sample(ACTIONS, rng.randint(1, 4)):
+            due = (created + timedelta(days=rng.randint(7, 60))).date()
+            r = rng.random()
+            if r < 0.6:  # done, on time or late
+                closed = created + timedelta(days=rng.uniform(1, 75))
+                item_status = "done" if closed < now else "in_progress"
+            elif r < 0.65:
+                closed, item_status = created + timedelta(days=rng.uniform(1, 10)), "wont_do"
+            else:
+                closed, item_status = None, rng.choice(["open", "in_progress"])
+            if closed is not None and closed >= now:
+                closed = None
+            items.append({"postmortem_id": pm_id, "title": text.format(slug=slug), "description": "",
+                          "owner_id": user_id, "due_date": due if due <= today + timedelta(days=60) else None,
+                          "type": kind, "priority": rng.choice(["urgent", "high", "medium", "low"]),
+                          "status": item_status, "wont_do_reason": "Superseded" if item_status == "wont_do" else "",
+                          "created_by_id": user_id, "created_at": created, "updated_at": closed or created,
+                          "closed_at": closed})
+        pm_id += 1
+    return pms, sections, factors, items
+
+
+def generate_postmortems(engine: sa.Engine, user_id: int, *, batch: int, seed: int, quiet: bool, t0: float) -> dict:
+    """Post-mortems for every incident past the last one that has one (so it tops up like the incidents)."""
+    from incidents.action_item.models import ActionItem
+    from incidents.postmortem.models import ContributingFactor, Postmortem, PostmortemSection
+
+    made = {"postmortems": 0, "sections": 0, "factors": 0, "action_items": 0}
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        templates = _templates(conn)
+        categories = dict(conn.execute(sa.text("SELECT slug, id FROM factor_category")).all())
+        after = conn.scalar(sa.text("SELECT coalesce(max(incident_id), 0) FROM postmortem"))
+        next_pm = conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM postmortem")) + 1
+        last = conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM incident"))
+    rng = random.Random(seed * 7919 + after)
+    while after < last:
+        with engine.begin() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT i.id, i.title, i.severity, i.status, i.resolved_at, s.slug FROM incident i "
+                "LEFT JOIN service s ON s.id = i.service_id WHERE i.id > :after ORDER BY i.id LIMIT :n"),
+                {"after": after, "n": batch}).all()
+            if not rows:
+                break
+            pms, sections, factors, items = _postmortem_rows(rng, rows, next_pm, templates, categories, user_id, now)
+            if pms:
+                conn.execute(sa.insert(Postmortem.__table__), pms)
+                conn.execute(sa.insert(PostmortemSection.__table__), sections)
+                conn.execute(sa.insert(ContributingFactor.__table__), factors)
+                conn.execute(sa.insert(ActionItem.__table__), items)
+        after = rows[-1][0]
+        next_pm += len(pms)
+        for key, got in (("postmortems", pms), ("sections", sections), ("factors", factors), ("action_items", items)):
+            made[key] += len(got)
+        if not quiet:
+            print(f"  post-mortems up to INC-{after} ({time.perf_counter() - t0:5.1f}s)", file=sys.stderr)
     return made
 
 
