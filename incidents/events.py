@@ -26,7 +26,7 @@ The subscribers (tests/test_events.py holds this table to the code):
     postmortem.published       notify.jobs.announce_publication      after commit: queue the notification
                                tracker.jobs.export_on_publish        in the transaction: outbox rows (auto export)
     action_item.overdue        notify.jobs.remind_overdue            after commit: queue the owner's reminder
-    the others                 none yet (the audit log and search index will read `<domain>.updated`)
+    the others                 none yet (the audit log and search index will read them, `<domain>.updated` and `auth.*`)
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ EVENTS: dict[str, str] = {
     "action_item.overdue": "the daily scan found an item overdue since `since`, an ISO date "
                            "(action_item_id, incident_id, since)",
     "action_item.updated": "an action item's fields were edited (action_item_id, changes)",
+    "auth.signed_in": "a person signed in (user_id, method: password or oidc, address)",
+    "auth.sign_in_failed": "a sign-in was refused (email, address, reason: a short code such as bad_password)",
+    "auth.user_created": "an account was made (user_id, role, via: admin, cli, setup, invitation, sso)",
+    "auth.user_updated": "an account was edited (user_id, changes, via); a password shows only as changed",
+    "auth.token_created": "an API token was made (token_id, user_id)",
+    "auth.token_revoked": "an API token was revoked (token_id, user_id)",
 }
 
 _EXTENSION = "incidents.events"

@@ -19,6 +19,7 @@ from incidents.action_item import services as items
 from incidents.alert import services as alert_services
 from incidents.alert.models import Alert
 from incidents.alert.sources import parse
+from incidents.auth import services as auth
 from incidents.database import utcnow
 from incidents.incident import services as incidents
 from incidents.jobs import JobQueue, QueueMemoryHuey
@@ -51,6 +52,12 @@ EXPECTED = {
     "postmortem.updated": [],
     "action_item.overdue": [(AFTER, "incidents.notify.jobs.remind_overdue")],
     "action_item.updated": [],
+    "auth.signed_in": [],
+    "auth.sign_in_failed": [],
+    "auth.user_created": [],
+    "auth.user_updated": [],
+    "auth.token_created": [],
+    "auth.token_revoked": [],
 }
 
 
@@ -255,6 +262,49 @@ def _alert_received(session):
     return change, lambda ids: {"alert_id": ids[0], "delivery_id": ids[1], "kind": "trigger", "incident_id": ids[2]}
 
 
+LIMITS = auth.LoginLimits(per_account_address=100, per_account=100, per_address=100, delay=1, window=60)
+
+
+def _signed_in(session):
+    user = make_user()
+    return (lambda: auth.authenticate(session, user.email, "correct horse battery", "192.0.2.1", LIMITS).id,
+            lambda user_id: {"user_id": user_id, "method": "password", "address": "192.0.2.1"})
+
+
+def _sign_in_failed(session):
+    user = make_user()
+    return (lambda: auth.authenticate(session, user.email.upper(), "wrong password!", "192.0.2.1", LIMITS),
+            lambda _: {"email": user.email, "address": "192.0.2.1", "reason": "bad_password"})
+
+
+def _user_created(session):
+    return (lambda: auth.create_user(session, email="new@example.com", name="New", role="viewer",
+                                     password="a long enough password", via="cli").id,
+            lambda user_id: {"user_id": user_id, "role": "viewer", "via": "cli"})
+
+
+def _user_updated(session):
+    make_user(role="admin")
+    user = make_user()
+    return (lambda: auth.update_user(session, user, role="viewer", active=False, password="another long password"),
+            lambda _: {"user_id": user.id, "via": "admin", "changes": {
+                "role": ["responder", "viewer"], "active": [True, False], "password": ["(set)", "(changed)"]}})
+
+
+def _token_created(session):
+    user = make_user()
+    return (lambda: auth.create_token(session, user, "ci")[0].id,
+            lambda token_id: {"token_id": token_id, "user_id": user.id})
+
+
+def _token_revoked(session):
+    user = make_user()
+    token, _ = auth.create_token(session, user, "ci")
+    session.commit()
+    return (lambda: auth.revoke_token(session, token.id, by=user),
+            lambda _: {"token_id": token.id, "user_id": user.id})
+
+
 SCENARIOS: dict[str, Callable] = {
     "alert.received (ingest, core)": _alert_received,
     "incident.declared (create_incident)": _declared_orm,
@@ -270,6 +320,12 @@ SCENARIOS: dict[str, Callable] = {
     "postmortem.updated": _pm_updated,
     "action_item.updated": _item_updated,
     "action_item.overdue": _overdue,
+    "auth.signed_in": _signed_in,
+    "auth.sign_in_failed": _sign_in_failed,
+    "auth.user_created": _user_created,
+    "auth.user_updated": _user_updated,
+    "auth.token_created": _token_created,
+    "auth.token_revoked": _token_revoked,
 }
 
 

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.auth.models import ApiToken, LoginAttempt, Role, User
 from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
@@ -84,11 +85,12 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     serialize(session, "auth:first-run-setup")
     if count_users(session):
         raise AlreadySetUp("The first admin exists already; sign in.")
-    return create_user(session, email=email, name=name, role=Role.ADMIN, password=password)
+    return create_user(session, email=email, name=name, role=Role.ADMIN, password=password, via="setup")
 
 
-def create_user(session: Session, *, email: str, name: str, role: Role | str, password: str) -> User:
-    """Create an account; e-mails are unique and case-insensitive."""
+def create_user(session: Session, *, email: str, name: str, role: Role | str, password: str,
+                via: str = "admin") -> User:
+    """Create an account; e-mails are unique and case-insensitive. `via` says how (admin, cli, setup, ...)."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise Invalid("A valid e-mail address is required.", {"email": ["Not a valid e-mail address."]})
@@ -105,11 +107,14 @@ def create_user(session: Session, *, email: str, name: str, role: Role | str, pa
     user = User(email=email, name=name.strip(), role=role, password_hash=hash_password(password))
     session.add(user)
     session.flush()
+    events.emit(session, "auth.user_created", user_id=user.id, role=role.value, via=via)
     return user
 
 
 def update_user(session: Session, user: User, *, name: str | None = None, role: Role | str | None = None,
-                active: bool | None = None, password: str | None = None) -> User:
+                active: bool | None = None, password: str | None = None, via: str = "admin") -> User:
+    """Edit an account; emits `auth.user_updated` with what changed (a password only as "(changed)")."""
+    before = {"name": user.name, "role": user.role.value, "active": user.active}
     if name is not None:
         if not name.strip():
             raise Invalid("A name is required.", {"name": ["Required."]})
@@ -133,6 +138,12 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
     if revoke:
         revoke_sessions(session, user)
     session.flush()
+    after = {"name": user.name, "role": Role(user.role).value, "active": user.active}
+    changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if password:
+        changes["password"] = ["(set)", "(changed)"]
+    if changes:
+        events.emit(session, "auth.user_updated", user_id=user.id, changes=changes, via=via)
     return user
 
 
@@ -199,6 +210,8 @@ class SignIn:
     attempt_id: int
     user_id: int | None
     password_hash: str
+    email: str = ""
+    address: str = ""
 
 
 def begin_sign_in(session: Session, email: str, address: str, limits: LoginLimits) -> SignIn:
@@ -215,7 +228,8 @@ def begin_sign_in(session: Session, email: str, address: str, limits: LoginLimit
     session.add(attempt)
     session.flush()
     usable = user is not None and user.active
-    return SignIn(attempt.id, user.id if usable else None, user.password_hash if usable else _DUMMY_HASH)
+    return SignIn(attempt.id, user.id if usable else None, user.password_hash if usable else _DUMMY_HASH,
+                  email=email, address=address)
 
 
 def check_password(sign_in: SignIn, password: str) -> str | None:
@@ -234,14 +248,16 @@ def check_password(sign_in: SignIn, password: str) -> str | None:
 def finish_sign_in(session: Session, sign_in: SignIn, new_hash: str | None) -> User | None:
     """The signed-in user when check_password accepted the password (the attempt then counts as a success), else
     None. A short write; an account changed meanwhile (password, deactivated) refuses the attempt."""
-    if new_hash is None:
-        return None
-    user = session.get(User, sign_in.user_id)
-    if user is None or not user.active or user.password_hash != sign_in.password_hash:
+    user = session.get(User, sign_in.user_id) if sign_in.user_id is not None else None
+    if new_hash is None or user is None or not user.active or user.password_hash != sign_in.password_hash:
+        reason = "unknown_user" if sign_in.user_id is None else (
+            "bad_password" if new_hash is None else "inactive")
+        events.emit(session, "auth.sign_in_failed", email=sign_in.email, address=sign_in.address, reason=reason)
         return None
     session.get(LoginAttempt, sign_in.attempt_id).succeeded = True
     user.password_hash = new_hash
     session.flush()
+    events.emit(session, "auth.signed_in", user_id=user.id, method="password", address=sign_in.address)
     return user
 
 
@@ -262,6 +278,7 @@ def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken
     token = ApiToken(user=user, name=name.strip()[:120], token_hash=_hash_token(plain), prefix=plain[:10])
     session.add(token)
     session.flush()
+    events.emit(session, "auth.token_created", token_id=token.id, user_id=user.id)
     return token, plain
 
 
@@ -300,5 +317,6 @@ def revoke_token(session: Session, token_id: int, *, by: User) -> ApiToken:
         raise NotFound("No such token.")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        events.emit(session, "auth.token_revoked", token_id=token.id, user_id=token.user_id)
     session.flush()
     return token

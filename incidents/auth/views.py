@@ -221,7 +221,7 @@ def users_create(email: str, name: str, role: str, password: str | None):
     if not password:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = services.create_user(db.session, email=email, name=name, role=role, password=password)
+        user = services.create_user(db.session, email=email, name=name, role=role, password=password, via="cli")
         db.session.commit()
     except DomainError as e:
         raise click.ClickException(e.message) from None
