@@ -84,7 +84,7 @@ def index():
         return url_for("insights.incidents", **scope.args(**extra))
 
     def csv_url(endpoint: str, table: str) -> str:
-        return url_for("insights.download", endpoint=endpoint, **scope.args(table=table))
+        return url_for("insights.download", name=endpoint, **scope.args(table=table))
 
     return render_template(
         "insights/index.html", scope=scope, errors={}, teams=teams, severities=q.SEVERITIES, args=request.args,
@@ -103,10 +103,11 @@ def incidents():
                            back=url_for("insights.index", **scope.args()))
 
 
-@bp.get("/insights/<endpoint>.csv")
+@bp.get("/insights/<name>.csv")
 @require(Role.VIEWER)
-def download(endpoint: str):
+def download(name: str):
     """One table of the page as CSV, the same the API's `format=csv` answers."""
+    endpoint = name
     if endpoint not in TABLES:
         raise NotFound(f"No insights {endpoint!r}.")
     table = request.args.get("table") or TABLES[endpoint][0]
