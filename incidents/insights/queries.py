@@ -104,7 +104,8 @@ class Scope:
 
     def as_dict(self) -> dict:
         return {"since": self.since, "until": self.until, "start": self.start, "end": self.end,
-                "team": self.team.slug if self.team else None, "service": self.service.slug if self.service else None, "severity": list(self.severities),
+                "team": self.team.slug if self.team else None,
+                "service": self.service.slug if self.service else None, "severity": list(self.severities),
                 "period": self.period}
 
     def where(self) -> list:
