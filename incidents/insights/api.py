@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from incidents.apihttp import query_args
 from incidents.auth.models import Role
@@ -27,6 +27,10 @@ def _scope(schema) -> tuple[q.Scope, dict]:
     args = query_args(schema)  # types and choices: a 422 naming the parameter
     scope = q.parse_scope(db.session, request.args, utcnow().date(), severities=args.get("severity") or ())
     return scope, args
+
+
+def _figures(kind: str, scope: q.Scope):
+    return q.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
 
 
 def _csv(endpoint: str, scope: q.Scope, tables: dict, args: dict) -> Response:
@@ -56,7 +60,7 @@ def insights_response_times():
         422: ValidationError
     """
     scope, args = _scope(s.ResponseTimesArgsSchema())
-    metrics, vol = q.response_times(db.session, scope), q.volume(db.session, scope)
+    metrics, vol = _figures("response_times", scope), _figures("volume", scope)
     if args.get("format") == "csv":
         return _csv("response-times", scope, response_tables(metrics, vol), args)
     return jsonify(s.ResponseTimesSchema().dump(s.response_times_dict(scope, metrics, vol)))
@@ -82,7 +86,7 @@ def insights_factors():
         422: ValidationError
     """
     scope, args = _scope(s.FactorsArgsSchema())
-    figures = q.factors(db.session, scope)
+    figures = _figures("factors", scope)
     if args.get("format") == "csv":
         return _csv("factors", scope, factor_tables(figures), args)
     return jsonify(s.FactorsSchema().dump(s.factors_dict(scope, figures)))
@@ -106,7 +110,7 @@ def insights_follow_through():
         422: ValidationError
     """
     scope, args = _scope(s.FollowThroughArgsSchema())
-    figures = q.follow_through(db.session, scope, utcnow().date())
+    figures = _figures("follow_through", scope)
     if args.get("format") == "csv":
         return _csv("follow-through", scope, follow_tables(figures), args)
     return jsonify(s.FollowThroughSchema().dump(s.follow_through_dict(scope, figures)))

@@ -8,10 +8,13 @@ the value at rank ceil(p * n / 100), from 1. Each percentile comes with the coun
 
 from __future__ import annotations
 
+import threading
+import time as clock
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -300,11 +303,18 @@ def volume(session: Session, scope: Scope) -> Volume:
 
 # --- contributing factors ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Category:
+    id: int
+    slug: str
+    name: str
+
+
 @dataclass
 class Factors:
     """Incidents whose published post-mortem names each category (an incident counts once per category)."""
 
-    categories: list[FactorCategory]
+    categories: list[Category]
     incidents: int  # incidents with a published post-mortem naming any factor
     by_category: dict[int, int]
     by_service: list[tuple[Group, dict[int, int]]]  # service -> category id -> incidents
@@ -341,7 +351,7 @@ def factors(session: Session, scope: Scope) -> Factors:
         counts = {c: len(ids) for c, ids in cats.items()}
         services.append((Group(svc.slug if svc else None, svc.name if svc else "No service",
                                len(set().union(*cats.values()))), counts))
-    return Factors(categories=categories, incidents=len({r[0] for r in rows}),
+    return Factors(categories=[Category(c.id, c.slug, c.name) for c in categories], incidents=len({r[0] for r in rows}),
                    by_category={c: len(ids) for c, ids in by_category.items()}, by_service=services,
                    over_time=[(bucket_label(b, scope.period), {c: len(ids) for c, ids in over_time[b].items()})
                               for b in buckets(scope)])
@@ -414,6 +424,45 @@ def follow_through(session: Session, scope: Scope, today: date) -> FollowThrough
                                key=lambda g: (-g.incidents, g.name)),
         lead_time=Percentiles.of_values(whole_seconds(max((p - r).total_seconds(), 0.0)) for r, p in lead),
         high_severity=n_high, high_severity_published=n_published, today=today)
+
+
+# --- a short-lived cache of figures -----------------------------------------------------------------
+
+_CACHE: dict[tuple, tuple[float, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_ENTRIES = 64
+
+
+def cached(kind: str, scope: Scope, compute: Callable[[], Any], seconds: float, *key: Any) -> Any:
+    """`compute()`, or what it gave for the same figures, scope and `key` less than `seconds` ago in this process.
+    The figures are plain data (no rows), so they outlive the request's session."""
+    if seconds <= 0:
+        return compute()
+    full = (kind, tuple(sorted(scope.args().items())), *key)
+    now = clock.monotonic()
+    hit = _CACHE.get(full)
+    if hit is not None and now - hit[0] < seconds:
+        return hit[1]
+    value = compute()
+    with _CACHE_LOCK:
+        if len(_CACHE) >= CACHE_ENTRIES:
+            for old in sorted(_CACHE, key=lambda k: _CACHE[k][0])[:len(_CACHE) - CACHE_ENTRIES + 1]:
+                _CACHE.pop(old, None)
+        _CACHE[full] = (now, value)
+    return value
+
+
+FIGURES: dict[str, Callable[[Session, Scope, date], Any]] = {
+    "response_times": lambda session, scope, today: response_times(session, scope),
+    "volume": lambda session, scope, today: volume(session, scope),
+    "factors": lambda session, scope, today: factors(session, scope),
+    "follow_through": follow_through,
+}
+
+
+def figures(session: Session, kind: str, scope: Scope, today: date, cache_seconds: float = 0) -> Any:
+    """One kind of FIGURES for the scope, through the cache when `cache_seconds` says so."""
+    return cached(kind, scope, lambda: FIGURES[kind](session, scope, today), cache_seconds, today)
 
 
 # --- the incidents behind a figure ------------------------------------------------------------------

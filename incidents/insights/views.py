@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
@@ -29,6 +29,10 @@ MAX_AXIS_LABELS = 14  # a year of weeks would overlap: label every n-th bucket o
 
 def _scope() -> q.Scope:
     return q.parse_scope(db.session, request.args, utcnow().date(), severities=request.args.getlist("severity"))
+
+
+def _figures(kind: str, scope: q.Scope):
+    return q.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
 
 
 def _thin(chart: charts.Chart) -> charts.Chart:
@@ -76,9 +80,8 @@ def index():
     except Invalid as e:
         return render_template("insights/index.html", scope=None, errors=form_errors(e), teams=teams,
                                severities=q.SEVERITIES, args=request.args), 422
-    today = utcnow().date()
-    metrics, vol = q.response_times(db.session, scope), q.volume(db.session, scope)
-    factors, follow = q.factors(db.session, scope), q.follow_through(db.session, scope, today)
+    metrics, vol = _figures("response_times", scope), _figures("volume", scope)
+    factors, follow = _figures("factors", scope), _figures("follow_through", scope)
 
     def drill(**extra) -> str:
         return url_for("insights.incidents", **scope.args(**extra))
@@ -116,11 +119,11 @@ def download(name: str):
                       {"table": list(TABLES[endpoint])})
     scope = _scope()
     if endpoint == "response-times":
-        tables = response_tables(q.response_times(db.session, scope), q.volume(db.session, scope))
+        tables = response_tables(_figures("response_times", scope), _figures("volume", scope))
     elif endpoint == "factors":
-        tables = factor_tables(q.factors(db.session, scope))
+        tables = factor_tables(_figures("factors", scope))
     else:
-        tables = follow_tables(q.follow_through(db.session, scope, utcnow().date()))
+        tables = follow_tables(_figures("follow_through", scope))
     name = csv_filename(endpoint, table, (scope.since.isoformat(), scope.until.isoformat()))
     return Response(to_csv(tables[table]), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

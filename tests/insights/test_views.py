@@ -181,3 +181,19 @@ def test_api_needs_a_token(client, data):
     response = client.get("/api/v1/insights/response-times")
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_figures_are_kept_for_cache_seconds_then_computed_again(app, viewer_client, data, monkeypatch):
+    from incidents.insights import queries
+
+    monkeypatch.setitem(app.config, "INSIGHTS_CACHE_SECONDS", 60)
+    monkeypatch.setattr(queries, "_CACHE", {})
+    first = viewer_client.get(f"/insights/response-times.csv?{PERIOD}&table=by_severity").get_data(as_text=True)
+    data["incidents"]["I10"].started_at = data["incidents"]["I1"].started_at  # now inside the period: a SEV2 more
+    db.session.commit()
+    again = viewer_client.get(f"/insights/response-times.csv?{PERIOD}&table=by_severity").get_data(as_text=True)
+    assert again == first and "SEV2,SEV2,3" in again
+    clock = queries.clock.monotonic() + 61
+    monkeypatch.setattr(queries.clock, "monotonic", lambda: clock)
+    later = viewer_client.get(f"/insights/response-times.csv?{PERIOD}&table=by_severity").get_data(as_text=True)
+    assert "SEV2,SEV2,4" in later
