@@ -185,3 +185,34 @@ def test_follow_through(api, data):
     assert web["action_items"]["total"] == 1 and web["action_items"]["overdue"] == 1
     assert web["postmortem_lead_time"] == {"count": 0, "p50": None, "p90": None}
     assert web["sev1_sev2"] == {"incidents": 1, "with_published_postmortem": 0, "rate": 0.0}
+
+
+def test_two_pass_percentiles_equal_sorting_every_value(session):
+    """Many values sharing minutes, ties and all: the database's two passes give what sorting them all gives."""
+    import random
+    from datetime import timedelta
+
+    from incidents.incident.models import Severity
+    from incidents.insights import queries as q
+    from tests.insights.data import at
+
+    rng = random.Random(16)
+    start = at("2026-03-02T00:00:00")
+    for n in range(240):
+        s = start + timedelta(minutes=n * 7, microseconds=rng.randrange(10**6))
+        detected = s + timedelta(seconds=rng.choice([0, 59, 60, 61, 119, 120, rng.uniform(0, 900)]))
+        ack = detected + timedelta(seconds=rng.uniform(0, 400)) if n % 5 else None
+        db.session.add(Incident(title=f"r{n}", severity=rng.choice(list(Severity)), started_at=s,
+                                detected_at=detected, acknowledged_at=ack, created_at=detected))
+    db.session.commit()
+    scope = q.Scope(at("2026-03-02T00:00:00").date(), at("2026-03-31T00:00:00").date())
+    metrics = {m.key: m for m in q.response_times(db.session, scope)}
+    rows = list(db.session.scalars(sa.select(Incident)))
+    for metric in ("time_to_detect", "time_to_acknowledge"):
+        for sev in (None, "SEV1", "SEV2", "SEV3", "SEV4"):
+            values = sorted(whole_seconds(getattr(durations(i), metric)) for i in rows
+                            if getattr(durations(i), metric) is not None and sev in (None, i.severity.value))
+            want = Percentiles(len(values), values[-(-50 * len(values) // 100) - 1] if values else None,
+                               values[-(-90 * len(values) // 100) - 1] if values else None)
+            got = metrics[metric].all if sev is None else metrics[metric].by_severity[sev]
+            assert got == want, (metric, sev)
