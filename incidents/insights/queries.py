@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from incidents.action_item.models import ActionItem, ItemStatus, ItemType
+from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
 from incidents.catalog.models import Service, Team
 from incidents.errors import Invalid, NotFound
@@ -136,14 +137,17 @@ def _date(raw: str, name: str) -> date:
         value = date.fromisoformat(raw.strip())
     except ValueError:
         raise Invalid(f"{name} is a date, YYYY-MM-DD.", {name: ["A date, YYYY-MM-DD."]}) from None
-    if value.year < 1970:
-        raise Invalid(f"{name} is before 1970.", {name: ["From 1970 on."]})
+    if not 1970 <= value.year <= 2999:
+        raise Invalid(f"{name} is outside 1970 to 2999.", {name: ["From 1970 to 2999."]})
     return value
 
 
 def _lookup(find, session: Session, key: str, name: str):
+    key = key.strip()
+    if key.isascii() and key.isdigit() and int(key) > MAX_INT:  # an id no column holds: unknown, not a 500
+        raise Invalid(f"No {name} {key!r}.", {name: [f"No {name} {key!r}."]})
     try:
-        return find(session, key.strip())
+        return find(session, key)
     except NotFound as e:
         raise Invalid(e.message, {name: [e.message]}) from None
 
@@ -518,7 +522,7 @@ def figures(session: Session, kind: str, scope: Scope, today: date, cache_second
 DRILL_FIGURES = ("factor", "bucket", "repeat", "source", "missing_postmortem", "overdue")
 
 
-def drill_down(session: Session, scope: Scope, args: Mapping[str, str]) -> tuple[sa.Select, str]:
+def drill_down(session: Session, scope: Scope, args: Mapping[str, str], today: date) -> tuple[sa.Select, str]:
     """The select of the incidents behind one figure (the scope plus `factor`, `bucket`, `repeat`, `source`,
     `missing_postmortem`, `overdue`, `item_type`), and a sentence saying which they are. Bad values are a 422."""
     clauses, said = list(scope.where()), []
@@ -552,7 +556,6 @@ def drill_down(session: Session, scope: Scope, args: Mapping[str, str]) -> tuple
             Postmortem.incident_id == Incident.id, Postmortem.status == PostmortemStatus.PUBLISHED)]
         said.append("SEV1/SEV2 without a published post-mortem")
     if args.get("overdue"):
-        today = date.fromisoformat(args["today"]) if args.get("today") else datetime.now(UTC).date()
         item = [ActionItem.status.in_([ItemStatus.OPEN, ItemStatus.IN_PROGRESS]), ActionItem.due_date < today]
         if args.get("item_type"):
             if args["item_type"] not in [t.value for t in ItemType]:

@@ -100,7 +100,7 @@ def index():
 def incidents():
     """The incidents behind one figure of the page: its scope plus what the figure counts."""
     scope = _scope()
-    stmt, said = q.drill_down(db.session, scope, request.args)
+    stmt, said = q.drill_down(db.session, scope, request.args, utcnow().date())
     rows, total = q.drill_incidents(db.session, stmt)
     return render_template("insights/incidents.html", scope=scope, rows=rows, total=total, said=said,
                            back=url_for("insights.index", **scope.args()))

@@ -69,6 +69,7 @@ def test_page_needs_a_signed_in_user(client, viewer, data):
     ("since=2026-13-01", "since"), ("until=yesterday", "until"), ("since=2026-02-01&until=2026-01-01", "since"),
     ("team=nope", "team"), ("service=nope", "service"), ("severity=SEV9", "severity"), ("period=day", "period"),
     ("since=1900-01-01&until=1900-02-01", "since"), ("since=2000-01-01&until=2026-01-01", "since"),
+    ("until=9999-12-31", "until"), ("team=99999999999999999999", "team"),
 ])
 def test_page_refuses_bad_filters_with_the_form_again(viewer_client, data, query, field):
     response = viewer_client.get(f"/insights?{query}")
@@ -168,7 +169,8 @@ def test_csv_refuses_unknown_tables_and_endpoints(viewer_client, api, data):
 @pytest.mark.parametrize("query, field", [
     ("since=2026-13-01", "since"), ("until=soon", "until"), ("since=2026-02-01&until=2026-01-01", "since"),
     ("team=nope", "team"), ("service=nope", "service"), ("severity=SEV9", "severity"), ("period=day", "period"),
-    ("format=xml", "format"),
+    ("format=xml", "format"), ("since=9999-12-30&until=9999-12-31", "until"),
+    ("service=99999999999999999999", "service"),
 ])
 def test_api_refuses_bad_parameters_with_the_envelope(api, data, path, query, field):
     response = api.get(f"/api/v1/insights/{path}?{query}")
