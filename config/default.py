@@ -157,3 +157,9 @@ METRICS_TOKEN = ""
 # The longest text it checks, in characters (longer is a 422), and the most findings one answer lists.
 BLAMELESS_MAX_TEXT = 100_000
 BLAMELESS_MAX_FINDINGS = 100
+
+# --- insights (/insights, /api/v1/insights/*) ---
+# Seconds each web/API process keeps the figures of one scope (period, filters) before computing them again:
+# a year of a million incidents is seconds of scanning, and a dashboard is read far more often than it moves.
+# 0 computes every request afresh.
+INSIGHTS_CACHE_SECONDS = 60

@@ -19,6 +19,7 @@ from incidents.catalog import api as catalog_api
 from incidents.database import writing
 from incidents.extensions import csrf, db
 from incidents.incident import api as incident_api
+from incidents.insights import api as insights_api
 from incidents.openapi import build_spec
 from incidents.postmortem import api as postmortem_api
 from incidents.report import api as report_api
@@ -112,7 +113,7 @@ def openapi():
 # --- the domains' routes, mounted as api.<domain> -----------------------------------------------
 
 DOMAINS: tuple[Blueprint, ...] = (action_item_api.bp, alert_api.bp, catalog_api.bp, incident_api.bp,
-                                  postmortem_api.bp, report_api.bp, tracker_api.bp)
+                                  insights_api.bp, postmortem_api.bp, report_api.bp, tracker_api.bp)
 
 csrf.exempt(bp)
 for _child in DOMAINS:

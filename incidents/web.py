@@ -74,6 +74,7 @@ def register(app: Flask) -> None:
     from incidents.health import bp as health_bp
     from incidents.incident.views import bp as incident_bp
     from incidents.incident.views import status_bp
+    from incidents.insights.views import bp as insights_bp
     from incidents.notify.views import bp as notify_bp
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
@@ -92,7 +93,7 @@ def register(app: Flask) -> None:
         return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp, tracker_bp, slack_bp):
+               postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)

@@ -53,6 +53,8 @@ def _app(db_url, tmp_path_factory):
         "BASE_URL": "http://localhost",
         # Notification services are tested directly; tests/notify/test_jobs.py turns the automatic path on.
         "NOTIFY_ON_COMMIT": False,
+        # Every test makes its own data: insights computed afresh (tests/insights/test_views.py tests the cache).
+        "INSIGHTS_CACHE_SECONDS": 0,
     })
     with app.app_context():
         alembic.upgrade()

@@ -89,7 +89,9 @@ def _demo(session, client) -> dict[str, str]:
         "shortcut": "/admin/shortcut", "slack": "/admin/slack", "templates": "/admin/postmortem-templates",
         "template new": "/admin/postmortem-templates/new", "factors": "/admin/contributing-factors",
         "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
-        "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
+        "tech debt": "/debt", "debt items": "/debt/items", "insights": "/insights",
+        "insights, a year by month": "/insights?period=month&since=2025-12-01",
+        "insights drill-down": "/insights/incidents?repeat=1", "notifications": "/account/notifications",
         "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
     }
     for kind, key in draft_sections.items():
@@ -110,7 +112,8 @@ def test_no_serious_violation_on_any_main_page(live_server, browser, session, cl
 
     make_user(role="admin", email="admin@example.com", name="Ada Admin")
     sign_in(page, live_server, "admin@example.com")
-    for path in ("/", "/alerts", "/postmortems", "/action-items", "/debt", "/admin/integrations"):  # empty
+    for path in ("/", "/alerts", "/postmortems", "/action-items", "/debt", "/insights",
+                 "/admin/integrations"):  # empty
         page.goto(live_server + path)
         found += violations(page, axe)
 

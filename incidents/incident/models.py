@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 from incidents.auth.models import User
 from incidents.catalog.models import Service, Team
 from incidents.database import Base, UTCDateTime, str_enum, utcnow
+from incidents.incident.durations import stored_seconds
 
 
 class Severity(StrEnum):
@@ -61,6 +62,11 @@ class IncidentRole(StrEnum):
         return {"commander": "Incident commander", "comms_lead": "Communications lead", "scribe": "Scribe"}[self]
 
 
+def _seconds_column(metric: str):
+    # Stored on PostgreSQL (it has no virtual columns); the SQLite migration adds them virtual (ALTER TABLE can).
+    return mapped_column(sa.Computed(stored_seconds(metric), persisted=True))
+
+
 class Incident(Base):
     __tablename__ = "incident"
     __table_args__ = (
@@ -69,6 +75,9 @@ class Incident(Base):
         sa.Index("ix_incident_service_created", "service_id", "created_at"),
         sa.Index("ix_incident_team_created", "team_id", "created_at"),
         sa.Index("ix_incident_created", "created_at"),
+        # The insights: every figure of a period is one range scan of this index, never of the wide rows.
+        sa.Index("ix_incident_insights", "started_at", "severity", "team_id", "service_id", "source", "repeat_of_id",
+                 "seconds_to_detect", "seconds_to_acknowledge", "seconds_to_mitigate", "seconds_to_resolve"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,6 +103,14 @@ class Incident(Base):
     mitigated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # durations.py's metrics in whole seconds, computed by the database from the milestones above whatever writes
+    # them (services, core inserts, imports): the insights aggregate these without reading a row into Python.
+    seconds_to_detect: Mapped[int | None] = _seconds_column("time_to_detect")
+    seconds_to_acknowledge: Mapped[int | None] = _seconds_column("time_to_acknowledge")
+    seconds_to_mitigate: Mapped[int | None] = _seconds_column("time_to_mitigate")
+    seconds_to_resolve: Mapped[int | None] = _seconds_column("time_to_resolve")
+    # How it was opened: the alert source ("rollbar", "grafana", ...) of the alert that opened it, or "manual".
+    source: Mapped[str] = mapped_column(sa.String(32), default="manual", server_default="manual")
 
     # The war room: where responders talk, meet and read what to do (editable links; "" when unset).
     chat_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")

@@ -193,9 +193,10 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
                      service_id: int | str | None = None, team_id: int | str | None = None,
                      tags: Iterable[str] = (), started_at: datetime | None = None,
                      detected_at: datetime | None = None, repeat_of_id: int | None = None,
-                     created_by: User | None = None) -> int:
+                     created_by: User | None = None, source: str = "manual") -> int:
     """Declare an incident and return its id: it starts `triggered`, owned by the service's team unless a team is
-    given, with its declaration entry; emits `incident.declared`.
+    given, with its declaration entry; emits `incident.declared`. `source` says how it was opened: the alert
+    source that opened it, or "manual" (a person, through the web, the API or Slack).
 
     The incident, its tags and the entry are core INSERTs without an ORM flush, because alerts open incidents
     here on the webhook hot path while holding the write lock; `create_incident` loads the row afterwards."""
@@ -220,7 +221,7 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
         service_id=service.id if service else None, team_id=team.id if team else None, commander_id=None,
         comms_lead_id=None, scribe_id=None, created_by_id=created_by.id if created_by else None,
         repeat_of_id=repeat_of_id, created_at=now, updated_at=now, started_at=started_at, detected_at=detected_at,
-        acknowledged_at=None, mitigated_at=None, resolved_at=None, closed_at=None)).scalar_one()
+        acknowledged_at=None, mitigated_at=None, resolved_at=None, closed_at=None, source=source)).scalar_one()
     if wanted:
         conn.execute(sa.insert(IncidentTag.__table__), [{"incident_id": incident_id, "name": t} for t in wanted])
     _insert_entries(session, [incident_id], EntryKind.CREATED, f"Incident declared ({severity})",

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-COLOURS = {"opened": "#f79009", "repaid": "#12b76a", "balance": "#3056d3", "overdue": "#d92d20", "age": "#7a5af8"}
+COLOURS = {"opened": "#f79009", "repaid": "#12b76a", "balance": "#3056d3", "overdue": "#d92d20", "age": "#7a5af8",
+           # the insights' series
+           "incidents": "#3056d3", "repeats": "#d92d20", "factors": "#7a5af8", "p50 (minutes)": "#12b76a",
+           "p90 (minutes)": "#f79009"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def columns(title: str, groups: list[tuple[str, list[tuple[str, float, str]]]], 
 
 
 def line(title: str, points: list[tuple[str, float, str]], *, series: str = "balance", width: int = 640,
-         height: int = 220) -> Chart:
+         height: int = 220, unit: str = "open") -> Chart:
     """A line with a dot per point (balance over time), each dot linking to its items."""
     left, right, top_pad, bottom = 34, 12, 10, 26
     plot_w, plot_h = width - left - right, height - top_pad - bottom
@@ -80,7 +83,7 @@ def line(title: str, points: list[tuple[str, float, str]], *, series: str = "bal
     for i, (label, value, href) in enumerate(points):
         x, y = round(left + i * step, 1), round(top_pad + plot_h - plot_h * value / top, 1)
         coords.append((x, y))
-        chart.marks.append(Mark(x, y, 0, 0, value, f"{label}: {value:g} open", href, COLOURS[series]))
+        chart.marks.append(Mark(x, y, 0, 0, value, f"{label}: {value:g} {unit}", href, COLOURS[series]))
         chart.axis.append((x, height - 8, label))
     chart.path = " ".join(f"{x},{y}" for x, y in coords)
     if coords:

@@ -505,6 +505,7 @@ def open_incident(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
         session, title=parsed.title or f"{label} alert {parsed.fingerprint}", severity=severity,
         summary=summary, service_id=service_id, team_id=team_id, tags=incident_tags(info.source, parsed),
         started_at=at, detected_at=at, created_by=by, repeat_of_id=repeat_of.id if repeat_of is not None else None,
+        source=info.source,
     )
     line = f"Opened from {label} alert: {parsed.title}"
     if repeat_of is not None:

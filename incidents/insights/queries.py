@@ -1,0 +1,574 @@
+"""The insights' figures, aggregated in the database (GROUP BY), never by loading incidents into Python.
+
+Which incidents: those whose impact started (`started_at`) from `since` 00:00 UTC up to the end of `until`
+(both dates included), in the scope's team, service and severities. Durations are durations.py's metrics in whole
+seconds (the columns Incident.seconds_*); percentiles are nearest-rank: the p-th percentile of n sorted values is
+the value at rank ceil(p * n / 100), from 1. Each percentile comes with the count it is based on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as clock
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from incidents.action_item.models import ActionItem, ItemStatus, ItemType
+from incidents.bounds import MAX_INT
+from incidents.catalog import services as catalog
+from incidents.catalog.models import Service, Team
+from incidents.errors import Invalid, NotFound
+from incidents.incident.durations import LABELS, STORED_COLUMNS, whole_seconds
+from incidents.incident.models import Incident, Severity
+from incidents.postmortem.models import ContributingFactor, FactorCategory, Postmortem, PostmortemStatus
+
+DEFAULT_DAYS = 90
+MAX_DAYS = 3660
+PERIODS = ("week", "month")
+PERCENTILES = (50, 90)
+SEVERITIES = tuple(s.value for s in Severity)
+HIGH_SEVERITIES = ("SEV1", "SEV2")  # the ones every incident of deserves a published post-mortem
+DRILL_LIMIT = 200  # incidents a drill-down page lists (it says how many more there are)
+
+
+# --- percentiles ------------------------------------------------------------------------------------
+
+def rank(n: int, percent: int) -> int:
+    """The nearest rank of the `percent`-th percentile of n values: ceil(percent * n / 100), from 1 (integers only,
+    so no floating point near the boundaries)."""
+    return max(1, -(-percent * n // 100))
+
+
+def value_at(histogram: Iterable[tuple[int, int]], k: int) -> tuple[int, int]:
+    """The value at rank k of (value, how many) pairs sorted by value, and its rank within that value's pair."""
+    seen = 0
+    for value, count in histogram:
+        if seen + count >= k:
+            return value, k - seen
+        seen += count
+    raise ValueError(f"rank {k} beyond {seen} values")
+
+
+def nearest_rank(histogram: Sequence[tuple[int, int]], percent: int) -> int | None:
+    """The `percent`-th percentile of the values in `histogram` ((value, how many), sorted by value) by the
+    nearest-rank method: the value at rank ceil(percent * n / 100), ranks from 1; None when there are none."""
+    n = sum(count for _, count in histogram)
+    return value_at(histogram, rank(n, percent))[0] if n else None
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    count: int
+    p50: int | None
+    p90: int | None
+
+    @classmethod
+    def of(cls, histogram: Sequence[tuple[int, int]]) -> Percentiles:
+        ordered = sorted(histogram)
+        return cls(sum(c for _, c in ordered), nearest_rank(ordered, 50), nearest_rank(ordered, 90))
+
+    @classmethod
+    def of_values(cls, values: Iterable[int]) -> Percentiles:
+        return cls.of(list(Counter(values).items()))
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "p50": self.p50, "p90": self.p90}
+
+
+# --- the scope --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """Which incidents a figure counts: the period (dates, both included), team, service and severities."""
+
+    since: date
+    until: date
+    team: Team | None = None
+    service: Service | None = None
+    severities: tuple[str, ...] = ()
+    period: str = "week"
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.since, time(), UTC)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: midnight UTC after `until`."""
+        return datetime.combine(self.until + timedelta(days=1), time(), UTC)
+
+    @property
+    def days(self) -> int:
+        return (self.until - self.since).days + 1
+
+    def args(self, **extra) -> dict:
+        """The query string that gives this scope back (links, forms), plus `extra`; empty values dropped."""
+        out = {"since": self.since.isoformat(), "until": self.until.isoformat(),
+               "team": self.team.slug if self.team else None, "service": self.service.slug if self.service else None,
+               "severity": ",".join(self.severities) or None, "period": self.period} | extra
+        return {k: v for k, v in out.items() if v not in (None, "")}
+
+    def as_dict(self) -> dict:
+        return {"since": self.since, "until": self.until, "start": self.start, "end": self.end,
+                "team": self.team.slug if self.team else None,
+                "service": self.service.slug if self.service else None, "severity": list(self.severities),
+                "period": self.period}
+
+    def where(self) -> list:
+        """The WHERE clauses on `incident` for this scope."""
+        clauses = [Incident.started_at >= self.start, Incident.started_at < self.end]
+        if self.team is not None:
+            clauses.append(Incident.team_id == self.team.id)
+        if self.service is not None:
+            clauses.append(Incident.service_id == self.service.id)
+        if self.severities:
+            clauses.append(Incident.severity.in_(self.severities))
+        return clauses
+
+
+def _date(raw: str, name: str) -> date:
+    try:
+        value = date.fromisoformat(raw.strip())
+    except ValueError:
+        raise Invalid(f"{name} is a date, YYYY-MM-DD.", {name: ["A date, YYYY-MM-DD."]}) from None
+    if not 1970 <= value.year <= 2999:
+        raise Invalid(f"{name} is outside 1970 to 2999.", {name: ["From 1970 to 2999."]})
+    return value
+
+
+def _lookup(find, session: Session, key: str, name: str):
+    key = key.strip()
+    if key.isascii() and key.isdigit() and int(key) > MAX_INT:  # an id no column holds: unknown, not a 500
+        raise Invalid(f"No {name} {key!r}.", {name: [f"No {name} {key!r}."]})
+    try:
+        return find(session, key)
+    except NotFound as e:
+        raise Invalid(e.message, {name: [e.message]}) from None
+
+
+def parse_scope(session: Session, args: Mapping[str, str], today: date, *, severities: Sequence[str] = ()) -> Scope:
+    """The scope from query parameters (`since`, `until`, `team`, `service`, `severity`, `period`); a value
+    that cannot be read, or a team or service that does not exist, is a 422 naming the parameter."""
+    until = _date(args["until"], "until") if args.get("until") else today
+    since = _date(args["since"], "since") if args.get("since") else until - timedelta(days=DEFAULT_DAYS - 1)
+    if since > until:
+        raise Invalid("since is after until.", {"since": ["On or before until."]})
+    if (until - since).days + 1 > MAX_DAYS:
+        raise Invalid(f"The period is at most {MAX_DAYS} days.", {"since": [f"At most {MAX_DAYS} days before until."]})
+    team = _lookup(catalog.get_team, session, args["team"], "team") if args.get("team") else None
+    service = _lookup(catalog.get_service, session, args["service"], "service") if args.get("service") else None
+    wanted = [v.strip().upper() for raw in severities for v in raw.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in SEVERITIES]
+    if unknown:
+        raise Invalid(f"Unknown severity {unknown[0]!r}; use {', '.join(SEVERITIES)}.",
+                      {"severity": [f"One or more of {', '.join(SEVERITIES)}."]})
+    period = (args.get("period") or "week").strip()
+    if period not in PERIODS:
+        raise Invalid("period is week or month.", {"period": ["week or month."]})
+    return Scope(since, until, team, service, tuple(s for s in SEVERITIES if s in wanted), period)
+
+
+# --- periods ----------------------------------------------------------------------------------------
+
+def bucket_of(day: date, period: str) -> date:
+    """The first day of the week (Monday, ISO) or month that `day` falls in."""
+    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
+
+
+def bucket_label(first: date, period: str) -> str:
+    if period == "week":
+        year, week, _ = first.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{first:%Y-%m}"
+
+
+def buckets(scope: Scope) -> list[date]:
+    """Every bucket the scope touches, oldest first (empty ones included)."""
+    out, first = [], bucket_of(scope.since, scope.period)
+    while first <= scope.until:
+        out.append(first)
+        first = first + timedelta(days=7) if scope.period == "week" else (first + timedelta(days=32)).replace(day=1)
+    return out
+
+
+def parse_bucket(label: str, period: str) -> date:
+    """The first day of a bucket label (2026-W47 or 2026-11); ValueError otherwise."""
+    if period == "week":
+        year, _, week = label.partition("-W")
+        return date.fromisocalendar(int(year), int(week), 1)
+    year, _, month = label.partition("-")
+    return date(int(year), int(month), 1)
+
+
+def _utc_day(session: Session, column):
+    """The UTC calendar day of a moment as YYYY-MM-DD text (SQLite stores UTC text; PostgreSQL timestamptz)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+    return sa.func.substr(column, 1, 10)
+
+
+# --- response times and volume ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    all: Percentiles
+    by_severity: dict[str, Percentiles]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row of a breakdown: its key (slug, severity, source), what people read, and how many incidents."""
+
+    key: str | None
+    name: str
+    incidents: int
+    repeats: int = 0
+
+
+@dataclass
+class Volume:
+    total: int
+    repeats: int
+    by_severity: list[Group]
+    by_service: list[Group]
+    by_team: list[Group]
+    by_source: list[Group]
+    trend: list[tuple[str, int]]  # (bucket label, incidents)
+
+    @property
+    def repeat_rate(self) -> float | None:
+        return self.repeats / self.total if self.total else None
+
+    @property
+    def repeating_services(self) -> list[Group]:
+        return sorted((g for g in self.by_service if g.repeats), key=lambda g: (-g.repeats, g.name))
+
+
+COARSE_SECONDS = 60  # the first pass of a percentile counts whole minutes; the second reads seconds in one
+
+
+def _percentiles(session: Session, scope: Scope, column) -> dict[str | None, Percentiles]:
+    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope.
+
+    Exact nearest rank in two small passes instead of one histogram of every distinct second (as many rows as
+    incidents): count per (severity, minute), find the minute holding each wanted rank, then count the seconds of
+    those minutes only."""
+    severity = sa.type_coerce(Incident.severity, sa.String)
+    minute = (column // COARSE_SECONDS).label("minute")  # floor division on both databases
+    base = [*scope.where(), column.is_not(None)]
+    coarse: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for sev, m, count in session.execute(sa.select(severity, minute, sa.func.count()).where(*base)
+                                         .group_by(severity, minute)):
+        coarse[sev].append((int(m), count))
+    groups = {None: _merge(coarse.values())} | {sev: sorted(h) for sev, h in coarse.items()}
+    wanted = {}  # (group, percent) -> (minute, rank within the minute)
+    for group, hist in groups.items():
+        n = sum(c for _, c in hist)
+        for percent in PERCENTILES:
+            if n:
+                wanted[group, percent] = value_at(hist, rank(n, percent))
+    fine: dict[str, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    minutes = sorted({m for m, _ in wanted.values()})
+    if minutes:
+        for sev, value, count in session.execute(
+                sa.select(severity, column, sa.func.count()).where(*base, (column // COARSE_SECONDS).in_(minutes))
+                .group_by(severity, column)):
+            fine[sev][int(value) // COARSE_SECONDS].append((int(value), count))
+    out = {}
+    for group, hist in groups.items():
+        values = {}
+        for percent in PERCENTILES:
+            if (group, percent) in wanted:
+                m, k = wanted[group, percent]
+                seconds = _merge([fine[s][m] for s in fine]) if group is None else sorted(fine[group][m])
+                values[percent] = value_at(seconds, k)[0]
+        out[group] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
+    return out
+
+
+def _merge(histograms: Iterable[Iterable[tuple[int, int]]]) -> list[tuple[int, int]]:
+    total: Counter = Counter()
+    for hist in histograms:
+        for value, count in hist:
+            total[value] += count
+    return sorted(total.items())
+
+
+def response_times(session: Session, scope: Scope) -> list[Metric]:
+    """p50 and p90 of every metric, over all severities and per severity (every severity listed, even empty)."""
+    out = []
+    for key, column in STORED_COLUMNS.items():
+        per = _percentiles(session, scope, getattr(Incident, column))
+        out.append(Metric(key, LABELS[key], per[None], {s: per.get(s, Percentiles(0, None, None)) for s in SEVERITIES
+                                                        if not scope.severities or s in scope.severities}))
+    return out
+
+
+def volume(session: Session, scope: Scope) -> Volume:
+    """Incidents by severity, service, team and source, repeats, and incidents per bucket of the period."""
+    rows = session.execute(
+        sa.select(Incident.severity, Incident.service_id, Incident.team_id, Incident.source, sa.func.count(),
+                  sa.func.count(Incident.repeat_of_id))
+        .where(*scope.where())
+        .group_by(Incident.severity, Incident.service_id, Incident.team_id, Incident.source)).all()
+    sev, svc, team, src = Counter(), Counter(), Counter(), Counter()
+    svc_rep, team_rep = Counter(), Counter()
+    total = repeats = 0
+    for severity, service_id, team_id, source, n, rep in rows:
+        total, repeats = total + n, repeats + rep
+        sev[str(severity)] += n
+        svc[service_id] += n
+        svc_rep[service_id] += rep
+        team[team_id] += n
+        team_rep[team_id] += rep
+        src[source] += n
+    services = [s for s in catalog.list_services(session)
+                if (scope.service is None or s.id == scope.service.id) and (scope.team is None
+                                                                            or s.team_id == scope.team.id)]
+    teams = [t for t in catalog.list_teams(session) if scope.team is None or t.id == scope.team.id]
+    by_service = [Group(s.slug, s.name, svc[s.id], svc_rep[s.id]) for s in services]
+    if svc[None]:
+        by_service.append(Group(None, "No service", svc[None], svc_rep[None]))
+    by_team = [Group(t.slug, t.name, team[t.id], team_rep[t.id]) for t in teams]
+    if team[None]:
+        by_team.append(Group(None, "No team", team[None], team_rep[None]))
+    day = _utc_day(session, Incident.started_at)
+    per_bucket: Counter = Counter()
+    for text, n in session.execute(sa.select(day, sa.func.count()).where(*scope.where()).group_by(day)):
+        per_bucket[bucket_of(date.fromisoformat(text), scope.period)] += n
+    return Volume(
+        total=total, repeats=repeats,
+        by_severity=[Group(s, s, sev[s]) for s in SEVERITIES if not scope.severities or s in scope.severities],
+        by_service=by_service, by_team=by_team,
+        by_source=[Group(s, s, n) for s, n in sorted(src.items(), key=lambda kv: (-kv[1], kv[0]))],
+        trend=[(bucket_label(b, scope.period), per_bucket[b]) for b in buckets(scope)])
+
+
+# --- contributing factors ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Category:
+    id: int
+    slug: str
+    name: str
+
+
+@dataclass
+class Factors:
+    """Incidents whose published post-mortem names each category (an incident counts once per category)."""
+
+    categories: list[Category]
+    incidents: int  # incidents with a published post-mortem naming any factor
+    by_category: dict[int, int]
+    by_service: list[tuple[Group, dict[int, int]]]  # service -> category id -> incidents
+    over_time: list[tuple[str, dict[int, int]]]  # bucket label -> category id -> incidents
+
+    def total(self, category_id: int) -> int:
+        return self.by_category.get(category_id, 0)
+
+
+def _published_factors(scope: Scope):
+    return (sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, Incident.started_at)
+            .join(Postmortem, Postmortem.incident_id == Incident.id)
+            .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
+            .where(Postmortem.status == PostmortemStatus.PUBLISHED, *scope.where()).distinct())
+
+
+def factors(session: Session, scope: Scope) -> Factors:
+    rows = session.execute(_published_factors(scope)).all()
+    used = {category_id for _, category_id, _, _ in rows}
+    categories = list(session.scalars(sa.select(FactorCategory).where(
+        sa.or_(FactorCategory.active.is_(True), FactorCategory.id.in_(used or {0})))
+        .order_by(FactorCategory.position, FactorCategory.name)))
+    by_category: dict[int, set[int]] = defaultdict(set)
+    by_service: dict[int | None, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    over_time: dict[date, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for incident_id, category_id, service_id, started_at in rows:
+        by_category[category_id].add(incident_id)
+        by_service[service_id][category_id].add(incident_id)
+        over_time[bucket_of(started_at.astimezone(UTC).date(), scope.period)][category_id].add(incident_id)
+    names = {s.id: s for s in catalog.list_services(session)}
+    services = []
+    for service_id, cats in sorted(by_service.items(), key=lambda kv: names[kv[0]].name if kv[0] in names else "~"):
+        svc = names.get(service_id)
+        counts = {c: len(ids) for c, ids in cats.items()}
+        services.append((Group(svc.slug if svc else None, svc.name if svc else "No service",
+                               len(set().union(*cats.values()))), counts))
+    return Factors(categories=[Category(c.id, c.slug, c.name) for c in categories], incidents=len({r[0] for r in rows}),
+                   by_category={c: len(ids) for c, ids in by_category.items()}, by_service=services,
+                   over_time=[(bucket_label(b, scope.period), {c: len(ids) for c, ids in over_time[b].items()})
+                              for b in buckets(scope)])
+
+
+# --- follow-through ---------------------------------------------------------------------------------
+
+@dataclass
+class FollowThrough:
+    items: int  # action items of the scope's incidents' post-mortems
+    done: int
+    done_with_due: int  # done items that had a due date: the on-time share's base
+    done_on_time: int  # closed on or before the due date (UTC day)
+    wont_do: int
+    open: int
+    overdue: int  # open now and due before today (UTC)
+    days_to_done: Percentiles  # whole UTC calendar days from creation to done
+    overdue_by_type: list[tuple[str, int]]
+    overdue_by_team: list[Group]
+    lead_time: Percentiles  # seconds from the incident's resolution to its post-mortem's publication
+    high_severity: int  # SEV1/SEV2 incidents of the scope
+    high_severity_published: int  # of those, with a published post-mortem
+    today: date = field(default_factory=date.today)
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return self.done_on_time / self.done_with_due if self.done_with_due else None
+
+    @property
+    def published_rate(self) -> float | None:
+        return self.high_severity_published / self.high_severity if self.high_severity else None
+
+
+def follow_through(session: Session, scope: Scope, today: date) -> FollowThrough:
+    """Action items, post-mortem lead time and SEV1/SEV2 coverage of the scope's incidents. Action items are a
+    few per post-mortem, so their rows are read; the incidents never are."""
+    items = session.execute(
+        sa.select(ActionItem.status, ActionItem.type, ActionItem.due_date, ActionItem.created_at,
+                  ActionItem.closed_at, Incident.team_id)
+        .join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
+        .join(Incident, Postmortem.incident_id == Incident.id).where(*scope.where())).all()
+    done = [i for i in items if i.status == ItemStatus.DONE]
+    with_due = [i for i in done if i.due_date is not None and i.closed_at is not None]
+    overdue = [i for i in items if not i.status.is_closed and i.due_date is not None and i.due_date < today]
+    by_type = Counter(i.type.value if i.type else "none" for i in overdue)
+    by_team = Counter(i.team_id for i in overdue)
+    teams = {t.id: t for t in catalog.list_teams(session)}
+    lead = session.execute(
+        sa.select(Incident.resolved_at, Postmortem.published_at)
+        .join(Postmortem, Postmortem.incident_id == Incident.id)
+        .where(Postmortem.status == PostmortemStatus.PUBLISHED, Postmortem.published_at.is_not(None),
+               Incident.resolved_at.is_not(None), *scope.where())).all()
+    high = [*scope.where(), Incident.severity.in_(HIGH_SEVERITIES)]
+    n_high = session.scalar(sa.select(sa.func.count()).select_from(Incident).where(*high))
+    # From the post-mortems' side: they are far fewer than the incidents (one per incident at most).
+    n_published = session.scalar(sa.select(sa.func.count()).select_from(Postmortem)
+                                 .join(Incident, Postmortem.incident_id == Incident.id)
+                                 .where(Postmortem.status == PostmortemStatus.PUBLISHED, *high))
+    return FollowThrough(
+        items=len(items), done=len(done), done_with_due=len(with_due),
+        done_on_time=sum(1 for i in with_due if i.closed_at.astimezone(UTC).date() <= i.due_date),
+        wont_do=sum(1 for i in items if i.status == ItemStatus.WONT_DO),
+        open=sum(1 for i in items if not i.status.is_closed), overdue=len(overdue),
+        days_to_done=Percentiles.of_values(
+            (i.closed_at.astimezone(UTC).date() - i.created_at.astimezone(UTC).date()).days
+            for i in done if i.closed_at is not None),
+        overdue_by_type=[(t.value, by_type[t.value]) for t in ItemType] + (
+            [("none", by_type["none"])] if by_type["none"] else []),
+        overdue_by_team=sorted((Group(teams[t].slug if t in teams else None, teams[t].name if t in teams
+                                      else "No team", n) for t, n in by_team.items()),
+                               key=lambda g: (-g.incidents, g.name)),
+        lead_time=Percentiles.of_values(whole_seconds(max((p - r).total_seconds(), 0.0)) for r, p in lead),
+        high_severity=n_high, high_severity_published=n_published, today=today)
+
+
+# --- a short-lived cache of figures -----------------------------------------------------------------
+
+_CACHE: dict[tuple, tuple[float, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_ENTRIES = 64
+
+
+def cached(kind: str, scope: Scope, compute: Callable[[], Any], seconds: float, *key: Any) -> Any:
+    """`compute()`, or what it gave for the same figures, scope and `key` less than `seconds` ago in this process.
+    The figures are plain data (no rows), so they outlive the request's session."""
+    if seconds <= 0:
+        return compute()
+    full = (kind, tuple(sorted(scope.args().items())), *key)
+    now = clock.monotonic()
+    hit = _CACHE.get(full)
+    if hit is not None and now - hit[0] < seconds:
+        return hit[1]
+    value = compute()
+    with _CACHE_LOCK:
+        if len(_CACHE) >= CACHE_ENTRIES:
+            for old in sorted(_CACHE, key=lambda k: _CACHE[k][0])[:len(_CACHE) - CACHE_ENTRIES + 1]:
+                _CACHE.pop(old, None)
+        _CACHE[full] = (now, value)
+    return value
+
+
+FIGURES: dict[str, Callable[[Session, Scope, date], Any]] = {
+    "response_times": lambda session, scope, today: response_times(session, scope),
+    "volume": lambda session, scope, today: volume(session, scope),
+    "factors": lambda session, scope, today: factors(session, scope),
+    "follow_through": follow_through,
+}
+
+
+def figures(session: Session, kind: str, scope: Scope, today: date, cache_seconds: float = 0) -> Any:
+    """One kind of FIGURES for the scope, through the cache when `cache_seconds` says so."""
+    return cached(kind, scope, lambda: FIGURES[kind](session, scope, today), cache_seconds, today)
+
+
+# --- the incidents behind a figure ------------------------------------------------------------------
+
+DRILL_FIGURES = ("factor", "bucket", "repeat", "source", "missing_postmortem", "overdue")
+
+
+def drill_down(session: Session, scope: Scope, args: Mapping[str, str], today: date) -> tuple[sa.Select, str]:
+    """The select of the incidents behind one figure (the scope plus `factor`, `bucket`, `repeat`, `source`,
+    `missing_postmortem`, `overdue`, `item_type`), and a sentence saying which they are. Bad values are a 422."""
+    clauses, said = list(scope.where()), []
+    if args.get("factor"):
+        category = session.scalar(sa.select(FactorCategory).where(FactorCategory.slug == args["factor"]))
+        if category is None:
+            raise Invalid(f"No contributing-factor category {args['factor']!r}.", {"factor": ["Unknown category."]})
+        clauses.append(Incident.id.in_(
+            sa.select(Postmortem.incident_id)
+            .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
+            .where(Postmortem.status == PostmortemStatus.PUBLISHED, ContributingFactor.category_id == category.id)))
+        said.append(f"whose published post-mortem names {category.name}")
+    if args.get("bucket"):
+        try:
+            first = parse_bucket(args["bucket"], scope.period)
+        except ValueError:
+            raise Invalid("bucket is a week (2026-W47) or a month (2026-11), as period says.",
+                          {"bucket": ["A week or month label."]}) from None
+        last = first + timedelta(days=7) if scope.period == "week" else (first + timedelta(days=32)).replace(day=1)
+        clauses += [Incident.started_at >= datetime.combine(first, time(), UTC),
+                    Incident.started_at < datetime.combine(last, time(), UTC)]
+        said.append(f"started in {args['bucket']}")
+    if args.get("repeat"):
+        clauses.append(Incident.repeat_of_id.is_not(None))
+        said.append("that repeat an earlier incident")
+    if args.get("source"):
+        clauses.append(Incident.source == args["source"])
+        said.append(f"opened by {args['source']}")
+    if args.get("missing_postmortem"):
+        clauses += [Incident.severity.in_(HIGH_SEVERITIES), ~sa.exists().where(
+            Postmortem.incident_id == Incident.id, Postmortem.status == PostmortemStatus.PUBLISHED)]
+        said.append("SEV1/SEV2 without a published post-mortem")
+    if args.get("overdue"):
+        item = [ActionItem.status.in_([ItemStatus.OPEN, ItemStatus.IN_PROGRESS]), ActionItem.due_date < today]
+        if args.get("item_type"):
+            if args["item_type"] not in [t.value for t in ItemType]:
+                raise Invalid("Unknown action item type.", {"item_type": [", ".join(t.value for t in ItemType)]})
+            item.append(ActionItem.type == args["item_type"])
+        clauses.append(Incident.id.in_(sa.select(Postmortem.incident_id).join(
+            ActionItem, ActionItem.postmortem_id == Postmortem.id).where(*item)))
+        said.append("with an overdue action item" + (f" of type {args['item_type']}" if args.get("item_type") else ""))
+    return sa.select(Incident).where(*clauses), ", ".join(said)
+
+
+def drill_incidents(session: Session, stmt: sa.Select, limit: int = DRILL_LIMIT) -> tuple[list[Incident], int]:
+    """The first `limit` incidents of a drill-down, newest impact first, and how many there are in all."""
+    total = session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+    rows = list(session.scalars(stmt.order_by(Incident.started_at.desc(), Incident.id.desc()).limit(limit)))
+    return rows, total
