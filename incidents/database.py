@@ -53,12 +53,24 @@ def render_migration_item(type_: str, obj, autogen_context):
 
 
 # Indexes that migrations create on PostgreSQL only (e.g. trigram search); not part of the models.
-POSTGRESQL_ONLY_INDEXES = frozenset({"ix_incident_title_trgm"})
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_incident_title_trgm", "ix_search_document_tsv"})
+
+
+# The full-text structures of migration 0015 that differ by database: SQLite's FTS5 table (and the shadow tables
+# FTS5 makes for it), PostgreSQL's tsvector column of search_document.
+FULL_TEXT_TABLES = ("search_fts",)
+FULL_TEXT_COLUMNS = frozenset({("search_document", "tsv")})
 
 
 def include_in_migrations(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave PostgreSQL-only indexes out of autogenerate comparisons."""
-    return not (type_ == "index" and reflected and name in POSTGRESQL_ONLY_INDEXES)
+    """Leave database-specific indexes and full-text structures out of autogenerate comparisons."""
+    if not reflected:
+        return True
+    if type_ == "index" and name in POSTGRESQL_ONLY_INDEXES:
+        return False
+    if type_ == "table" and name and name.startswith(FULL_TEXT_TABLES):
+        return False
+    return not (type_ == "column" and (getattr(obj.table, "name", None), name) in FULL_TEXT_COLUMNS)
 
 
 class Base(DeclarativeBase):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, selectinload
 
 from incidents import events
@@ -508,13 +508,25 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
     if f.q:
         q = f.q.strip()
         incident_id = _ref_id(q)
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        cond = Incident.title.ilike(like, escape="\\")
         if incident_id and q.lower().startswith("inc-"):
             stmt = stmt.where(Incident.id == incident_id)  # a reference is a primary-key lookup, no scan
         else:
+            cond = _text_filter()(session, q, Incident.id)
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
     return paginate(session, stmt, page, per_page)
+
+
+_TEXT_FILTER = "incidents.incident.text_filter"
+
+
+def set_text_filter(app: Flask, condition: Callable[[Session, str, sa.ColumnElement], sa.ColumnElement]) -> None:
+    """Let the search domain (above this one) answer the list's `q`: condition(session, q, Incident.id) is true for
+    the incidents whose text matches, and raises Invalid for a q without words."""
+    app.extensions[_TEXT_FILTER] = condition
+
+
+def _text_filter() -> Callable[[Session, str, sa.ColumnElement], sa.ColumnElement]:
+    return current_app.extensions[_TEXT_FILTER]
 
 
 # --- the war room: status updates, links, the stakeholder link, pins -----------------------------
