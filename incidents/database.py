@@ -183,9 +183,10 @@ class Page:
         return self.page < self.pages
 
 
-def paginate(session: Session, stmt: sa.Select, page: int, per_page: int) -> Page:
-    """Run one page of `stmt` plus a count of all its rows."""
+def paginate(session: Session, stmt: sa.Select, page: int, per_page: int, total: int | None = None) -> Page:
+    """Run one page of `stmt` plus a count of all its rows (unless the caller knows it from a cheaper index)."""
     page = max(1, page)
-    total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if total is None:
+        total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
     return Page(items=items, page=page, per_page=per_page, total=total)

@@ -1,6 +1,6 @@
 """search: one document per incident and per post-mortem, full-text indexed; the tag filter walks an index.
 
-`search_document` holds each incident's text (title; summary and notes) and each post-mortem's (title; sections,
+`search_document` (id: twice the incident's id, or twice the post-mortem's plus one) holds each incident's text (title; summary and notes) and each post-mortem's (title; sections,
 contributing factors, action items). SQLite indexes it with the FTS5 table `search_fts` (external content, kept in
 step by triggers); PostgreSQL with the generated tsvector column `tsv` (title weight A, body B) and a GIN index.
 Existing rows are indexed here, set-based (one INSERT ... SELECT per kind; the full-text index is built once
@@ -28,8 +28,8 @@ def _backfill(pg: bool) -> None:
     nl = "chr(10)" if pg else "char(10)"
     notes = f"(SELECT {agg('e.body')} FROM timeline_entry e WHERE e.incident_id = i.id AND e.kind = 'note')"
     op.execute(
-        "INSERT INTO search_document (kind, target_id, incident_id, created_at, title, body)"
-        f" SELECT 'incident', i.id, i.id, i.created_at, i.title, coalesce(i.summary, '') || coalesce({nl} || {notes}, '')"
+        "INSERT INTO search_document (id, kind, target_id, incident_id, created_at, title, body)"
+        f" SELECT 2 * i.id, 'incident', i.id, i.id, i.created_at, i.title, coalesce(i.summary, '') || coalesce({nl} || {notes}, '')"
         " FROM incident i")
     item_text = "a.title || ' ' || a.description"
     parts = [
@@ -40,8 +40,8 @@ def _backfill(pg: bool) -> None:
         " WHERE a.postmortem_id = p.id)",
     ]
     body = f" || {nl} || ".join(f"coalesce({p}, '')" for p in parts)
-    op.execute("INSERT INTO search_document (kind, target_id, incident_id, created_at, title, body)"
-               f" SELECT 'postmortem', p.id, p.incident_id, p.created_at, p.title, {body} FROM postmortem p")
+    op.execute("INSERT INTO search_document (id, kind, target_id, incident_id, created_at, title, body)"
+               f" SELECT 2 * p.id + 1, 'postmortem', p.id, p.incident_id, p.created_at, p.title, {body} FROM postmortem p")
 
 
 def upgrade() -> None:
@@ -49,7 +49,7 @@ def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
     op.create_table(
         'search_document',
-        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
         sa.Column('kind', sa.Enum('incident', 'postmortem', name='dockind', native_enum=False, length=20),
                   nullable=False),
         sa.Column('target_id', sa.Integer(), nullable=False),
@@ -60,7 +60,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], name=op.f('fk_search_document_incident_id_incident'),
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_search_document')),
-        sa.UniqueConstraint('kind', 'target_id', name=op.f('uq_search_document_kind_target_id')),
     )
     if pg:
         # PostgreSQL's parser reads <...> as an HTML tag and skips it (and whole <script> elements): angle
@@ -71,6 +70,7 @@ def upgrade() -> None:
     _backfill(pg)
     # Indexes after the rows: one sorted build instead of a million inserts into each.
     op.create_index('ix_search_document_kind_created', 'search_document', ['kind', 'created_at', 'id'])
+    op.create_index('ix_search_document_created', 'search_document', ['created_at', 'id'])
     op.create_index(op.f('ix_search_document_incident_id'), 'search_document', ['incident_id'])
     if pg:
         op.execute("CREATE INDEX ix_search_document_tsv ON search_document USING gin (tsv)")

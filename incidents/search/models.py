@@ -22,14 +22,20 @@ class DocKind(StrEnum):
     POSTMORTEM = "postmortem"
 
 
+def doc_id(kind: DocKind | str, target_id: int) -> int:
+    """A document's id says what it indexes: twice the incident's id, or twice the post-mortem's plus one. So the
+    full-text index alone (its rowid) answers "which incident" and "which kind", with no lookup of the rows."""
+    return 2 * target_id + (DocKind(kind) == DocKind.POSTMORTEM)
+
+
 class SearchDocument(Base):
     __tablename__ = "search_document"
     __table_args__ = (
-        sa.UniqueConstraint("kind", "target_id"),
         sa.Index("ix_search_document_kind_created", "kind", "created_at", "id"),
+        sa.Index("ix_search_document_created", "created_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # doc_id(kind, target_id)
     kind: Mapped[DocKind] = mapped_column(str_enum(DocKind))
     target_id: Mapped[int]  # the incident's or the post-mortem's id
     incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incident.id", ondelete="CASCADE"), index=True)

@@ -43,25 +43,68 @@ def _is_postgres(session: Session) -> bool:
 
 
 def _query_text(session: Session, words: list[str]) -> str:
+    """Every word required, each a prefix from two letters on (one letter is the word itself: a prefix of one
+    letter would match nearly every document)."""
     if _is_postgres(session):
-        return " & ".join(f"'{w}':*" for w in words)
-    return " ".join(f'"{w}"*' for w in words)
+        return " & ".join(f"'{w}'" + (":*" if len(w) > 1 else "") for w in words)
+    return " ".join(f'"{w}"' + ("*" if len(w) > 1 else "") for w in words)
 
 
-def _match(session: Session, query: str) -> sa.ColumnElement[bool]:
-    """The condition "this document matches", on search_document's columns."""
+def _kind(kind: str | None) -> DocKind | None:
+    if kind is None:
+        return None
+    try:
+        return DocKind(kind)
+    except ValueError:
+        raise Invalid("kind is incident or postmortem.", {"kind": ["incident or postmortem."]}) from None
+
+
+# SQLite: the FTS5 table's rowid is the document id, whose parity is its kind (models.doc_id).
+_FTS_IDS = "SELECT rowid FROM search_fts WHERE search_fts MATCH :fts_query"
+_PARITY = {None: "", DocKind.INCIDENT: " AND rowid % 2 = 0", DocKind.POSTMORTEM: " AND rowid % 2 = 1"}
+_TSQUERY = "to_tsquery('simple', :fts_query)"
+
+
+def _count(session: Session, query: str, kind: DocKind | None) -> int:
+    """Matching documents, counted in the full-text index alone (no row of search_document is read on SQLite)."""
     if _is_postgres(session):
-        return sa.text("search_document.tsv @@ to_tsquery('simple', :fts_query)").bindparams(fts_query=query)
-    return SearchDocument.id.in_(sa.text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts_query")
-                                 .bindparams(fts_query=query).columns(sa.column("rowid", sa.Integer)))
+        sql = f"SELECT count(*) FROM search_document WHERE tsv @@ {_TSQUERY}" + (" AND kind = :kind" if kind else "")
+    else:
+        sql = _FTS_IDS.replace("SELECT rowid", "SELECT count(*)") + _PARITY[kind]
+    return session.scalar(sa.text(sql), {"fts_query": query, "kind": kind and kind.value}) or 0
 
 
-def incident_condition(session: Session, q: str, incident_id: sa.ColumnElement) -> sa.ColumnElement[bool]:
-    """For the incident list's `q`: `incident_id` is that of a matching incident document (the incident domain
-    gets this through its text-filter hook, as it does not import this one)."""
+def _page_ids(session: Session, query: str, kind: DocKind | None, ranked: bool, limit: int, offset: int) -> list[int]:
+    params = {"fts_query": query, "kind": kind and kind.value, "limit": limit, "offset": offset}
+    if _is_postgres(session):
+        order = f"ts_rank(tsv, {_TSQUERY}) DESC, created_at DESC, id DESC" if ranked else "created_at DESC, id DESC"
+        sql = (f"SELECT id FROM search_document WHERE tsv @@ {_TSQUERY}" + (" AND kind = :kind" if kind else "") +
+               f" ORDER BY {order} LIMIT :limit OFFSET :offset")
+    elif ranked:
+        # bm25 is lower for better matches; the title weighs ten times the body.
+        sql = _FTS_IDS + _PARITY[kind] + " ORDER BY bm25(search_fts, 10.0, 1.0), rowid DESC LIMIT :limit OFFSET :offset"
+    else:
+        # Walks the (kind,) created_at index newest first, testing each document against the set of matches (`id + 0`:
+        # not the primary key, or SQLite would fetch every match by id and sort them all).
+        sql = (f"SELECT id FROM search_document WHERE id + 0 IN ({_FTS_IDS})" + (" AND kind = :kind" if kind else "") +
+               " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset")
+    return list(session.scalars(sa.text(sql), params))
+
+
+def incident_condition(session: Session, q: str, incident_id: sa.ColumnElement) -> tuple[sa.ColumnElement[bool], int]:
+    """For the incident list's `q`: (`incident_id` is that of an incident whose text matches, how many do).
+
+    The incident domain gets this through its text-filter hook, as it does not import this one. With many matches
+    the list should walk its own newest-first index and test each incident against the set of matches, so the
+    condition is on `incident_id + 0` (which no index serves); with few, the matches drive the lookup."""
     query = _query_text(session, _require_tokens(q))
-    return incident_id.in_(
-        sa.select(SearchDocument.target_id).where(SearchDocument.kind == DocKind.INCIDENT, _match(session, query)))
+    total = _count(session, query, DocKind.INCIDENT)
+    if _is_postgres(session):
+        ids = sa.text(f"SELECT target_id FROM search_document WHERE kind = 'incident' AND tsv @@ {_TSQUERY}")
+    else:
+        ids = sa.text(_FTS_IDS.replace("SELECT rowid", "SELECT rowid / 2") + _PARITY[DocKind.INCIDENT])
+    ids = ids.bindparams(fts_query=query).columns(sa.column("id", sa.Integer))
+    return ((incident_id + 0) if total > RANK_LIMIT else incident_id).in_(ids), total
 
 
 # --- results -----------------------------------------------------------------------------------------------------
@@ -99,32 +142,17 @@ def search(session: Session, q: str, kind: str | None = None, page: int = 1, per
     Ranking needs every match scored, so when more than RANK_LIMIT documents match, the page is newest first
     instead: a common word stays as fast as a rare one. Snippets are computed for the rows on the page only."""
     query = _query_text(session, _require_tokens(q))
-    if kind is not None:
-        try:
-            kind = DocKind(kind)
-        except ValueError:
-            raise Invalid("kind is incident or postmortem.", {"kind": ["incident or postmortem."]}) from None
+    kind = _kind(kind)
     page = max(1, page)
-    where = [_match(session, query)] + ([SearchDocument.kind == kind] if kind else [])
-    total = session.scalar(sa.select(sa.func.count()).select_from(SearchDocument).where(*where)) or 0
-    if total > RANK_LIMIT:
-        order = [SearchDocument.created_at.desc(), SearchDocument.id.desc()]
-    elif _is_postgres(session):
-        order = [sa.text("ts_rank(search_document.tsv, to_tsquery('simple', :fts_query)) DESC"),
-                 SearchDocument.created_at.desc(), SearchDocument.id.desc()]
-    else:
-        # bm25 is lower for better matches; the title column weighs ten times the body.
-        order = [sa.text("(SELECT bm25(search_fts, 10.0, 1.0) FROM search_fts WHERE search_fts MATCH :fts_query"
-                         " AND search_fts.rowid = search_document.id)"),
-                 SearchDocument.created_at.desc(), SearchDocument.id.desc()]
-    rows = session.execute(
+    total = _count(session, query, kind)
+    ids = _page_ids(session, query, kind, total <= RANK_LIMIT, per_page, (page - 1) * per_page) if total else []
+    docs = {d.id: d for d in session.execute(
         sa.select(SearchDocument.id, SearchDocument.kind, SearchDocument.target_id, SearchDocument.incident_id,
-                  SearchDocument.title, SearchDocument.created_at)
-        .where(*where).order_by(*order).limit(per_page).offset((page - 1) * per_page)
-        .params(fts_query=query)).all()
-    snippets = _snippets(session, query, [r.id for r in rows])
-    items = [Hit(kind=r.kind.value, id=r.target_id, incident_id=r.incident_id, ref=f"INC-{r.incident_id}",
-                 title=r.title, snippet=mark(snippets.get(r.id, "")), created_at=r.created_at) for r in rows]
+                  SearchDocument.title, SearchDocument.created_at).where(SearchDocument.id.in_(ids)))}
+    snippets = _snippets(session, query, ids)
+    items = [Hit(kind=d.kind.value, id=d.target_id, incident_id=d.incident_id, ref=f"INC-{d.incident_id}",
+                 title=d.title, snippet=mark(snippets.get(d.id, "")), created_at=d.created_at)
+             for d in (docs[i] for i in ids if i in docs)]
     return Page(items=items, page=page, per_page=per_page, total=total)
 
 
@@ -140,14 +168,16 @@ def _snippets(session: Session, query: str, ids: list[int]) -> dict[int, str]:
         rows = session.execute(sa.text(
             f"SELECT id, CASE WHEN to_tsvector('simple', {body}) @@ q"
             f" THEN ts_headline('simple', {body}, q, :opts) ELSE ts_headline('simple', {title}, q, :opts) END"
-            " FROM search_document, to_tsquery('simple', :fts_query) AS q WHERE id IN :ids")
+            f" FROM search_document, {_TSQUERY} AS q WHERE id IN :ids")
             .bindparams(sa.bindparam("ids", expanding=True)), {"fts_query": query, "opts": opts, "ids": ids})
     else:
-        # Column -1: FTS5 picks the column (title or body) with the most matches.
+        # Column -1: FTS5 picks the column (title or body) with the most matches. FTS5 answers `rowid IN (...)` by
+        # running the query once per id, so it gets the page's id range, and SQLite keeps the page's ids (`+rowid`).
         rows = session.execute(sa.text(
             f"SELECT rowid, snippet(search_fts, -1, '{_OPEN}', '{_CLOSE}', ' … ', 24) FROM search_fts"
-            " WHERE search_fts MATCH :fts_query AND rowid IN :ids")
-            .bindparams(sa.bindparam("ids", expanding=True)), {"fts_query": query, "ids": ids})
+            " WHERE search_fts MATCH :fts_query AND rowid BETWEEN :lo AND :hi AND +rowid IN :ids")
+            .bindparams(sa.bindparam("ids", expanding=True)),
+            {"fts_query": query, "ids": ids, "lo": min(ids), "hi": max(ids)})
     return {doc_id: text or "" for doc_id, text in rows}
 
 
@@ -161,15 +191,15 @@ def _agg(session: Session, expr: str) -> str:
 
 
 def _upsert(select_sql: str) -> str:
-    return ("INSERT INTO search_document (kind, target_id, incident_id, created_at, title, body) " + select_sql +
-            " ON CONFLICT (kind, target_id) DO UPDATE SET incident_id = excluded.incident_id,"
-            " created_at = excluded.created_at, title = excluded.title, body = excluded.body")
+    return ("INSERT INTO search_document (id, kind, target_id, incident_id, created_at, title, body) " + select_sql +
+            " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, title = excluded.title,"
+            " body = excluded.body")
 
 
 def _incident_sql(session: Session, where: str) -> str:
     notes = (f"(SELECT {_agg(session, 'e.body')} FROM timeline_entry e"
              " WHERE e.incident_id = i.id AND e.kind = 'note')")
-    return _upsert("SELECT 'incident', i.id, i.id, i.created_at, i.title,"
+    return _upsert("SELECT 2 * i.id, 'incident', i.id, i.id, i.created_at, i.title,"
                    f" coalesce(i.summary, '') || coalesce(char(10) || {notes}, '')"
                    f" FROM incident i WHERE {where}").replace("char(10)", _newline(session))
 
@@ -185,7 +215,7 @@ def _postmortem_sql(session: Session, where: str) -> str:
         f"(SELECT {_agg(session, _ITEM_TEXT)} FROM action_item a WHERE a.postmortem_id = p.id)",
     ]
     body = " || char(10) || ".join(f"coalesce({p}, '')" for p in parts)
-    return _upsert("SELECT 'postmortem', p.id, p.incident_id, p.created_at, p.title, " + body +
+    return _upsert("SELECT 2 * p.id + 1, 'postmortem', p.id, p.incident_id, p.created_at, p.title, " + body +
                    f" FROM postmortem p WHERE {where}").replace("char(10)", _newline(session))
 
 
