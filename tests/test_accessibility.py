@@ -91,6 +91,7 @@ def _demo(session, client) -> dict[str, str]:
         "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
         "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
         "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
+        "search": "/search?q=the", "search, no results": "/search?q=zzzzzz&kind=postmortem",
     }
     for kind, key in draft_sections.items():
         paths[f"post-mortem edit ({kind})"] = f"/postmortems/{ids['draft']}/sections/{key}"
