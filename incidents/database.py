@@ -169,6 +169,7 @@ class Page:
     page: int
     per_page: int
     total: int
+    at_least: bool = False  # `total` is a floor: counting stopped there (full-text matches past COUNT_LIMIT)
 
     @property
     def pages(self) -> int:
@@ -183,10 +184,11 @@ class Page:
         return self.page < self.pages
 
 
-def paginate(session: Session, stmt: sa.Select, page: int, per_page: int, total: int | None = None) -> Page:
+def paginate(session: Session, stmt: sa.Select, page: int, per_page: int, total: int | None = None,
+             at_least: bool = False) -> Page:
     """Run one page of `stmt` plus a count of all its rows (unless the caller knows it from a cheaper index)."""
     page = max(1, page)
     if total is None:
         total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, page=page, per_page=per_page, total=total)
+    return Page(items=items, page=page, per_page=per_page, total=total, at_least=at_least)

@@ -497,7 +497,7 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
     # Service and team come in two IN queries per page (tags are selectin already): no N+1 in lists.
     stmt = (sa.select(Incident).options(selectinload(Incident.service), selectinload(Incident.team))
             .order_by(Incident.created_at.desc(), Incident.id.desc()))
-    counts: list[int | None] = []  # one entry per filter: its own count when it has a cheap one
+    counts: list[tuple[int, bool] | None] = []  # per filter: (its own count, exact?) when it has a cheap one
     if f.status:
         stmt = stmt.where(Incident.status.in_([_choice(Status, s, 'status') for s in f.status]))
         counts.append(None)
@@ -516,7 +516,7 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
     if f.tag:
         tag = f.tag.lower()
         stmt = stmt.where(sa.exists().where(IncidentTag.incident_id == Incident.id, IncidentTag.name == tag))
-        counts.append(session.scalar(sa.select(sa.func.count()).where(IncidentTag.name == tag)))
+        counts.append((session.scalar(sa.select(sa.func.count()).where(IncidentTag.name == tag)) or 0, True))
     if f.q:
         q = f.q.strip()
         incident_id = _ref_id(q)
@@ -527,18 +527,20 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
             cond, matched = _text_filter()(session, q, Incident.id)
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
             counts.append(None if incident_id else matched)
-    return paginate(session, stmt, page, per_page, total=counts[0] if len(counts) == 1 else None)
+    known = counts[0] if len(counts) == 1 else None
+    return paginate(session, stmt, page, per_page, total=known and known[0], at_least=bool(known) and not known[1])
 
 
 _TEXT_FILTER = "incidents.incident.text_filter"
 
 
-TextFilter = Callable[[Session, str, sa.ColumnElement], tuple[sa.ColumnElement, int]]
+TextFilter = Callable[[Session, str, sa.ColumnElement], tuple[sa.ColumnElement, tuple[int, bool]]]
 
 
 def set_text_filter(app: Flask, condition: TextFilter) -> None:
     """Let the search domain (above this one) answer the list's `q`: condition(session, q, Incident.id) gives a
-    condition true for the incidents whose text matches and how many do; it raises Invalid for a q without words."""
+    condition true for the incidents whose text matches and (how many do, exactly or more); it raises Invalid for
+    a q without words."""
     app.extensions[_TEXT_FILTER] = condition
 
 

@@ -20,6 +20,7 @@ from incidents.search.models import DocKind, SearchDocument
 
 MAX_TOKENS = 8
 RANK_LIMIT = 1000  # more matches than this: newest first instead of by rank (see `search`)
+COUNT_LIMIT = 10_000  # matches are counted up to here; past it a page says "more than 10000"
 _WORD = re.compile(r"[^\W_]+")
 # Sentinels around matches in snippets: private-use characters, swapped for <mark> after escaping.
 _OPEN, _CLOSE = "\ue000", "\ue001"
@@ -65,13 +66,15 @@ _PARITY = {None: "", DocKind.INCIDENT: " AND rowid % 2 = 0", DocKind.POSTMORTEM:
 _TSQUERY = "to_tsquery('simple', :fts_query)"
 
 
-def _count(session: Session, query: str, kind: DocKind | None) -> int:
-    """Matching documents, counted in the full-text index alone (no row of search_document is read on SQLite)."""
+def _count(session: Session, query: str, kind: DocKind | None, limit: int) -> int:
+    """Matching documents, counted up to `limit` (PostgreSQL must visit each match's row, so a common word is
+    not counted to the end); on SQLite in the full-text index alone."""
     if _is_postgres(session):
-        sql = f"SELECT count(*) FROM search_document WHERE tsv @@ {_TSQUERY}" + (" AND kind = :kind" if kind else "")
+        sql = f"SELECT 1 FROM search_document WHERE tsv @@ {_TSQUERY}" + (" AND kind = :kind" if kind else "")
     else:
-        sql = _FTS_IDS.replace("SELECT rowid", "SELECT count(*)") + _PARITY[kind]
-    return session.scalar(sa.text(sql), {"fts_query": query, "kind": kind and kind.value}) or 0
+        sql = _FTS_IDS.replace("SELECT rowid", "SELECT 1") + _PARITY[kind]
+    return session.scalar(sa.text(f"SELECT count(*) FROM ({sql} LIMIT :limit) AS matches"),
+                          {"fts_query": query, "kind": kind and kind.value, "limit": limit}) or 0
 
 
 def _page_ids(session: Session, query: str, kind: DocKind | None, ranked: bool, limit: int, offset: int) -> list[int]:
@@ -91,20 +94,32 @@ def _page_ids(session: Session, query: str, kind: DocKind | None, ranked: bool, 
     return list(session.scalars(sa.text(sql), params))
 
 
-def incident_condition(session: Session, q: str, incident_id: sa.ColumnElement) -> tuple[sa.ColumnElement[bool], int]:
-    """For the incident list's `q`: (`incident_id` is that of an incident whose text matches, how many do).
+def incident_condition(session: Session, q: str,
+                       incident_id: sa.ColumnElement) -> tuple[sa.ColumnElement[bool], tuple[int, bool]]:
+    """For the incident list's `q`: (`incident_id` is that of an incident whose text matches, (how many do, exactly
+    or more)), counted up to COUNT_LIMIT.
 
     The incident domain gets this through its text-filter hook, as it does not import this one. With many matches
-    the list should walk its own newest-first index and test each incident against the set of matches, so the
-    condition is on `incident_id + 0` (which no index serves); with few, the matches drive the lookup."""
+    the list walks its own newest-first index and tests each incident (SQLite: membership in the set of matches,
+    on `incident_id + 0`, which no index serves; PostgreSQL: its document by primary key); with few, the matches
+    drive the lookup."""
     query = _query_text(session, _require_tokens(q))
-    total = _count(session, query, DocKind.INCIDENT)
+    total = _count(session, query, DocKind.INCIDENT, COUNT_LIMIT + 1)
+    many = total > RANK_LIMIT
     if _is_postgres(session):
+        if many:
+            match = sa.text(f"search_document.tsv @@ {_TSQUERY}").bindparams(fts_query=query)
+            return sa.exists().where(SearchDocument.id == 2 * incident_id, match), _counted(total)
         ids = sa.text(f"SELECT target_id FROM search_document WHERE kind = 'incident' AND tsv @@ {_TSQUERY}")
     else:
         ids = sa.text(_FTS_IDS.replace("SELECT rowid", "SELECT rowid / 2") + _PARITY[DocKind.INCIDENT])
     ids = ids.bindparams(fts_query=query).columns(sa.column("id", sa.Integer))
-    return ((incident_id + 0) if total > RANK_LIMIT else incident_id).in_(ids), total
+    return ((incident_id + 0) if many else incident_id).in_(ids), _counted(total)
+
+
+def _counted(total: int) -> tuple[int, bool]:
+    """(how many, exactly?) from a count that stopped at COUNT_LIMIT + 1."""
+    return min(total, COUNT_LIMIT), total <= COUNT_LIMIT
 
 
 # --- results -----------------------------------------------------------------------------------------------------
@@ -140,11 +155,12 @@ def search(session: Session, q: str, kind: str | None = None, page: int = 1, per
     (bm25 column weights / ts_rank of weights A and B).
 
     Ranking needs every match scored, so when more than RANK_LIMIT documents match, the page is newest first
-    instead: a common word stays as fast as a rare one. Snippets are computed for the rows on the page only."""
+    instead, and matches are counted up to COUNT_LIMIT only (the page says "more than"): a common word stays as
+    fast as a rare one. Snippets are computed for the rows on the page only."""
     query = _query_text(session, _require_tokens(q))
     kind = _kind(kind)
     page = max(1, page)
-    total = _count(session, query, kind)
+    total = _count(session, query, kind, COUNT_LIMIT + 1)
     ids = _page_ids(session, query, kind, total <= RANK_LIMIT, per_page, (page - 1) * per_page) if total else []
     docs = {d.id: d for d in session.execute(
         sa.select(SearchDocument.id, SearchDocument.kind, SearchDocument.target_id, SearchDocument.incident_id,
@@ -153,7 +169,8 @@ def search(session: Session, q: str, kind: str | None = None, page: int = 1, per
     items = [Hit(kind=d.kind.value, id=d.target_id, incident_id=d.incident_id, ref=f"INC-{d.incident_id}",
                  title=d.title, snippet=mark(snippets.get(d.id, "")), created_at=d.created_at)
              for d in (docs[i] for i in ids if i in docs)]
-    return Page(items=items, page=page, per_page=per_page, total=total)
+    total, exact = _counted(total)
+    return Page(items=items, page=page, per_page=per_page, total=total, at_least=not exact)
 
 
 def _snippets(session: Session, query: str, ids: list[int]) -> dict[int, str]:

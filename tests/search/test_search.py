@@ -231,3 +231,18 @@ def test_reindex_rebuilds_what_bulk_loads_left_out(session, app):
     assert "Indexed 2 documents" in result.output
     assert found(session, "bulk") == [("incident", stale.id)]
     assert found(session, "indexed") == [("incident", kept.id)] and found(session, "garbage") == []
+
+
+def test_many_matches_walk_the_list_and_the_count_stops(session, monkeypatch):
+    """Past RANK_LIMIT the list tests each incident as it walks newest first; past COUNT_LIMIT the total is a floor."""
+    made = [make_incident(title=f"Disk pressure {n}", severity="SEV3" if n % 2 else "SEV2") for n in range(4)]
+    make_incident(title="Unrelated")
+    monkeypatch.setattr(search, "RANK_LIMIT", 1)
+    monkeypatch.setattr(search, "COUNT_LIMIT", 3)
+    page = incidents.list_incidents(session, incidents.IncidentFilter(q="disk"), per_page=2)
+    assert [i.id for i in page.items] == [made[3].id, made[2].id]
+    assert (page.total, page.at_least) == (3, True)
+    odd = incidents.list_incidents(session, incidents.IncidentFilter(q="disk", severity=["SEV3"]))
+    assert [i.id for i in odd.items] == [made[3].id, made[1].id] and (odd.total, odd.at_least) == (2, False)
+    hits = search.search(session, "pressure")
+    assert (hits.total, hits.at_least) == (3, True) and len(hits.items) == 4
