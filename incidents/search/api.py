@@ -24,8 +24,9 @@ def search():
       summary: Full-text search
       description: >-
         Searches incidents (title, summary, notes) and post-mortems (title, sections, contributing factors, action
-        items). Every word must match, as a word or the start of one. A title match ranks above a match in the text;
-        past 1,000 matches the results are newest first. A q without any word is a 422.
+        items). Every word must match, as a word or the start of one (from two letters on). A title match ranks above
+        a match in the text; past 1,000 matches the results are newest first, and matches are counted up to 10,000
+        (total is then 10000, a floor). A q without any word is a 422.
       parameters: [{in: query, schema: SearchArgsSchema}]
       responses:
         200: {description: A page of matches, content: {application/json: {schema: SearchPageSchema}}}
