@@ -59,6 +59,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.slack import jobs as slack_jobs
 
     slack_jobs.init_app(app)
+    from incidents.search import subscribers as search_subscribers
+
+    search_subscribers.init_app(app)  # after the others: its handlers run last, in the table's order
     from incidents.action_item import schemas as item_schemas
     from incidents.tracker import schemas as tracker_schemas
 

@@ -23,6 +23,7 @@ from incidents.insights import api as insights_api
 from incidents.openapi import build_spec
 from incidents.postmortem import api as postmortem_api
 from incidents.report import api as report_api
+from incidents.search import api as search_api
 from incidents.tracker import api as tracker_api
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -113,7 +114,8 @@ def openapi():
 # --- the domains' routes, mounted as api.<domain> -----------------------------------------------
 
 DOMAINS: tuple[Blueprint, ...] = (action_item_api.bp, alert_api.bp, catalog_api.bp, incident_api.bp,
-                                  insights_api.bp, postmortem_api.bp, report_api.bp, tracker_api.bp)
+                                  insights_api.bp, postmortem_api.bp, report_api.bp, search_api.bp,
+                                  tracker_api.bp)
 
 csrf.exempt(bp)
 for _child in DOMAINS:

@@ -53,12 +53,24 @@ def render_migration_item(type_: str, obj, autogen_context):
 
 
 # Indexes that migrations create on PostgreSQL only (e.g. trigram search); not part of the models.
-POSTGRESQL_ONLY_INDEXES = frozenset({"ix_incident_title_trgm"})
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_incident_title_trgm", "ix_search_document_tsv"})
+
+
+# The full-text structures of migration 0015 that differ by database: SQLite's FTS5 table (and the shadow tables
+# FTS5 makes for it), PostgreSQL's tsvector column of search_document.
+FULL_TEXT_TABLES = ("search_fts",)
+FULL_TEXT_COLUMNS = frozenset({("search_document", "tsv")})
 
 
 def include_in_migrations(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave PostgreSQL-only indexes out of autogenerate comparisons."""
-    return not (type_ == "index" and reflected and name in POSTGRESQL_ONLY_INDEXES)
+    """Leave database-specific indexes and full-text structures out of autogenerate comparisons."""
+    if not reflected:
+        return True
+    if type_ == "index" and name in POSTGRESQL_ONLY_INDEXES:
+        return False
+    if type_ == "table" and name and name.startswith(FULL_TEXT_TABLES):
+        return False
+    return not (type_ == "column" and (getattr(obj.table, "name", None), name) in FULL_TEXT_COLUMNS)
 
 
 class Base(DeclarativeBase):
@@ -157,6 +169,7 @@ class Page:
     page: int
     per_page: int
     total: int
+    at_least: bool = False  # `total` is a floor: counting stopped there (full-text matches past COUNT_LIMIT)
 
     @property
     def pages(self) -> int:
@@ -171,9 +184,11 @@ class Page:
         return self.page < self.pages
 
 
-def paginate(session: Session, stmt: sa.Select, page: int, per_page: int) -> Page:
-    """Run one page of `stmt` plus a count of all its rows."""
+def paginate(session: Session, stmt: sa.Select, page: int, per_page: int, total: int | None = None,
+             at_least: bool = False) -> Page:
+    """Run one page of `stmt` plus a count of all its rows (unless the caller knows it from a cheaper index)."""
     page = max(1, page)
-    total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if total is None:
+        total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, page=page, per_page=per_page, total=total)
+    return Page(items=items, page=page, per_page=per_page, total=total, at_least=at_least)

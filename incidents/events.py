@@ -26,7 +26,13 @@ The subscribers (tests/test_events.py holds this table to the code):
     postmortem.published       notify.jobs.announce_publication      after commit: queue the notification
                                tracker.jobs.export_on_publish        in the transaction: outbox rows (auto export)
     action_item.overdue        notify.jobs.remind_overdue            after commit: queue the owner's reminder
-    the others                 none yet (the audit log and search index will read them, `<domain>.updated` and `auth.*`)
+    incident.declared, .note_added, .updated (title, summary)
+                               search.subscribers.index_incident     in the transaction: the incident's document
+    postmortem.started, .updated, .factor_added, .factor_removed
+                               search.subscribers.index_postmortem   in the transaction: the post-mortem's document
+    action_item.created, .updated (title, description), .deleted
+                               search.subscribers.index_action_item  in the transaction: its post-mortem's document
+    the others                 none yet (the audit log will read them, `<domain>.updated` and `auth.*`)
 """
 
 from __future__ import annotations
@@ -59,8 +65,13 @@ EVENTS: dict[str, str] = {
     "incident.note_added": "a note was added to an incident's timeline (incident_id, entry_id)",
     "incident.updated": "an incident's descriptive fields were edited (incident_id, changes)",
     "alert.received": "a delivery was accepted for an alert (alert_id, delivery_id, kind, incident_id)",
+    "postmortem.started": "a post-mortem was started from a template (postmortem_id, incident_id)",
     "postmortem.published": "a post-mortem was published (postmortem_id, incident_id)",
     "postmortem.updated": "a post-mortem's section was saved (postmortem_id, changes: {'sections.<key>': [...]})",
+    "postmortem.factor_added": "a contributing factor was added to a post-mortem (postmortem_id, factor_id)",
+    "postmortem.factor_removed": "a contributing factor was removed from a post-mortem (postmortem_id, factor_id)",
+    "action_item.created": "an action item was added to a post-mortem (action_item_id, postmortem_id)",
+    "action_item.deleted": "an action item was deleted (action_item_id, postmortem_id)",
     "action_item.overdue": "the daily scan found an item overdue since `since`, an ISO date "
                            "(action_item_id, incident_id, since)",
     "action_item.updated": "an action item's fields were edited (action_item_id, changes)",

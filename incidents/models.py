@@ -25,6 +25,7 @@ from incidents.postmortem.models import (  # noqa: F401
     SectionRevision,
 )
 from incidents.report.models import ReportRecipient  # noqa: F401
+from incidents.search.models import SearchDocument  # noqa: F401
 from incidents.slack.models import SlackChannel, SlackInbound, SlackOutbox  # noqa: F401
 from incidents.tracker.models import ShortcutDelivery, ShortcutExport, ShortcutSettings  # noqa: F401
 

@@ -79,6 +79,8 @@ def register(app: Flask) -> None:
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
     from incidents.report.views import bp as report_bp
+    from incidents.search.views import bp as search_bp
+    from incidents.search.views import search_cli
     from incidents.slack.views import bp as slack_bp
     from incidents.tracker.views import bp as tracker_bp
     from incidents.webhooks import hooks as webhooks_bp  # after alert.views and tracker.views added their routes
@@ -93,12 +95,13 @@ def register(app: Flask) -> None:
         return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp):
+               postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp, search_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(report_cli)
+    app.cli.add_command(search_cli)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
 

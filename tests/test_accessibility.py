@@ -93,6 +93,7 @@ def _demo(session, client) -> dict[str, str]:
         "insights, a year by month": "/insights?period=month&since=2025-12-01",
         "insights drill-down": "/insights/incidents?repeat=1", "notifications": "/account/notifications",
         "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
+        "search": "/search?q=the", "search, no results": "/search?q=zzzzzz&kind=postmortem",
     }
     for kind, key in draft_sections.items():
         paths[f"post-mortem edit ({kind})"] = f"/postmortems/{ids['draft']}/sections/{key}"

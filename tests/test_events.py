@@ -37,21 +37,28 @@ AFTER, IN_TX = events.AFTER_COMMIT, events.IN_TRANSACTION
 # Adding a subscriber is a conscious change: add it here and to the table in incidents/events.py.
 EXPECTED = {
     "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared"),
-                          (AFTER, "incidents.slack.jobs.open_channel")],
+                          (AFTER, "incidents.slack.jobs.open_channel"),
+                          (IN_TX, "incidents.search.subscribers.index_incident")],
     "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change"),
                                 (AFTER, "incidents.slack.jobs.follow_change")],
     "incident.severity_changed": [(AFTER, "incidents.slack.jobs.follow_change")],
     "incident.role_assigned": [(AFTER, "incidents.slack.jobs.follow_change")],
     "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update"),
                                (AFTER, "incidents.slack.jobs.follow_change")],
-    "incident.note_added": [],
-    "incident.updated": [(AFTER, "incidents.slack.jobs.follow_change")],
+    "incident.note_added": [(IN_TX, "incidents.search.subscribers.index_incident")],
+    "incident.updated": [(AFTER, "incidents.slack.jobs.follow_change"),
+                         (IN_TX, "incidents.search.subscribers.index_incident")],
     "alert.received": [],
+    "postmortem.started": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
     "postmortem.published": [(AFTER, "incidents.notify.jobs.announce_publication"),
                              (IN_TX, "incidents.tracker.jobs.export_on_publish")],
-    "postmortem.updated": [],
+    "postmortem.updated": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
+    "postmortem.factor_added": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
+    "postmortem.factor_removed": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
+    "action_item.created": [(IN_TX, "incidents.search.subscribers.index_action_item")],
+    "action_item.deleted": [(IN_TX, "incidents.search.subscribers.index_action_item")],
     "action_item.overdue": [(AFTER, "incidents.notify.jobs.remind_overdue")],
-    "action_item.updated": [],
+    "action_item.updated": [(IN_TX, "incidents.search.subscribers.index_action_item")],
     "auth.signed_in": [],
     "auth.sign_in_failed": [],
     "auth.user_created": [],
@@ -229,6 +236,45 @@ def _pm_updated(session):
             lambda _: {"postmortem_id": pm.id, "changes": {f"sections.{key}": ["", "What happened."]}})
 
 
+def _pm_started(session):
+    incident = make_resolved_incident()
+
+    def change():
+        return pm_services.start_postmortem(session, incident, "full-blameless").id
+
+    return change, lambda pm_id: {"postmortem_id": pm_id, "incident_id": incident.id}
+
+
+def _factor_added(session):
+    pm = make_postmortem()
+    return (lambda: pm_services.add_factor(session, pm, "configuration", "A flag default").id,
+            lambda factor_id: {"postmortem_id": pm.id, "factor_id": factor_id})
+
+
+def _factor_removed(session):
+    pm = make_postmortem()
+    factor = pm_services.add_factor(session, pm, "configuration", "A flag default")
+    session.commit()
+    factor_id = factor.id
+    return (lambda: pm_services.remove_factor(session, pm, factor_id),
+            lambda _: {"postmortem_id": pm.id, "factor_id": factor_id})
+
+
+def _item_created(session):
+    pm = make_postmortem()
+    return (lambda: items.create_action_item(session, pm, title="Add a timeout").id,
+            lambda item_id: {"action_item_id": item_id, "postmortem_id": pm.id})
+
+
+def _item_deleted(session):
+    pm = make_postmortem()
+    item = items.create_action_item(session, pm, title="Add a timeout")
+    session.commit()
+    item_id = item.id
+    return (lambda: items.delete_action_item(session, item),
+            lambda _: {"action_item_id": item_id, "postmortem_id": pm.id})
+
+
 def _item_updated(session):
     owner = make_user()
     pm = make_postmortem()
@@ -317,8 +363,13 @@ SCENARIOS: dict[str, Callable] = {
     "incident.note_added": _note_added,
     "incident.update_posted": _update_posted,
     "postmortem.published": _published,
+    "postmortem.started": _pm_started,
     "postmortem.updated": _pm_updated,
+    "postmortem.factor_added": _factor_added,
+    "postmortem.factor_removed": _factor_removed,
+    "action_item.created": _item_created,
     "action_item.updated": _item_updated,
+    "action_item.deleted": _item_deleted,
     "action_item.overdue": _overdue,
     "auth.signed_in": _signed_in,
     "auth.sign_in_failed": _sign_in_failed,

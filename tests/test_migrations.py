@@ -153,3 +153,94 @@ def test_migrations_import_no_app_code():
             elif isinstance(node, ast.Import):
                 modules |= {alias.name for alias in node.names}
         assert not {m for m in modules if m.split(".")[0] == "incidents"}, path.name
+
+
+def _upgrade_url(tmp_path) -> str:
+    """A scratch database of the run's kind: a SQLite file, or a PostgreSQL database beside the test one."""
+    import os
+
+    import sqlalchemy as sa
+
+    url = os.environ.get("INCIDENTS_TEST_DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return f"sqlite:///{tmp_path / 'upgrade.sqlite3'}"
+    base = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"{base.database}_upgrade"
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def test_search_upgrade_indexes_existing_incidents_and_postmortems(tmp_path):
+    """0015 indexes what exists at 0014, set-based: incidents with their notes (not other entries), post-mortems
+    with sections, factors and action items; afterwards the subscribers keep it current."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from incidents import create_app
+    from incidents.extensions import alembic
+    from incidents.incident import services as incidents
+    from incidents.search import services as search
+
+    app = create_app({"DATABASE_URL": _upgrade_url(tmp_path), "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        alembic.upgrade("0014_slack")
+        at = {"at": datetime(2026, 11, 1, tzinfo=UTC)}
+
+        def insert(conn, sql: str, **values) -> None:
+            conn.execute(sa.text(sql).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True))), at | values)
+
+        with db.engine.begin() as conn:  # as the app wrote them at 0014
+            for iid, title, summary in ((1, "Replication lag on orders", "Writes piled up"),
+                                        (2, "Checkout <errors>", "Cards declined")):
+                insert(conn, "INSERT INTO incident (id, title, summary, severity, status, created_at, updated_at,"
+                       " started_at, detected_at) VALUES (:id, :title, :summary, 'SEV2', 'resolved', :at, :at, :at,"
+                       " :at)", id=iid, title=title, summary=summary)
+            for kind, body in (("note", "Vacuum finished"), ("status", "Hippopotamus")):
+                insert(conn, "INSERT INTO timeline_entry (incident_id, kind, occurred_at, created_at, text, body,"
+                       " data) VALUES (1, :kind, :at, :at, 'x', :body, '{}')", kind=kind, body=body)
+            insert(conn, "INSERT INTO postmortem (id, incident_id, template_slug, template_name, template_version,"
+                   " status, title, created_at, updated_at, search_text) VALUES (1, 2, 'lightweight', 'Lightweight',"
+                   " 1, 'draft', 'Checkout review', :at, :at, '')")
+            insert(conn, "INSERT INTO postmortem_section (postmortem_id, key, position, title, guidance, kind,"
+                   " required, body, version, updated_at) VALUES (1, 'summary', 0, 'Summary', '', 'markdown', false,"
+                   " 'The token bucket drained', 1, :at)")
+            insert(conn, "INSERT INTO contributing_factor (postmortem_id, category_id, description, created_at)"
+                   " SELECT 1, min(id), 'Stale feature flag', :at FROM factor_category")
+            insert(conn, "INSERT INTO action_item (postmortem_id, title, description, priority, status,"
+                   " wont_do_reason, created_at, updated_at) VALUES (1, 'Alert on bucket', 'Page the owner', 'high',"
+                   " 'open', '', :at, :at)")
+
+        alembic.upgrade()
+
+        s = db.session
+
+        def found(q):
+            return [(h.kind, h.id) for h in search.search(s, q).items]
+
+        assert found("repl") == [("incident", 1)] and found("vacuum") == [("incident", 1)]
+        assert found("hippopotamus") == []  # a status entry is not a note
+        assert found("errors") == [("incident", 2)]
+        for q in ("bucket drained", "stale flag", "page owner", "checkout review"):
+            assert found(q) == [("postmortem", 1)], q
+        assert search.search(s, "declined").items[0].snippet == "Cards <mark>declined</mark>"
+        incidents.add_note(s, s.get(incidents.Incident, 2), "Walrus in the rack")
+        s.commit()
+        assert found("walrus") == [("incident", 2)]
+        _close(app)
+    _drop_upgrade_database(app.config["DATABASE_URL"])
+
+
+def _drop_upgrade_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    if url.startswith("postgres"):
+        target = sa.engine.make_url(url)
+        engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}"')
+        engine.dispose()

@@ -189,7 +189,9 @@ class IncidentListArgsSchema(PageArgsSchema):
     service = fields.String(metadata={"description": "Service slug or id."})
     team = fields.String(metadata={"description": "Team slug or id."})
     tag = fields.String(validate=validate.Length(max=50))
-    q = fields.String(validate=validate.Length(max=200), metadata={"description": "Text in the title, or a ref."})
+    q = fields.String(validate=validate.Length(max=200), metadata={
+        "description": "Words of the title, summary or notes (each may be the start of a word), or a ref (INC-42). "
+                       "A q without any word is a 422. With q alone, total counts up to 10,000 matches."})
     open = fields.Boolean(metadata={"description": "Only open incidents (ignored when status is given)."})
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, selectinload
 
 from incidents import events
@@ -490,32 +490,63 @@ def count_open_by_severity(session: Session) -> dict[str, int]:
 
 
 def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25) -> Page:
-    """Newest first, filtered; every filter is backed by an index on (column, created_at)."""
+    """Newest first, filtered; every filter is backed by an index on (column, created_at).
+
+    The tag and the text filters are tests on each incident as the list walks its newest-first index (a tag lookup
+    by primary key, membership in the set of text matches), rather than sorting every tagged or matching incident;
+    when one of them is the only filter, the count comes from its own index."""
     # Service and team come in two IN queries per page (tags are selectin already): no N+1 in lists.
     stmt = (sa.select(Incident).options(selectinload(Incident.service), selectinload(Incident.team))
             .order_by(Incident.created_at.desc(), Incident.id.desc()))
+    counts: list[tuple[int, bool] | None] = []  # per filter: (its own count, exact?) when it has a cheap one
     if f.status:
         stmt = stmt.where(Incident.status.in_([_choice(Status, s, 'status') for s in f.status]))
+        counts.append(None)
     elif f.open_only:
         stmt = stmt.where(Incident.status.in_(_OPEN))
+        counts.append(None)
     if f.severity:
         stmt = stmt.where(Incident.severity.in_([_choice(Severity, s, 'severity') for s in f.severity]))
+        counts.append(None)
     if f.service:
         stmt = stmt.where(Incident.service_id == catalog.get_service(session, f.service).id)
+        counts.append(None)
     if f.team:
         stmt = stmt.where(Incident.team_id == catalog.get_team(session, f.team).id)
+        counts.append(None)
     if f.tag:
-        stmt = stmt.where(Incident.id.in_(sa.select(IncidentTag.incident_id).where(IncidentTag.name == f.tag.lower())))
+        tag = f.tag.lower()
+        stmt = stmt.where(sa.exists().where(IncidentTag.incident_id == Incident.id, IncidentTag.name == tag))
+        counts.append((session.scalar(sa.select(sa.func.count()).where(IncidentTag.name == tag)) or 0, True))
     if f.q:
         q = f.q.strip()
         incident_id = _ref_id(q)
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        cond = Incident.title.ilike(like, escape="\\")
         if incident_id and q.lower().startswith("inc-"):
             stmt = stmt.where(Incident.id == incident_id)  # a reference is a primary-key lookup, no scan
+            counts.append(None)
         else:
+            cond, matched = _text_filter()(session, q, Incident.id)
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
-    return paginate(session, stmt, page, per_page)
+            counts.append(None if incident_id else matched)
+    known = counts[0] if len(counts) == 1 else None
+    return paginate(session, stmt, page, per_page, total=known and known[0], at_least=bool(known) and not known[1])
+
+
+_TEXT_FILTER = "incidents.incident.text_filter"
+
+
+TextFilter = Callable[[Session, str, sa.ColumnElement], tuple[sa.ColumnElement, tuple[int, bool]]]
+
+
+def set_text_filter(app: Flask, condition: TextFilter) -> None:
+    """Let the search domain (above this one) answer the list's `q`: condition(session, q, Incident.id) gives a
+    condition true for the incidents whose text matches and (how many do, exactly or more); it raises Invalid for
+    a q without words."""
+    app.extensions[_TEXT_FILTER] = condition
+
+
+def _text_filter() -> TextFilter:
+    return current_app.extensions[_TEXT_FILTER]
 
 
 # --- the war room: status updates, links, the stakeholder link, pins -----------------------------

@@ -84,6 +84,7 @@ def start_postmortem(session: Session, incident: Incident, template: str | int, 
         raise Conflict(f"{incident.ref} already has a post-mortem.") from None
     refresh_search_text(pm)
     session.flush()
+    events.emit(session, "postmortem.started", postmortem_id=pm.id, incident_id=incident.id)
     return pm
 
 
@@ -174,6 +175,7 @@ def add_factor(session: Session, pm: Postmortem, category: str | int, descriptio
     pm.factors.append(factor)
     session.flush()
     refresh_search_text(pm)
+    events.emit(session, "postmortem.factor_added", postmortem_id=pm.id, factor_id=factor.id)
     return factor
 
 
@@ -185,6 +187,7 @@ def remove_factor(session: Session, pm: Postmortem, factor_id: int) -> None:
     pm.factors.remove(factor)
     session.flush()
     refresh_search_text(pm)
+    events.emit(session, "postmortem.factor_removed", postmortem_id=pm.id, factor_id=factor_id)
 
 
 def add_participant(session: Session, pm: Postmortem, user_id: int | str, role: str = "") -> Participant:
