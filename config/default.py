@@ -157,3 +157,24 @@ METRICS_TOKEN = ""
 # The longest text it checks, in characters (longer is a 422), and the most findings one answer lists.
 BLAMELESS_MAX_TEXT = 100_000
 BLAMELESS_MAX_FINDINGS = 100
+
+# --- single sign-on with OpenID Connect (incidents/auth/sso.py; README "Single sign-on") ---
+# The provider's issuer URL (its discovery document is <issuer>/.well-known/openid-configuration). Empty: no SSO.
+OIDC_ISSUER = ""
+# The client registered at the provider; the secret belongs in INCIDENTS_OIDC_CLIENT_SECRET. Redirect URL to
+# register: <BASE_URL>/login/oidc/callback.
+OIDC_CLIENT_ID = ""
+OIDC_CLIENT_SECRET = ""
+# The ID token claim that lists the user's groups or roles (a list or one string).
+OIDC_ROLE_CLAIM = "groups"
+# Group -> role, as JSON: {"incident-admins": "admin", "sre": "responder"}; the highest mapped role wins, at every
+# sign-in. A bad JSON or unknown role stops the start.
+OIDC_ROLE_MAP = {}
+# The role of whoever no group maps: viewer, responder, admin, or none to refuse them.
+OIDC_DEFAULT_ROLE = "viewer"
+# Seconds to wait for the provider (discovery, keys, token exchange).
+OIDC_TIMEOUT = 10
+# True: the password form is off, except for the break-glass admins below (accounts with the admin role).
+SSO_ONLY = False
+# E-mail addresses (comma-separated, or a JSON list) of admins who may still sign in with a password when SSO_ONLY.
+BREAK_GLASS_ADMINS = ""
