@@ -146,7 +146,12 @@ def callback():
     if request.args.get("error"):  # the person cancelled, or the provider refused
         return _refused("The sign-in provider did not sign you in.", 401, "oidc_invalid")
     try:
-        token = _client().authorize_access_token()
+        client = _client()
+        # Authlib checks the audience only through `azp` unless told to: name the issuer and our client id.
+        token = client.authorize_access_token(claims_options={
+            "iss": {"essential": True, "values": [client.load_server_metadata().get("issuer")]},
+            "aud": {"essential": True, "values": [cfg.client_id]},
+        })
     except requests.RequestException as e:
         log.warning("OpenID provider unreachable at the callback: %s", type(e).__name__)
         return _refused("The sign-in provider is not answering; try again in a moment.", 502, "oidc_invalid")
