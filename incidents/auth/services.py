@@ -306,10 +306,12 @@ def role_from_claim(value: object, role_map: Mapping[str, Role], default: Role |
 
 
 def sign_in_with_oidc(session: Session, *, issuer: str, subject: str, email: str | None, email_verified: bool,
-                      name: str | None, role: Role | None, address: str) -> tuple[User | None, str | None]:
+                      name: str | None, role: Role | None, address: str,
+                      role_claimed: bool = True) -> tuple[User | None, str | None]:
     """The user an OpenID provider vouched for, made on the first sign-in and given the role the provider's groups
     map to at every sign-in; or (None, reason) when refused. Found by (issuer, subject); a first sign-in links to
-    the account with the same e-mail only when the provider says it verified that address, else makes one."""
+    the account with the same e-mail only when the provider says it verified that address, else makes one.
+    Without the role claim at all (`role_claimed` false: Google has no groups) an existing account keeps its role."""
     user = session.scalar(sa.select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
     email = (email or "").strip().lower()
     if user is None and email and email_verified:
@@ -318,6 +320,8 @@ def sign_in_with_oidc(session: Session, *, issuer: str, subject: str, email: str
             return _oidc_refused(session, email, address, "oidc_unmapped")
     if user is not None and not user.active:
         return _oidc_refused(session, email or user.email, address, "inactive")
+    if user is not None and not role_claimed:
+        role = user.role
     if role is None:
         return _oidc_refused(session, email or (user.email if user else subject), address, "oidc_unmapped")
     if user is None:

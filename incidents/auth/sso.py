@@ -167,7 +167,7 @@ def callback():
         db.session, issuer=claims["iss"], subject=str(claims["sub"]), email=claims.get("email"),
         email_verified=claims.get("email_verified") is True, name=claims.get("name"),
         role=services.role_from_claim(claims.get(cfg.role_claim), cfg.role_map, cfg.default_role),
-        address=request.remote_addr or "unknown",
+        address=request.remote_addr or "unknown", role_claimed=cfg.role_claim in claims,
     )
     db.session.commit()
     if user is None:

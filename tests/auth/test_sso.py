@@ -320,3 +320,21 @@ def test_role_from_claim():
     assert services.role_from_claim(["zzz"], role_map, Role.RESPONDER) == Role.RESPONDER
     assert services.role_from_claim(None, role_map, None) is None
     assert services.role_from_claim({"b": 1}, role_map, None) is None
+
+
+def test_without_a_role_claim_an_existing_account_keeps_its_role(app, client, provider):
+    """Google sends no groups: an admin's choice of role survives the next sign-in; a new account gets the default."""
+    provider.user("gina-sub", email="gina@example.com", email_verified=True)
+    assert sso(client, "gina-sub").status_code == 302
+    gina = services.get_user_by_email(db.session, "gina@example.com")
+    assert gina.role == Role.VIEWER
+    services.update_user(db.session, gina, role="responder")
+    db.session.commit()
+    assert sso(app.test_client(), "gina-sub").status_code == 302
+    db.session.refresh(gina)
+    assert gina.role == Role.RESPONDER
+
+    configure(app, default_role=None)  # nobody new without a mapped group, but the known keep signing in
+    assert sso(app.test_client(), "gina-sub").status_code == 302
+    provider.user("stranger-sub", email="stranger@example.com", email_verified=True)
+    assert sso(app.test_client(), "stranger-sub").status_code == 403
