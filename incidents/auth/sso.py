@@ -21,6 +21,7 @@ from joserfc.errors import JoseError
 
 from incidents.auth import services
 from incidents.auth.models import Role
+from incidents.database import writing
 from incidents.extensions import db
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,11 @@ def _client():
 
 
 def _refused(message: str, status: int, reason: str, email: str = ""):
-    services.record_sign_in_failure(db.session, email=email, address=request.remote_addr or "unknown",
-                                    reason=reason)
-    db.session.commit()
+    db.session.rollback()  # a GET: end its read transaction, so the write below takes SQLite's lock up front
+    with writing():
+        services.record_sign_in_failure(db.session, email=email, address=request.remote_addr or "unknown",
+                                        reason=reason)
+        db.session.commit()
     return render_template("auth/login.html", errors={"_": [message]}, email="", sso=settings()), status
 
 
@@ -163,13 +166,15 @@ def callback():
     claims = token.get("userinfo")
     if not claims or not claims.get("sub"):
         return _refused("Single sign-on failed: the provider sent no ID token.", 400, "oidc_invalid")
-    user, reason = services.sign_in_with_oidc(
-        db.session, issuer=claims["iss"], subject=str(claims["sub"]), email=claims.get("email"),
-        email_verified=claims.get("email_verified") is True, name=claims.get("name"),
-        role=services.role_from_claim(claims.get(cfg.role_claim), cfg.role_map, cfg.default_role),
-        address=request.remote_addr or "unknown", role_claimed=cfg.role_claim in claims,
-    )
-    db.session.commit()
+    db.session.rollback()  # as in _refused: the provider was asked with no transaction open, now write at once
+    with writing():
+        user, reason = services.sign_in_with_oidc(
+            db.session, issuer=claims["iss"], subject=str(claims["sub"]), email=claims.get("email"),
+            email_verified=claims.get("email_verified") is True, name=claims.get("name"),
+            role=services.role_from_claim(claims.get(cfg.role_claim), cfg.role_map, cfg.default_role),
+            address=request.remote_addr or "unknown", role_claimed=cfg.role_claim in claims,
+        )
+        db.session.commit()
     if user is None:
         message = {"inactive": "This account is deactivated; ask an admin.",
                    "oidc_unmapped": "Your account at the sign-in provider has no access to this site; ask an admin.",
