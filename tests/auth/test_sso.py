@@ -338,3 +338,21 @@ def test_without_a_role_claim_an_existing_account_keeps_its_role(app, client, pr
     assert sso(app.test_client(), "gina-sub").status_code == 302
     provider.user("stranger-sub", email="stranger@example.com", email_verified=True)
     assert sso(app.test_client(), "stranger-sub").status_code == 403
+
+
+def test_a_callback_with_no_state_or_code_is_a_400(app, client):
+    assert client.get("/login/oidc/callback").status_code == 400
+    assert client.get("/login/oidc/callback?code=abc&state=" + "x" * 5000).status_code == 400
+
+
+def test_without_an_issuer_there_is_no_sso(_app):
+    with _app.app_context():
+        _app.extensions["incidents.has_users"] = True  # past the first-run setup without making a user
+        try:
+            client = _app.test_client()
+            assert client.get("/login/oidc").status_code == 404
+            assert client.get("/login/oidc/callback?code=a&state=b").status_code == 404
+            page = client.get("/login").get_data(as_text=True)
+            assert "/login/oidc" not in page and 'name="password"' in page
+        finally:
+            _app.extensions.pop("incidents.has_users", None)
