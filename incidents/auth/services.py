@@ -293,8 +293,8 @@ def authenticate(session: Session, email: str, password: str, address: str, limi
 
 def record_sign_in_failure(session: Session, *, email: str, address: str, reason: str) -> None:
     """A sign-in refused before any account was looked at (a bad ID token, a replayed state, SSO-only mode)."""
-    events.emit(session, "auth.sign_in_failed", email=(email or "").strip().lower()[:254], address=address[:64],
-                reason=reason)
+    email = (email or "").replace("\x00", "").strip().lower()[:254]  # PostgreSQL stores no NUL in text
+    events.emit(session, "auth.sign_in_failed", email=email, address=address[:64], reason=reason)
 
 
 def role_from_claim(value: object, role_map: Mapping[str, Role], default: Role | None) -> Role | None:

@@ -137,9 +137,9 @@ def users():
 def _users_page(errors: dict, form, status: int = 200, *, invite_form=None):
     """The users page; `errors` go to the add form, or to the invite form when `invite_form` is given."""
     rows = db.session.scalars(sa.select(User).order_by(User.name)).all()
-    invite_errors = errors if invite_form is not None else {}
-    return render_template("auth/users.html", users=rows, roles=list(Role), errors={} if invite_form else errors,
-                           form=form, invite_errors=invite_errors, invite_form=invite_form or {},
+    inviting = invite_form is not None
+    return render_template("auth/users.html", users=rows, roles=list(Role), errors={} if inviting else errors,
+                           form=form, invite_errors=errors if inviting else {}, invite_form=invite_form or {},
                            invitations=services.open_invitations(db.session)), status
 
 

@@ -356,3 +356,10 @@ def test_without_an_issuer_there_is_no_sso(_app):
             assert "/login/oidc" not in page and 'name="password"' in page
         finally:
             _app.extensions.pop("incidents.has_users", None)
+
+
+def test_sso_only_refusal_records_an_email_with_a_nul_safely(app, client):
+    configure(app, only=True)
+    response = post_form(client, "/login", {"email": "x\x00@example.com", "password": PASSWORD})
+    assert response.status_code == 403
+    assert emitted(app, "auth.sign_in_failed")[-1]["email"] == "x@example.com"
