@@ -163,3 +163,24 @@ BLAMELESS_MAX_FINDINGS = 100
 # a year of a million incidents is seconds of scanning, and a dashboard is read far more often than it moves.
 # 0 computes every request afresh.
 INSIGHTS_CACHE_SECONDS = 60
+
+# --- single sign-on with OpenID Connect (incidents/auth/sso.py; README "Single sign-on") ---
+# The provider's issuer URL (its discovery document is <issuer>/.well-known/openid-configuration). Empty: no SSO.
+OIDC_ISSUER = ""
+# The client registered at the provider; the secret belongs in INCIDENTS_OIDC_CLIENT_SECRET. Redirect URL to
+# register: <BASE_URL>/login/oidc/callback.
+OIDC_CLIENT_ID = ""
+OIDC_CLIENT_SECRET = ""
+# The ID token claim that lists the user's groups or roles (a list or one string).
+OIDC_ROLE_CLAIM = "groups"
+# Group -> role, as JSON: {"incident-admins": "admin", "sre": "responder"}; the highest mapped role wins, at every
+# sign-in. A bad JSON or unknown role stops the start.
+OIDC_ROLE_MAP = {}
+# The role of whoever no group maps: viewer, responder, admin, or none to refuse them.
+OIDC_DEFAULT_ROLE = "viewer"
+# Seconds to wait for the provider (discovery, keys, token exchange).
+OIDC_TIMEOUT = 10
+# True: the password form is off, except for the break-glass admins below (accounts with the admin role).
+SSO_ONLY = False
+# E-mail addresses (comma-separated, or a JSON list) of admins who may still sign in with a password when SSO_ONLY.
+BREAK_GLASS_ADMINS = ""

@@ -46,6 +46,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     ext.alembic.init_app(app)
     ext.csrf.init_app(app)
     ext.login_manager.init_app(app)
+    from incidents.auth import sso
+
+    sso.init_app(app)  # checks the single sign-on settings: a bad role map stops the start here
 
     from incidents import jobs
 

@@ -66,7 +66,9 @@ def register(app: Flask) -> None:
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
     from incidents.api import bp as api_bp
+    from incidents.auth.accounts import bp as account_bp
     from incidents.auth.services import count_users, user_for_session
+    from incidents.auth.sso import bp as sso_bp
     from incidents.auth.views import bp as auth_bp
     from incidents.auth.views import users_cli
     from incidents.backup import backup_command, restore_command
@@ -94,8 +96,9 @@ def register(app: Flask) -> None:
     def _load_user(user_id: str):
         return user_for_session(db.session, user_id)
 
-    for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp, search_bp):
+    for bp in (health_bp, auth_bp, sso_bp, account_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp,
+               webhooks_bp, alert_bp, postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp,
+               search_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
     app.cli.add_command(integrations_cli)

@@ -139,6 +139,18 @@ def test_no_serious_violation_on_any_main_page(live_server, browser, session, cl
     phone.goto(live_server + "/login")
     found += [f"(phone) {line}" for line in violations(phone, axe)]
 
+    from incidents.auth import services as accounts  # the signed-out account pages: reset and invitation
+
+    admin = accounts.get_user_by_email(session, "admin@example.com")
+    secret = "browser-test-secret"  # the served app's (tests/browser.py)
+    invitation = accounts.invite(session, email="invited@example.com", role="responder", by=admin)
+    session.commit()
+    for path in ("/password/reset", f"/password/reset/{accounts.password_reset_token(admin, secret)}",
+                 f"/invitation/{accounts.invitation_token(invitation, secret)}"):
+        response = page.goto(live_server + path)
+        assert response.ok, f"{path} answered {response.status}"
+        found += violations(page, axe)
+
     assert not found, "axe-core found serious or critical violations:\n" + "\n".join(found)
 
 

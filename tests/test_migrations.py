@@ -1,5 +1,6 @@
 """The models and the migrations agree, and migrations build an empty database."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -136,6 +137,40 @@ def test_alert_sources_upgrade_a_database_with_integrations_and_alerts(tmp_path)
         integration.options = {"severity_label": "priority"}
         db.session.commit()
         assert db.session.get(Alert, 1).tags == ["team:core"]
+        _close(app)
+
+
+def test_accounts_upgrade_a_database_with_users(tmp_path):
+    """0017 gives existing users no OpenID identity (they keep their passwords) and starts with no invitation;
+    afterwards two users can share no identity."""
+    import sqlalchemy as sa
+
+    from incidents.auth.models import Invitation, Role, User
+    from incidents.extensions import alembic
+
+    app = _migrated_app(tmp_path, "0014_slack")
+    with app.app_context():
+        with db.engine.begin() as conn:  # as the app wrote them at 0014
+            for n in (1, 2):
+                conn.execute(sa.text(
+                    "INSERT INTO \"user\" (id, email, name, role, password_hash, active, created_at, session_version)"
+                    " VALUES (:id, :email, 'U', 'admin', 'hash', 1, '2026-11-01 00:00:00', 3)"),
+                    {"id": n, "email": f"u{n}@example.com"})
+
+        alembic.upgrade()
+
+        user = db.session.get(User, 1)
+        assert (user.email, user.role, user.password_hash, user.session_version) == (
+            "u1@example.com", Role.ADMIN, "hash", 3)
+        assert (user.oidc_issuer, user.oidc_subject) == (None, None)
+        assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == 0
+        user.oidc_issuer, user.oidc_subject = "https://id.example.com", "abc"
+        db.session.commit()
+        other = db.session.get(User, 2)
+        other.oidc_issuer, other.oidc_subject = "https://id.example.com", "abc"
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+        db.session.rollback()
         _close(app)
 
 

@@ -24,6 +24,8 @@ class Role(StrEnum):
 
 class User(UserMixin, Base):
     __tablename__ = "user"
+    # One account per identity at an OpenID provider: the issuer and its stable subject, never the e-mail.
+    __table_args__ = (sa.Index("ix_user_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -34,6 +36,9 @@ class User(UserMixin, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # In every session and remember cookie (get_id); bumping it signs the user out of every browser at once.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set at the first single sign-on; an account made by SSO alone has an unusable password hash.
+    oidc_issuer: Mapped[str | None] = mapped_column(sa.String(255))
+    oidc_subject: Mapped[str | None] = mapped_column(sa.String(255))
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", order_by="ApiToken.id")
 
@@ -67,6 +72,22 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Invitation(Base):
+    """An e-mailed invitation to make an account with `role`; its signed link works once, until `expires_at`."""
+
+    __tablename__ = "invitation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), index=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role))
+    invited_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when accepted or replaced by a newer invitation: the link is dead from then on.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
 
 
 class LoginAttempt(Base):

@@ -1,20 +1,23 @@
-"""Accounts: creating users, checking passwords with throttling, API tokens."""
+"""Accounts: creating users, checking passwords with throttling, single sign-on, password resets and invitations,
+API tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from incidents import events
-from incidents.auth.models import ApiToken, LoginAttempt, Role, User
+from incidents.auth.models import ApiToken, Invitation, LoginAttempt, Role, User
 from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
 from incidents.singleline import check_single_line, reject_nul
@@ -24,6 +27,10 @@ _DUMMY_HASH = _hasher.hash("timing equaliser")
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "inc_"  # noqa: S105 - a public prefix, not a secret
 TOKEN_STAMP_INTERVAL = timedelta(minutes=1)  # how stale an API token's last_used_at may get
+# The password hash of an account made by single sign-on: no password matches it (Argon2 refuses to parse it).
+NO_PASSWORD = "!sso"  # noqa: S105 - a marker no password can match, not a secret
+RESET_MAX_AGE = timedelta(hours=1)
+INVITATION_MAX_AGE = timedelta(days=7)
 
 
 class LoginThrottled(DomainError):
@@ -88,9 +95,10 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     return create_user(session, email=email, name=name, role=Role.ADMIN, password=password, via="setup")
 
 
-def create_user(session: Session, *, email: str, name: str, role: Role | str, password: str,
+def create_user(session: Session, *, email: str, name: str, role: Role | str, password: str | None,
                 via: str = "admin") -> User:
-    """Create an account; e-mails are unique and case-insensitive. `via` says how (admin, cli, setup, ...)."""
+    """Create an account; e-mails are unique and case-insensitive. `via` says how (admin, cli, setup, ...).
+    No password (None) only for single sign-on: the account then cannot sign in with one until it is reset."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise Invalid("A valid e-mail address is required.", {"email": ["Not a valid e-mail address."]})
@@ -101,10 +109,12 @@ def create_user(session: Session, *, email: str, name: str, role: Role | str, pa
         role = Role(role)
     except ValueError:
         raise Invalid(f"Unknown role {role!r}.", {"role": [f"One of: {', '.join(Role)}."]}) from None
-    _check_password_rules(password)
+    if password is not None:
+        _check_password_rules(password)
     if get_user_by_email(session, email):
         raise Conflict(f"A user with e-mail {email} already exists.", {"email": ["Already in use."]})
-    user = User(email=email, name=name.strip(), role=role, password_hash=hash_password(password))
+    user = User(email=email, name=name.strip(), role=role,
+                password_hash=hash_password(password) if password is not None else NO_PASSWORD)
     session.add(user)
     session.flush()
     events.emit(session, "auth.user_created", user_id=user.id, role=role.value, via=via)
@@ -137,6 +147,8 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
             raise Conflict("This is the last active admin; make another admin first.")
     if revoke:
         revoke_sessions(session, user)
+    if active is False:
+        _revoke_user_tokens(session, user)
     session.flush()
     after = {"name": user.name, "role": Role(user.role).value, "active": user.active}
     changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
@@ -145,6 +157,14 @@ def update_user(session: Session, user: User, *, name: str | None = None, role: 
     if changes:
         events.emit(session, "auth.user_updated", user_id=user.id, changes=changes, via=via)
     return user
+
+
+def _revoke_user_tokens(session: Session, user: User) -> None:
+    """Deactivation revokes the user's API tokens: like sessions, reactivating brings none of them back."""
+    for token in user.tokens:
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            events.emit(session, "auth.token_revoked", token_id=token.id, user_id=user.id)
 
 
 def revoke_sessions(session: Session, user: User) -> None:
@@ -266,6 +286,180 @@ def authenticate(session: Session, email: str, password: str, address: str, limi
     them so that no transaction is open while Argon2 runs."""
     sign_in = begin_sign_in(session, email, address, limits)
     return finish_sign_in(session, sign_in, check_password(sign_in, password))
+
+
+# --- single sign-on ---------------------------------------------------------------------------------
+
+
+def record_sign_in_failure(session: Session, *, email: str, address: str, reason: str) -> None:
+    """A sign-in refused before any account was looked at (a bad ID token, a replayed state, SSO-only mode)."""
+    email = (email or "").replace("\x00", "").strip().lower()[:254]  # PostgreSQL stores no NUL in text
+    events.emit(session, "auth.sign_in_failed", email=email, address=address[:64], reason=reason)
+
+
+def role_from_claim(value: object, role_map: Mapping[str, Role], default: Role | None) -> Role | None:
+    """The highest role the provider's groups (a list, or one string) map to; `default` when none maps (None:
+    refuse)."""
+    names = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+    mapped = [role_map[name] for name in names if isinstance(name, str) and name in role_map]
+    return max(mapped, key=lambda role: role.rank) if mapped else default
+
+
+def sign_in_with_oidc(session: Session, *, issuer: str, subject: str, email: str | None, email_verified: bool,
+                      name: str | None, role: Role | None, address: str,
+                      role_claimed: bool = True) -> tuple[User | None, str | None]:
+    """The user an OpenID provider vouched for, made on the first sign-in and given the role the provider's groups
+    map to at every sign-in; or (None, reason) when refused. Found by (issuer, subject); a first sign-in links to
+    the account with the same e-mail only when the provider says it verified that address, else makes one.
+    Without the role claim at all (`role_claimed` false: Google has no groups) an existing account keeps its role."""
+    user = session.scalar(sa.select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
+    email = (email or "").strip().lower()
+    if user is None and email and email_verified:
+        user = get_user_by_email(session, email)
+        if user is not None and user.oidc_subject is not None:  # another identity's account: never take it over
+            return _oidc_refused(session, email, address, "oidc_unmapped")
+    if user is not None and not user.active:
+        return _oidc_refused(session, email or user.email, address, "inactive")
+    if user is not None and not role_claimed:
+        role = user.role
+    if role is None:
+        return _oidc_refused(session, email or (user.email if user else subject), address, "oidc_unmapped")
+    if user is None:
+        if not email:
+            return _oidc_refused(session, subject, address, "oidc_invalid")
+        if get_user_by_email(session, email) is not None:  # an unverified address never claims an account
+            return _oidc_refused(session, email, address, "oidc_unmapped")
+        user = create_user(session, email=email, name=(name or "").strip()[:120] or email.partition("@")[0],
+                           role=role, password=None, via="sso")
+    elif user.role != role:
+        try:
+            with session.begin_nested():
+                update_user(session, user, role=role, via="sso")
+        except Conflict:
+            session.refresh(user)  # the last active admin stays one, whatever the provider's groups say
+    if user.oidc_subject is None:
+        user.oidc_issuer, user.oidc_subject = issuer, subject
+    session.flush()
+    events.emit(session, "auth.signed_in", user_id=user.id, method="oidc", address=address[:64])
+    return user, None
+
+
+def _oidc_refused(session: Session, email: str, address: str, reason: str) -> tuple[None, str]:
+    record_sign_in_failure(session, email=email, address=address, reason=reason)
+    return None, reason
+
+
+# --- password reset and invitations: signed links that work once ------------------------------------
+
+
+def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=f"incidents.auth.{purpose}")
+
+
+def _password_fingerprint(user: User) -> str:
+    """Changes with the password and the session version: a used reset link (or one sent before a deactivation or
+    a sign-out everywhere) is dead."""
+    return hashlib.sha256(f"{user.password_hash}:{user.session_version}".encode()).hexdigest()[:32]
+
+
+def password_reset_token(user: User, secret: str) -> str:
+    return _serializer(secret, "reset").dumps({"u": user.id, "f": _password_fingerprint(user)})
+
+
+def request_password_reset(session: Session, email: str, address: str, limits: LoginLimits) -> User | None:
+    """The active account to send a reset link to, or None; the caller answers the same either way (no account
+    enumeration). Throttled like sign-ins (429), each request counting as a failure of "reset:<e-mail>"."""
+    reject_nul(email=email)
+    email = email.strip().lower()[:254]
+    key, address, now = f"reset:{email}"[:254], address[:64], utcnow()
+    check_login_throttle(session, key, address, limits, now)
+    session.add(LoginAttempt(email=key, address=address, succeeded=False, at=now))
+    session.flush()
+    user = get_user_by_email(session, email)
+    return user if user is not None and user.active else None
+
+
+def user_for_reset(session: Session, token: str, secret: str) -> User | None:
+    """The account a reset link is for, while it is under an hour old and unused; else None."""
+    try:
+        data = _serializer(secret, "reset").loads(token, max_age=int(RESET_MAX_AGE.total_seconds()))
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("u"), int):
+        return None
+    user = session.get(User, data["u"])
+    if user is None or not user.active or data.get("f") != _password_fingerprint(user):
+        return None
+    return user
+
+
+def reset_password(session: Session, token: str, password: str, secret: str) -> User:
+    """Set a new password through a reset link; the link dies with it, and every session of the user ends."""
+    user = user_for_reset(session, token, secret)
+    if user is None:
+        raise Invalid("This reset link is invalid, used or expired; ask for a new one.")
+    return update_user(session, user, password=password, via="reset")
+
+
+def invite(session: Session, *, email: str, role: Role | str, by: User, now: datetime | None = None) -> Invitation:
+    """Invite `email` to make an account with `role`; a newer invitation to the same address replaces older ones."""
+    email = email.strip().lower()
+    reject_nul(email=email)
+    if "@" not in email or len(email) > 254:
+        raise Invalid("A valid e-mail address is required.", {"email": ["Not a valid e-mail address."]})
+    check_single_line(email=email)
+    try:
+        role = Role(role)
+    except ValueError:
+        raise Invalid(f"Unknown role {role!r}.", {"role": [f"One of: {', '.join(Role)}."]}) from None
+    if get_user_by_email(session, email):
+        raise Conflict(f"A user with e-mail {email} already exists.", {"email": ["Already in use."]})
+    now = now or utcnow()
+    session.execute(sa.update(Invitation).where(Invitation.email == email, Invitation.closed_at.is_(None))
+                    .values(closed_at=now))
+    invitation = Invitation(email=email, role=role, invited_by_id=by.id, created_at=now,
+                            expires_at=now + INVITATION_MAX_AGE)
+    session.add(invitation)
+    session.flush()
+    return invitation
+
+
+def invitation_token(invitation: Invitation, secret: str) -> str:
+    return _serializer(secret, "invitation").dumps({"i": invitation.id})
+
+
+def open_invitations(session: Session) -> Iterable[Invitation]:
+    return session.scalars(sa.select(Invitation).where(Invitation.closed_at.is_(None), Invitation.expires_at > utcnow())
+                           .order_by(Invitation.created_at.desc())).all()
+
+
+def find_invitation(session: Session, token: str, secret: str) -> Invitation | None:
+    """The open invitation a link is for (signed, unused, under 7 days old), else None."""
+    try:
+        data = _serializer(secret, "invitation").loads(token, max_age=int(INVITATION_MAX_AGE.total_seconds()))
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("i"), int):
+        return None
+    invitation = session.get(Invitation, data["i"])
+    if invitation is None or invitation.closed_at is not None or invitation.expires_at <= utcnow():
+        return None
+    return invitation
+
+
+def accept_invitation(session: Session, token: str, secret: str, *, name: str, password: str) -> User:
+    """Make the invited account (name and password chosen by the invitee); the link works once."""
+    invitation = find_invitation(session, token, secret)
+    if invitation is not None:  # two tabs accepting at once: the second finds it closed
+        serialize(session, f"auth:invitation:{invitation.id}")
+        session.refresh(invitation)
+    if invitation is None or invitation.closed_at is not None:
+        raise Invalid("This invitation is invalid, used or expired; ask an admin for a new one.")
+    user = create_user(session, email=invitation.email, name=name, role=invitation.role, password=password,
+                       via="invitation")
+    invitation.closed_at, invitation.user_id = utcnow(), user.id
+    session.flush()
+    return user
 
 
 def _hash_token(token: str) -> str:

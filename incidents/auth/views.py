@@ -11,6 +11,7 @@ from flask_login import login_user, logout_user
 from incidents.auth import services
 from incidents.auth.models import Role, User
 from incidents.auth.permissions import actor, require
+from incidents.auth.sso import settings as sso_settings
 from incidents.errors import DomainError
 from incidents.extensions import db
 from incidents.forms import form_errors
@@ -45,7 +46,13 @@ def login():
     errors: dict = {}
     status = 200
     headers = {}
-    if request.method == "POST":
+    sso = sso_settings()
+    if request.method == "POST" and not _password_sign_in_allowed(sso, request.form.get("email", "")):
+        services.record_sign_in_failure(db.session, email=request.form.get("email", ""),
+                                        address=request.remote_addr or "unknown", reason="sso_only")
+        db.session.commit()
+        errors, status = {"_": ["Password sign-in is off: use single sign-on."]}, 403
+    elif request.method == "POST":
         try:
             sign_in = services.begin_sign_in(
                 db.session, request.form.get("email", ""), request.remote_addr or "unknown",
@@ -63,7 +70,16 @@ def login():
                 _start_session(user, remember=bool(request.form.get("remember")))
                 return redirect(_next_page())
             errors, status = {"_": ["Wrong e-mail or password."]}, 401
-    return render_template("auth/login.html", errors=errors, email=request.form.get("email", "")), status, headers
+    return render_template("auth/login.html", errors=errors, email=request.form.get("email", ""), sso=sso), status, \
+        headers
+
+
+def _password_sign_in_allowed(sso, email: str) -> bool:
+    """With SSO_ONLY, only the break-glass admins may use a password (an admin listed there, nobody else)."""
+    if not sso.only:
+        return True
+    user = services.get_user_by_email(db.session, email) if sso.password_allowed(email) else None
+    return user is not None and user.role == Role.ADMIN
 
 
 @bp.post("/logout")
@@ -118,9 +134,13 @@ def users():
     return _users_page({}, {})
 
 
-def _users_page(errors: dict, form, status: int = 200):
+def _users_page(errors: dict, form, status: int = 200, *, invite_form=None):
+    """The users page; `errors` go to the add form, or to the invite form when `invite_form` is given."""
     rows = db.session.scalars(sa.select(User).order_by(User.name)).all()
-    return render_template("auth/users.html", users=rows, roles=list(Role), errors=errors, form=form), status
+    inviting = invite_form is not None
+    return render_template("auth/users.html", users=rows, roles=list(Role), errors={} if inviting else errors,
+                           form=form, invite_errors=errors if inviting else {}, invite_form=invite_form or {},
+                           invitations=services.open_invitations(db.session)), status
 
 
 @bp.post("/admin/users")
