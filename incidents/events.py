@@ -78,7 +78,8 @@ EVENTS: dict[str, str] = {
     "auth.signed_in": "a person signed in (user_id, method: password or oidc, address)",
     "auth.sign_in_failed": "a sign-in was refused (email, address, reason: a short code such as bad_password)",
     "auth.user_created": "an account was made (user_id, role, via: admin, cli, setup, invitation, sso)",
-    "auth.user_updated": "an account was edited (user_id, changes, via); a password shows only as changed",
+    "auth.user_updated": "an account was edited (user_id, changes, via: admin, cli, sso, reset); a password shows "
+                         "only as changed",
     "auth.token_created": "an API token was made (token_id, user_id)",
     "auth.token_revoked": "an API token was revoked (token_id, user_id)",
 }
