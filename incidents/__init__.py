@@ -59,6 +59,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.slack import jobs as slack_jobs
 
     slack_jobs.init_app(app)
+    from incidents.audit import recording as audit_recording
+
+    audit_recording.init_app(app)  # after the others: an audit row records what the change's own rows did
     from incidents.action_item import schemas as item_schemas
     from incidents.tracker import schemas as tracker_schemas
 

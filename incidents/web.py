@@ -66,6 +66,8 @@ def register(app: Flask) -> None:
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
     from incidents.api import bp as api_bp
+    from incidents.audit.views import audit_cli
+    from incidents.audit.views import bp as audit_bp
     from incidents.auth.services import count_users, user_for_session
     from incidents.auth.views import bp as auth_bp
     from incidents.auth.views import users_cli
@@ -92,9 +94,10 @@ def register(app: Flask) -> None:
         return user_for_session(db.session, user_id)
 
     for bp in (health_bp, auth_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp, webhooks_bp, alert_bp,
-               postmortem_bp, action_item_bp, report_bp, tracker_bp, slack_bp):
+               postmortem_bp, action_item_bp, report_bp, tracker_bp, slack_bp, audit_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(integrations_cli)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(report_cli)
