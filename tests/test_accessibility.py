@@ -90,7 +90,8 @@ def _demo(session, client) -> dict[str, str]:
         "template new": "/admin/postmortem-templates/new", "factors": "/admin/contributing-factors",
         "phrases": "/admin/blameless-phrases", "report settings": "/debt/settings", "report": "/debt/report",
         "tech debt": "/debt", "debt items": "/debt/items", "notifications": "/account/notifications",
-        "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
+        "tokens": "/account/tokens", "all tokens": "/admin/tokens", "audit log": "/admin/audit",
+        "stakeholder view": f"/status/{status_token}",
     }
     for kind, key in draft_sections.items():
         paths[f"post-mortem edit ({kind})"] = f"/postmortems/{ids['draft']}/sections/{key}"
