@@ -304,3 +304,44 @@ def test_the_api_filters_by_actor(app, client, admin, session, actor_filter):
     r = client.get(f"/api/v1/audit?{actor_filter}&kind=auth.user_updated",
                    headers={"Authorization": f"Bearer {admin_token}"})
     assert [i["object"]["id"] for i in r.get_json()["items"]] == [victim.id]
+
+
+def test_deliveries_committed_together_each_keep_their_integration_and_one_chain(app, session, monkeypatch):
+    """The webhook writer applies several deliveries in one transaction: each row names its own sender and
+    address, the chain's last hash is read once and carried along, and the chain verifies."""
+    import copy
+
+    from incidents.actor import Actor
+    from incidents.alert import batching
+    from incidents.alert import services as alert_services
+    from incidents.alert.sources import parse
+    from incidents.database import utcnow
+
+    batcher = batching.Batcher(app)
+    monkeypatch.setitem(app.extensions, batching.EXTENSION, batcher)
+    shop, shop_token = make_integration("rollbar", "shop")
+    api, api_token = make_integration("rollbar", "api")
+    works = []
+    for n, (row, token) in enumerate([(shop, shop_token), (api, api_token), (shop, shop_token)], 1):
+        info = alert_services.integration_for_token(session, "rollbar", token)
+        payload = copy.deepcopy(alert_fixture("rollbar_new_item_production"))
+        payload["data"]["item"]["id"] = 900000100 + n
+        payload["data"]["item"]["counter"] = 100 + n
+        raw = json.dumps(payload)
+        parsed = parse("rollbar", json.loads(raw))[0]
+        work = batching.Work(info, parsed, raw, {}, utcnow(), alert_services.dedup_key(parsed, raw.encode()))
+        work.acting = (Actor("integration", row.id, f"rollbar integration {row.name}"), f"192.0.2.{n}")
+        works.append(work)
+    start = last_id()
+    session.rollback()
+    for work in works:
+        batcher._queue.put(work)
+    batcher._ensure_running()
+    for work in works:
+        assert work.done.wait(30) and work.alone is None
+    assert batcher.batches == 1 and batcher.batched == 3
+    # in the order the writer applied them (its lock order: by integration, then alert)
+    applied = sorted(works, key=batching.lock_order)
+    assert [(e.kind, e.actor_id, e.address) for e in rows_after(start)] == [
+        ("incident.declared", w.acting[0].id, w.acting[1]) for w in applied]
+    assert audit.verify(session).ok
