@@ -63,6 +63,12 @@ def snapshot() -> tuple[Actor, str | None]:
     return current(), address()
 
 
+def become(who: Actor) -> None:
+    """Act as `who` for the rest of the running job (a Slack user's command): the job runner runs every job
+    inside `acting(SYSTEM)`, which undoes this when the job ends."""
+    _acting.set((who, None))
+
+
 @contextlib.contextmanager
 def acting(who: tuple[Actor, str | None]):
     """Run the block as `who` (an actor and an address), e.g. a delivery applied by the webhook writer."""
