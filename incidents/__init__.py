@@ -65,6 +65,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.search import subscribers as search_subscribers
 
     search_subscribers.init_app(app)  # after the others: its handlers run last, in the table's order
+
+    from incidents.audit import recording as audit_recording
+
+    audit_recording.init_app(app)  # after the others: an audit row records what the change's own rows did
     from incidents.action_item import schemas as item_schemas
     from incidents.tracker import schemas as tracker_schemas
 

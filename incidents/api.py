@@ -11,7 +11,9 @@ from flask import Blueprint, current_app, g, jsonify, request
 from marshmallow import Schema, fields
 
 from incidents.action_item import api as action_item_api
+from incidents.actor import Actor
 from incidents.alert import api as alert_api
+from incidents.audit import api as audit_api
 from incidents.auth import services as auth_services
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
@@ -34,9 +36,11 @@ def _authenticate():
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        found = auth_services.find_token(db.session, token.strip())
+        found = auth_services.find_token(db.session, token.strip())  # an expired token: 401 saying so
         if found is not None:
-            g.api_user = found.user
+            g.api_user, g.api_token = found.user, found
+            g.actor = Actor("token", found.id, f"token {found.prefix}… ({found.name or 'unnamed'}) of "
+                                               f"{found.user.name} <{found.user.email}>")
             if auth_services.stamp_due(found):
                 _stamp(found.id)
 
@@ -48,7 +52,7 @@ def _stamp(token_id: int) -> None:
     db.session.commit()  # ends what the request has read so far, so the stamp never waits behind this request
     try:
         with writing():
-            auth_services.stamp_token(db.session, token_id)
+            auth_services.stamp_token(db.session, token_id, request.remote_addr)
             db.session.commit()
     except sa.exc.OperationalError:
         db.session.rollback()
@@ -113,9 +117,9 @@ def openapi():
 
 # --- the domains' routes, mounted as api.<domain> -----------------------------------------------
 
-DOMAINS: tuple[Blueprint, ...] = (action_item_api.bp, alert_api.bp, catalog_api.bp, incident_api.bp,
-                                  insights_api.bp, postmortem_api.bp, report_api.bp, search_api.bp,
-                                  tracker_api.bp)
+DOMAINS: tuple[Blueprint, ...] = (action_item_api.bp, alert_api.bp, audit_api.bp, catalog_api.bp,
+                                  incident_api.bp, insights_api.bp, postmortem_api.bp, report_api.bp,
+                                  search_api.bp, tracker_api.bp)
 
 csrf.exempt(bp)
 for _child in DOMAINS:

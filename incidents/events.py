@@ -32,7 +32,13 @@ The subscribers (tests/test_events.py holds this table to the code):
                                search.subscribers.index_postmortem   in the transaction: the post-mortem's document
     action_item.created, .updated (title, description), .deleted
                                search.subscribers.index_action_item  in the transaction: its post-mortem's document
-    the others                 none yet (the audit log will read them, `<domain>.updated` and `auth.*`)
+    incident.declared, .status_changed, .role_assigned, .updated; postmortem.published, .updated,
+    .template_changed, .category_changed, .phrase_changed; action_item.created, .updated, .deleted;
+    alert.integration_created, .integration_updated, .integration_token_rotated; tracker.settings_changed;
+    report.recipients_changed; auth.*  (every auth event)
+                               audit.recording.record                in the transaction: the audit row
+    the others                 none yet (incident.severity_changed: its incident.updated carries the severity;
+                               alert.received is per delivery, never audited)
 """
 
 from __future__ import annotations
@@ -70,17 +76,27 @@ EVENTS: dict[str, str] = {
     "postmortem.updated": "a post-mortem's section was saved (postmortem_id, changes: {'sections.<key>': [...]})",
     "postmortem.factor_added": "a contributing factor was added to a post-mortem (postmortem_id, factor_id)",
     "postmortem.factor_removed": "a contributing factor was removed from a post-mortem (postmortem_id, factor_id)",
-    "action_item.created": "an action item was added to a post-mortem (action_item_id, postmortem_id)",
-    "action_item.deleted": "an action item was deleted (action_item_id, postmortem_id)",
+    "alert.integration_created": "a webhook integration was made (integration_id, source, name)",
+    "alert.integration_updated": "an integration's settings or routing rules were edited (integration_id, changes); "
+                                 "a signing secret shows only as set or changed",
+    "alert.integration_token_rotated": "an integration got a new token, the old one stops working "
+                                       "(integration_id, changes: {'token_hint': [old, new]})",
+    "postmortem.template_changed": "a post-mortem template was made or edited (template_id, changes)",
+    "postmortem.category_changed": "a contributing-factor category was made or edited (category_id, changes)",
+    "postmortem.phrase_changed": "a blameless coach phrase was added or edited (phrase_id, changes)",
     "action_item.overdue": "the daily scan found an item overdue since `since`, an ISO date "
                            "(action_item_id, incident_id, since)",
     "action_item.updated": "an action item's fields were edited (action_item_id, changes)",
+    "action_item.created": "an action item was added (action_item_id, postmortem_id, changes: its fields)",
+    "action_item.deleted": "an action item was removed (action_item_id, postmortem_id, changes: its fields)",
+    "tracker.settings_changed": "a team's Shortcut card settings were saved (team_id or None, changes)",
+    "report.recipients_changed": "the weekly report's recipients were replaced (team_id or None, changes)",
     "auth.signed_in": "a person signed in (user_id, method: password or oidc, address)",
     "auth.sign_in_failed": "a sign-in was refused (email, address, reason: a short code such as bad_password)",
     "auth.user_created": "an account was made (user_id, role, via: admin, cli, setup, invitation, sso)",
     "auth.user_updated": "an account was edited (user_id, changes, via: admin, cli, sso, reset); a password shows "
                          "only as changed",
-    "auth.token_created": "an API token was made (token_id, user_id)",
+    "auth.token_created": "an API token was made (token_id, user_id, scope, expires_at: ISO or None)",
     "auth.token_revoked": "an API token was revoked (token_id, user_id)",
 }
 
@@ -139,7 +155,7 @@ def subscribers() -> dict[str, list[tuple[str, str]]]:
                    for s in reg.subscribers.get(name, ())] for name in EVENTS}
 
 
-def emit(session: Session, name: str, **data: Any) -> Event:
+def emit(session: Session, name: str, /, **data: Any) -> Event:
     """Announce `name`: in-transaction handlers run now, after-commit handlers once the change commits."""
     if name not in EVENTS:
         raise ValueError(f"unknown event {name!r}; add it to incidents.events.EVENTS")
@@ -152,6 +168,12 @@ def emit(session: Session, name: str, **data: Any) -> Event:
     for handler in reg.of(name, AFTER_COMMIT):
         run_after_commit(session, _bind(handler, ev))
     return ev
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list]:
+    """The `changes` of an event: {field: [before, after]} for each field whose value differs (a field missing on
+    one side is None there, so a creation diffs against {} and a deletion against {})."""
+    return {k: [before.get(k), after.get(k)] for k in {**before, **after} if before.get(k) != after.get(k)}
 
 
 def _bind(handler: Callable[[Event], Any], ev: Event) -> Callable[[], Any]:

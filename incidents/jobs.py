@@ -36,7 +36,7 @@ from huey.exceptions import TaskException
 from huey.storage import SqliteStorage
 from sqlalchemy.orm import Session
 
-from incidents import events, logs, metrics
+from incidents import actor, events, logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class _Traced:
     def execute(self, task, timestamp=None):
         token = logs.request_id.set(task.kwargs.get(_REQUEST_ID) if task.kwargs else None)
         try:
-            return super().execute(task, timestamp)
+            with actor.acting((actor.SYSTEM, None)):  # a job acts as the system unless it says whom (actor.become)
+                return super().execute(task, timestamp)
         finally:
             logs.request_id.reset(token)
 

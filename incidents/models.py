@@ -8,6 +8,7 @@ from sqlalchemy.orm import configure_mappers
 
 from incidents.action_item.models import ActionItem  # noqa: F401
 from incidents.alert.models import Alert, Delivery, Integration  # noqa: F401
+from incidents.audit.models import AuditEntry  # noqa: F401
 from incidents.auth.models import ApiToken, Invitation, LoginAttempt, User  # noqa: F401
 from incidents.catalog.models import Service, Team  # noqa: F401
 from incidents.incident.models import Incident, IncidentTag, TimelineEntry  # noqa: F401

@@ -67,6 +67,8 @@ def register(app: Flask) -> None:
     from incidents.alert.views import bp as alert_bp
     from incidents.api import bp as api_bp
     from incidents.auth.accounts import bp as account_bp
+    from incidents.audit.views import audit_cli
+    from incidents.audit.views import bp as audit_bp
     from incidents.auth.services import count_users, user_for_session
     from incidents.auth.sso import bp as sso_bp
     from incidents.auth.views import bp as auth_bp
@@ -98,9 +100,10 @@ def register(app: Flask) -> None:
 
     for bp in (health_bp, auth_bp, sso_bp, account_bp, incident_bp, status_bp, catalog_bp, api_bp, notify_bp,
                webhooks_bp, alert_bp, postmortem_bp, action_item_bp, report_bp, insights_bp, tracker_bp, slack_bp,
-               search_bp):
+               search_bp, audit_bp):
         app.register_blueprint(bp)
     app.cli.add_command(users_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(integrations_cli)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(report_cli)

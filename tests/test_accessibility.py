@@ -92,7 +92,8 @@ def _demo(session, client) -> dict[str, str]:
         "tech debt": "/debt", "debt items": "/debt/items", "insights": "/insights",
         "insights, a year by month": "/insights?period=month&since=2025-12-01",
         "insights drill-down": "/insights/incidents?repeat=1", "notifications": "/account/notifications",
-        "tokens": "/account/tokens", "stakeholder view": f"/status/{status_token}",
+        "tokens": "/account/tokens", "all tokens": "/admin/tokens", "audit log": "/admin/audit",
+        "stakeholder view": f"/status/{status_token}",
         "search": "/search?q=the", "search, no results": "/search?q=zzzzzz&kind=postmortem",
     }
     for kind, key in draft_sections.items():

@@ -24,47 +24,59 @@ from incidents.database import utcnow
 from incidents.incident import services as incidents
 from incidents.jobs import JobQueue, QueueMemoryHuey
 from incidents.notify.jobs import queue_overdue_reminders
+from incidents.postmortem import blameless
 from incidents.postmortem import services as pm_services
+from incidents.postmortem import templates as pm_templates
+from incidents.report import services as report_services
 from incidents.tracker import services as tracker
 from incidents.tracker.models import ShortcutExport
 from tests.alert.conftest import fixture as alert_fixture
 from tests.alert.conftest import make_integration
-from tests.factories import make_incident, make_service, make_user
+from tests.factories import make_incident, make_service, make_team, make_user
 from tests.postmortem.factories import fill_for_publishing, make_postmortem, make_resolved_incident
 
 AFTER, IN_TX = events.AFTER_COMMIT, events.IN_TRANSACTION
 
 # Adding a subscriber is a conscious change: add it here and to the table in incidents/events.py.
+AUDIT = (IN_TX, "incidents.audit.recording.record")
 EXPECTED = {
     "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared"),
                           (AFTER, "incidents.slack.jobs.open_channel"),
-                          (IN_TX, "incidents.search.subscribers.index_incident")],
+                          (IN_TX, "incidents.search.subscribers.index_incident"), AUDIT],
     "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change"),
-                                (AFTER, "incidents.slack.jobs.follow_change")],
+                                (AFTER, "incidents.slack.jobs.follow_change"), AUDIT],
     "incident.severity_changed": [(AFTER, "incidents.slack.jobs.follow_change")],
-    "incident.role_assigned": [(AFTER, "incidents.slack.jobs.follow_change")],
+    "incident.role_assigned": [(AFTER, "incidents.slack.jobs.follow_change"), AUDIT],
     "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update"),
                                (AFTER, "incidents.slack.jobs.follow_change")],
     "incident.note_added": [(IN_TX, "incidents.search.subscribers.index_incident")],
     "incident.updated": [(AFTER, "incidents.slack.jobs.follow_change"),
-                         (IN_TX, "incidents.search.subscribers.index_incident")],
+                         (IN_TX, "incidents.search.subscribers.index_incident"), AUDIT],
     "alert.received": [],
     "postmortem.started": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
     "postmortem.published": [(AFTER, "incidents.notify.jobs.announce_publication"),
-                             (IN_TX, "incidents.tracker.jobs.export_on_publish")],
-    "postmortem.updated": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
+                             (IN_TX, "incidents.tracker.jobs.export_on_publish"), AUDIT],
+    "postmortem.updated": [(IN_TX, "incidents.search.subscribers.index_postmortem"), AUDIT],
     "postmortem.factor_added": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
     "postmortem.factor_removed": [(IN_TX, "incidents.search.subscribers.index_postmortem")],
-    "action_item.created": [(IN_TX, "incidents.search.subscribers.index_action_item")],
-    "action_item.deleted": [(IN_TX, "incidents.search.subscribers.index_action_item")],
+    "alert.integration_created": [AUDIT],
+    "alert.integration_updated": [AUDIT],
+    "alert.integration_token_rotated": [AUDIT],
+    "postmortem.template_changed": [AUDIT],
+    "postmortem.category_changed": [AUDIT],
+    "postmortem.phrase_changed": [AUDIT],
     "action_item.overdue": [(AFTER, "incidents.notify.jobs.remind_overdue")],
-    "action_item.updated": [(IN_TX, "incidents.search.subscribers.index_action_item")],
-    "auth.signed_in": [],
-    "auth.sign_in_failed": [],
-    "auth.user_created": [],
-    "auth.user_updated": [],
-    "auth.token_created": [],
-    "auth.token_revoked": [],
+    "action_item.updated": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
+    "action_item.created": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
+    "action_item.deleted": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
+    "tracker.settings_changed": [AUDIT],
+    "report.recipients_changed": [AUDIT],
+    "auth.signed_in": [AUDIT],
+    "auth.sign_in_failed": [AUDIT],
+    "auth.user_created": [AUDIT],
+    "auth.user_updated": [AUDIT],
+    "auth.token_created": [AUDIT],
+    "auth.token_revoked": [AUDIT],
 }
 
 
@@ -260,21 +272,6 @@ def _factor_removed(session):
             lambda _: {"postmortem_id": pm.id, "factor_id": factor_id})
 
 
-def _item_created(session):
-    pm = make_postmortem()
-    return (lambda: items.create_action_item(session, pm, title="Add a timeout").id,
-            lambda item_id: {"action_item_id": item_id, "postmortem_id": pm.id})
-
-
-def _item_deleted(session):
-    pm = make_postmortem()
-    item = items.create_action_item(session, pm, title="Add a timeout")
-    session.commit()
-    item_id = item.id
-    return (lambda: items.delete_action_item(session, item),
-            lambda _: {"action_item_id": item_id, "postmortem_id": pm.id})
-
-
 def _item_updated(session):
     owner = make_user()
     pm = make_postmortem()
@@ -340,7 +337,99 @@ def _user_updated(session):
 def _token_created(session):
     user = make_user()
     return (lambda: auth.create_token(session, user, "ci")[0].id,
-            lambda token_id: {"token_id": token_id, "user_id": user.id})
+            lambda token_id: {"token_id": token_id, "user_id": user.id, "scope": "write", "expires_at": None})
+
+
+def _token_created_scoped(session):
+    user = make_user()
+
+    def change():
+        token = auth.create_token(session, user, "ci", scope="read", expires_in_days=30)[0]
+        return token.id, token.expires_at.isoformat()
+
+    return change, lambda r: {"token_id": r[0], "user_id": user.id, "scope": "read", "expires_at": r[1]}
+
+
+def _integration_created(session):
+    def change():
+        return alert_services.create_integration(session, source="rollbar", name="shop")[0].id
+
+    return change, lambda integration_id: {"integration_id": integration_id, "source": "rollbar", "name": "shop"}
+
+
+def _integration_updated(session):
+    row, _ = make_integration("rollbar", "shop")
+    rules = [{"environments": ["staging"], "action": "suppress"}]
+    return (lambda: alert_services.update_integration(session, row, name="shop eu", rules=rules, active=False),
+            lambda _: {"integration_id": row.id, "changes": {
+                "name": ["shop", "shop eu"], "rules": [None, rules], "active": [True, False]}})
+
+
+def _integration_rotated(session):
+    row, _ = make_integration("rollbar", "shop")
+    old = row.token_hint
+    return (lambda: alert_services.rotate_token(session, row),
+            lambda plain: {"integration_id": row.id, "changes": {"token_hint": [old, plain[-4:]]}})
+
+
+def _template_changed(session):
+    tpl = pm_templates.get_template(session, "lightweight")
+    name = tpl.name
+    return (lambda: pm_templates.update_template(session, tpl, name="Quick review"),
+            lambda _: {"template_id": tpl.id, "changes": {"name": [name, "Quick review"]}})
+
+
+def _category_changed(session):
+    def change():
+        return pm_templates.create_category(session, name="Vendor", description="Third parties").id
+
+    return change, lambda cat_id: {"category_id": cat_id, "changes": {
+        "slug": [None, "vendor"], "name": [None, "Vendor"], "description": [None, "Third parties"],
+        "active": [None, True]}}
+
+
+def _phrase_changed(session):
+    row = blameless.create_phrase(session, phrase="should have known", suggestion="What made it hard to see?")
+    session.commit()
+    return (lambda: blameless.update_phrase(session, row.id, suggestion=row.suggestion, category=row.category,
+                                            active=False),
+            lambda _: {"phrase_id": row.id, "changes": {"active": [True, False]}})
+
+
+def _item_created(session):
+    pm = make_postmortem()
+    return (lambda: items.create_action_item(session, pm, title="Add a timeout", due_date=TODAY).id,
+            lambda item_id: {"action_item_id": item_id, "postmortem_id": pm.id, "changes": {
+                "title": [None, "Add a timeout"], "description": [None, ""], "due_date": [None, TODAY.isoformat()],
+                "priority": [None, "medium"], "status": [None, "open"], "wont_do_reason": [None, ""]}})
+
+
+def _item_deleted(session):
+    pm = make_postmortem()
+    item = items.create_action_item(session, pm, title="Add a timeout")
+    session.commit()
+    item_id = item.id
+    return (lambda: items.delete_action_item(session, item),
+            lambda _: {"action_item_id": item_id, "postmortem_id": pm.id, "changes": {
+                "title": ["Add a timeout", None], "description": ["", None], "priority": ["medium", None],
+                "status": ["open", None], "wont_do_reason": ["", None]}})
+
+
+def _tracker_settings(session):
+    team = make_team()
+    return (lambda: tracker.save_settings(session, team.id, workflow_state_id=500, workflow_state_name="Ready",
+                                          auto_export=True),
+            lambda _: {"team_id": team.id, "changes": {"workflow_state_id": [None, 500],
+                                                       "workflow_state_name": [None, "Ready"],
+                                                       "auto_export": [None, True]}})
+
+
+def _recipients(session):
+    report_services.set_recipients(session, None, "b@example.com")
+    session.commit()
+    return (lambda: report_services.set_recipients(session, None, "c@example.com, a@example.com"),
+            lambda _: {"team_id": None, "changes": {"recipients": [["b@example.com"],
+                                                                   ["a@example.com", "c@example.com"]]}})
 
 
 def _token_revoked(session):
@@ -367,15 +456,24 @@ SCENARIOS: dict[str, Callable] = {
     "postmortem.updated": _pm_updated,
     "postmortem.factor_added": _factor_added,
     "postmortem.factor_removed": _factor_removed,
-    "action_item.created": _item_created,
     "action_item.updated": _item_updated,
-    "action_item.deleted": _item_deleted,
     "action_item.overdue": _overdue,
     "auth.signed_in": _signed_in,
     "auth.sign_in_failed": _sign_in_failed,
     "auth.user_created": _user_created,
     "auth.user_updated": _user_updated,
     "auth.token_created": _token_created,
+    "auth.token_created (scope, expiry)": _token_created_scoped,
+    "alert.integration_created": _integration_created,
+    "alert.integration_updated": _integration_updated,
+    "alert.integration_token_rotated": _integration_rotated,
+    "postmortem.template_changed": _template_changed,
+    "postmortem.category_changed": _category_changed,
+    "postmortem.phrase_changed": _phrase_changed,
+    "action_item.created": _item_created,
+    "action_item.deleted": _item_deleted,
+    "tracker.settings_changed": _tracker_settings,
+    "report.recipients_changed": _recipients,
     "auth.token_revoked": _token_revoked,
 }
 

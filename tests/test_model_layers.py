@@ -17,7 +17,7 @@ SCHEMAS = sorted(p.parent.name for p in PACKAGE.glob("*/schemas.py"))
 
 # A domain's models may import the models of a domain of a lower rank only.
 RANK = {"auth": 0, "catalog": 0, "incident": 1, "alert": 2, "postmortem": 2, "action_item": 3, "tracker": 4,
-        "notify": 2, "report": 2, "slack": 2, "insights": 5}
+        "notify": 2, "report": 2, "slack": 2, "search": 2, "insights": 5, "audit": 0}
 
 
 def _imported_domains(path: Path) -> set[str]:

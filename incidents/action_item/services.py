@@ -102,7 +102,8 @@ def create_action_item(session: Session, pm: Postmortem, *, by: User | None = No
     pm.action_items.append(item)
     session.flush()
     pm_services.refresh_search_text(pm)
-    events.emit(session, "action_item.created", action_item_id=item.id, postmortem_id=pm.id)
+    events.emit(session, "action_item.created", action_item_id=item.id, postmortem_id=pm.id,
+                changes=events.diff({}, _field_values(item)))
     return item
 
 
@@ -155,11 +156,13 @@ def announce_overdue(session: Session, today: date, window_days: int = 7) -> int
 
 def delete_action_item(session: Session, item: ActionItem) -> None:
     pm_services.ensure_editable(item.postmortem)
-    pm, item_id = item.postmortem, item.id
+    pm = item.postmortem
+    item_id, values = item.id, _field_values(item)
     pm.action_items.remove(item)
     session.flush()
     pm_services.refresh_search_text(pm)
-    events.emit(session, "action_item.deleted", action_item_id=item_id, postmortem_id=pm.id)
+    events.emit(session, "action_item.deleted", action_item_id=item_id, postmortem_id=pm.id,
+                changes=events.diff(values, {}))
 
 
 def get_action_item(session: Session, item_id: int | str) -> ActionItem:

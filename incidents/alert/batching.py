@@ -31,7 +31,7 @@ from datetime import datetime
 
 from flask import Flask
 
-from incidents import logs
+from incidents import actor, logs
 from incidents.alert import services
 from incidents.extensions import db
 
@@ -56,6 +56,8 @@ class Work:
     done: threading.Event = field(default_factory=threading.Event)
     # The request's id, so that the jobs this delivery enqueues (and the writer's log lines) carry it.
     request_id: str | None = field(default_factory=logs.request_id.get)
+    # Who sent it and from where, for the audit rows of what it changes (the writer thread has no request).
+    acting: tuple = field(default_factory=actor.snapshot)
 
 
 class Batcher:
@@ -135,9 +137,10 @@ class Batcher:
                 for work in pending:
                     current = work
                     logs.request_id.set(work.request_id)
-                    work.result = services.ingest(session, work.info, work.parsed, body=work.body,
-                                                  headers=work.headers, received_at=work.received_at, key=work.key,
-                                                  payload=work.payload)
+                    with actor.acting(work.acting):
+                        work.result = services.ingest(session, work.info, work.parsed, body=work.body,
+                                                      headers=work.headers, received_at=work.received_at,
+                                                      key=work.key, payload=work.payload)
                     if session.new:  # flushed now, so a refused row is blamed on this delivery, not the batch
                         session.flush()
                 current = None

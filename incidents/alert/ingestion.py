@@ -13,9 +13,10 @@ import time
 from collections.abc import Mapping
 
 import sqlalchemy as sa
-from flask import Request, current_app, jsonify
+from flask import Request, current_app, g, jsonify
 
 from incidents import jsonbody, metrics
+from incidents.actor import Actor
 from incidents.alert import batching, services
 from incidents.alert.models import Outcome
 from incidents.alert.sources import SOURCES, ParseError, parse
@@ -81,6 +82,8 @@ def _receive(source: str, request: Request):
         return "unauthorized", error_body(
             401, "unauthorized", f"A valid {source} integration token is required in the {TOKEN_HEADER} header, "
             "an Authorization: Bearer header or the token query parameter."), False
+    # What this delivery changes (an incident declared or resolved by an alert) is audited as the integration's.
+    g.actor = Actor("integration", info.id, f"{info.source} integration {info.name}")
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     received_at = utcnow()
     request_headers = {name.lower(): value for name, value in request.headers.items()}

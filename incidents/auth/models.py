@@ -22,6 +22,22 @@ class Role(StrEnum):
         return list(Role).index(self)
 
 
+class TokenScope(StrEnum):
+    """What an API token may do at most; the owner's role still applies (the lower of the two wins)."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def ceiling(self) -> Role:
+        return {"read": Role.VIEWER, "write": Role.RESPONDER, "admin": Role.ADMIN}[self.value]
+
+    @classmethod
+    def of_role(cls, role: Role) -> TokenScope:
+        return {Role.VIEWER: cls.READ, Role.RESPONDER: cls.WRITE, Role.ADMIN: cls.ADMIN}[Role(role)]
+
+
 class User(UserMixin, Base):
     __tablename__ = "user"
     # One account per identity at an OpenID provider: the issuer and its stable subject, never the e-mail.
@@ -69,9 +85,19 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_address: Mapped[str | None] = mapped_column(sa.String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[TokenScope] = mapped_column(str_enum(TokenScope), default=TokenScope.READ, server_default="read")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def allows(self, role: Role) -> bool:
+        """Whether both the token's scope and its owner's role reach `role`."""
+        return self.scope.ceiling.rank >= role.rank and self.user.can(role)
 
 
 class Invitation(Base):

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from incidents import events
-from incidents.auth.models import ApiToken, Invitation, LoginAttempt, Role, User
+from incidents.auth.models import ApiToken, Invitation, LoginAttempt, Role, TokenScope, User
 from incidents.database import serialize, utcnow
 from incidents.errors import Conflict, DomainError, Invalid, NotFound
 from incidents.singleline import check_single_line, reject_nul
@@ -31,6 +31,7 @@ TOKEN_STAMP_INTERVAL = timedelta(minutes=1)  # how stale an API token's last_use
 NO_PASSWORD = "!sso"  # noqa: S105 - a marker no password can match, not a secret
 RESET_MAX_AGE = timedelta(hours=1)
 INVITATION_MAX_AGE = timedelta(days=7)
+MAX_TOKEN_DAYS = 3650
 
 
 class LoginThrottled(DomainError):
@@ -466,23 +467,57 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """Make a new API token; the plain token is returned once and only its hash is stored."""
+def create_token(session: Session, user: User, name: str = "", *, scope: TokenScope | str | None = None,
+                 expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+    """Make a new API token; the plain token is returned once and only its hash is stored. Without `scope` it
+    carries its owner's role; a scope above that role is refused (it could never be used)."""
+    if scope in (None, ""):
+        scope = TokenScope.of_role(user.role)
+    try:
+        scope = TokenScope(scope)
+    except ValueError:
+        raise Invalid(f"Unknown scope {scope!r}.", {"scope": [f"One of: {', '.join(TokenScope)}."]}) from None
+    if scope.ceiling.rank > user.role.rank:
+        raise Invalid(f"A {user.role.value} cannot have a token of scope {scope.value}.",
+                      {"scope": [f"At most {TokenScope.of_role(user.role).value} for a {user.role.value}."]})
+    expires_at = None
+    if expires_in_days is not None:
+        if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+            raise Invalid(f"Expiry must be 1 to {MAX_TOKEN_DAYS} days.",
+                          {"expires": [f"1 to {MAX_TOKEN_DAYS} days, or empty for none."]})
+        expires_at = utcnow() + timedelta(days=expires_in_days)
+    check_single_line(name=name.strip())
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user=user, name=name.strip()[:120], token_hash=_hash_token(plain), prefix=plain[:10])
+    token = ApiToken(user=user, name=name.strip()[:120], token_hash=_hash_token(plain), prefix=plain[:10],
+                     scope=scope, expires_at=expires_at)
     session.add(token)
     session.flush()
-    events.emit(session, "auth.token_created", token_id=token.id, user_id=user.id)
+    events.emit(session, "auth.token_created", token_id=token.id, user_id=user.id, scope=scope.value,
+                expires_at=expires_at.isoformat() if expires_at else None)
     return token, plain
 
 
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Everyone's tokens, for admins: unrevoked first, newest first."""
+    return list(session.scalars(sa.select(ApiToken).options(joinedload(ApiToken.user))
+                                .order_by(ApiToken.revoked_at.is_not(None), ApiToken.id.desc())))
+
+
+class TokenRefused(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
 def find_token(session: Session, plain: str) -> ApiToken | None:
-    """The unrevoked token of an active user, or None (lookup by hash: no timing signal on the secret)."""
+    """The unrevoked token of an active user, or None (lookup by hash: no timing signal on the secret).
+    An expired token raises TokenRefused, so the client learns why."""
     token = session.scalar(
         sa.select(ApiToken).where(ApiToken.token_hash == _hash_token(plain), ApiToken.revoked_at.is_(None))
     )
     if token is None or not token.user.active:
         return None
+    if token.expired(utcnow()):
+        raise TokenRefused("This API token has expired; create a new one.")
     return token
 
 
@@ -491,15 +526,16 @@ def stamp_due(token: ApiToken) -> bool:
     return token.last_used_at is None or utcnow() - token.last_used_at >= TOKEN_STAMP_INTERVAL
 
 
-def stamp_token(session: Session, token_id: int) -> bool:
-    """Record a use of the token unless one was recorded within TOKEN_STAMP_INTERVAL: one conditional UPDATE, so
-    requests racing each other stamp once. Meant for a short transaction of its own, never a request's."""
+def stamp_token(session: Session, token_id: int, address: str | None = None) -> bool:
+    """Record a use of the token (when, and from which client address) unless one was recorded within
+    TOKEN_STAMP_INTERVAL: one conditional UPDATE, so requests racing each other stamp once. Meant for a short
+    transaction of its own, never a request's."""
     now = utcnow()
     stamped = session.execute(
         sa.update(ApiToken)
         .where(ApiToken.id == token_id, sa.or_(ApiToken.last_used_at.is_(None),
                                                ApiToken.last_used_at <= now - TOKEN_STAMP_INTERVAL))
-        .values(last_used_at=now)
+        .values(last_used_at=now, last_used_address=(address or None) and address[:64])
         .execution_options(synchronize_session=False)
     )
     return stamped.rowcount == 1

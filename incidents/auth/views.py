@@ -9,10 +9,11 @@ from flask.cli import AppGroup
 from flask_login import login_user, logout_user
 
 from incidents.auth import services
-from incidents.auth.models import Role, User
+from incidents.auth.models import Role, TokenScope, User
 from incidents.auth.permissions import actor, require
 from incidents.auth.sso import settings as sso_settings
-from incidents.errors import DomainError
+from incidents.database import utcnow
+from incidents.errors import DomainError, Invalid
 from incidents.extensions import db
 from incidents.forms import form_errors
 from incidents.responses import no_store, safe_next
@@ -203,18 +204,42 @@ def _keep_own_session(user: User) -> None:
         _start_session(user)
 
 
+def _tokens_page(new_token: str | None = None, errors: dict | None = None, status: int = 200):
+    user = actor()
+    scopes = [s for s in TokenScope if s.ceiling.rank <= user.role.rank]
+    return no_store(render_template("auth/tokens.html", tokens=user.tokens, new_token=new_token, scopes=scopes,
+                                    default_scope=TokenScope.of_role(user.role), errors=errors or {},
+                                    form=request.form)), status
+
+
 @bp.get("/account/tokens")
 @require(Role.VIEWER)
 def tokens():
-    return no_store(render_template("auth/tokens.html", tokens=actor().tokens, new_token=None))
+    return _tokens_page()
 
 
 @bp.post("/account/tokens")
 @require(Role.VIEWER)
 def create_token():
-    _, plain = services.create_token(db.session, actor(), request.form.get("name", ""))
-    db.session.commit()
-    return no_store(render_template("auth/tokens.html", tokens=actor().tokens, new_token=plain))
+    form = request.form
+    days = form.get("expires", "").strip()
+    try:
+        if days and not (days.isascii() and days.isdigit()):
+            raise Invalid("Expiry must be a whole number of days.", {"expires": ["A number of days."]})
+        _, plain = services.create_token(db.session, actor(), form.get("name", ""), scope=form.get("scope") or None,
+                                         expires_in_days=int(days) if days else None)
+        db.session.commit()
+    except DomainError as e:
+        db.session.rollback()
+        return _tokens_page(errors=form_errors(e), status=422)
+    return _tokens_page(new_token=plain)
+
+
+@bp.get("/admin/tokens")
+@require(Role.ADMIN)
+def all_tokens():
+    """Everyone's API tokens, with revoke."""
+    return render_template("auth/all_tokens.html", tokens=services.list_tokens(db.session), now=utcnow())
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
@@ -251,12 +276,21 @@ def users_create(email: str, name: str, role: str, password: str | None):
 @users_cli.command("token")
 @click.argument("email")
 @click.option("--name", default="cli", show_default=True, help="A label to recognise the token by.")
-def users_token(email: str, name: str):
+@click.option("--scope", type=click.Choice([s.value for s in TokenScope]),
+              help="At most what the token may do (default: the owner's role).")
+@click.option("--expires", type=click.IntRange(1, services.MAX_TOKEN_DAYS), metavar="DAYS",
+              help="Days until the token stops working (default: never).")
+def users_token(email: str, name: str, scope: str | None, expires: int | None):
     """Create an API token for EMAIL and print it (the last line is the token alone)."""
     user = services.get_user_by_email(db.session, email)
     if user is None:
         raise click.ClickException(f"No user {email}.")
-    _, plain = services.create_token(db.session, user, name)
-    db.session.commit()
-    click.echo(f"API token for {user.email} (shown once; revoke it under Account > API tokens):", err=True)
+    try:
+        token, plain = services.create_token(db.session, user, name, scope=scope, expires_in_days=expires)
+        db.session.commit()
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    expiry = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
+    click.echo(f"API token for {user.email}, scope {token.scope.value}{expiry} (shown once; revoke it under "
+               "Account > API tokens):", err=True)
     click.echo(plain)

@@ -16,6 +16,7 @@ from itertools import accumulate, islice
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.auth.models import User
 from incidents.errors import Conflict, Invalid, NotFound
 from incidents.postmortem.models import BlamelessPhrase
@@ -212,14 +213,22 @@ def create_phrase(session: Session, *, phrase: str, suggestion: str, category: s
     row = BlamelessPhrase(phrase=phrase, suggestion=suggestion, category=category)
     session.add(row)
     session.flush()
+    events.emit(session, "postmortem.phrase_changed", phrase_id=row.id, changes=events.diff({}, _phrase(row)))
     return row
+
+
+def _phrase(row: BlamelessPhrase) -> dict:
+    return {"phrase": row.phrase, "suggestion": row.suggestion, "category": row.category, "active": row.active}
 
 
 def update_phrase(session: Session, phrase_id: int, *, suggestion: str, category: str, active: bool) -> BlamelessPhrase:
     row = session.get(BlamelessPhrase, phrase_id)
     if row is None:
         raise NotFound("No such phrase.")
+    before = _phrase(row)
     _, row.suggestion, row.category = _validate(row.phrase, suggestion, category)
     row.active = active
     session.flush()
+    if changes := events.diff(before, _phrase(row)):
+        events.emit(session, "postmortem.phrase_changed", phrase_id=row.id, changes=changes)
     return row

@@ -9,6 +9,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.bounds import get_by_key
 from incidents.catalog import services as catalog
 from incidents.errors import Conflict, Invalid, NotFound
@@ -94,13 +95,20 @@ def create_template(session: Session, *, name: str, sections, slug: str | None =
                              sections=clean_sections(sections))
     session.add(tpl)
     session.flush()
+    events.emit(session, "postmortem.template_changed", template_id=tpl.id, changes=events.diff({}, _template(tpl)))
     return tpl
+
+
+def _template(tpl: PostmortemTemplate) -> dict:
+    return {"slug": tpl.slug, "name": tpl.name, "description": tpl.description, "sections": tpl.sections,
+            "version": tpl.version, "active": tpl.active}
 
 
 def update_template(session: Session, tpl: PostmortemTemplate, *, name: str | None = None,
                     description: str | None = None, sections=None, active: bool | None = None) -> PostmortemTemplate:
     """Edit a template; a changed section list is a new version, post-mortems already started keep theirs."""
     reject_nul(name=name, description=description)
+    before = _template(tpl)
     if name is not None:
         if not name.strip():
             raise Invalid("A name is required.", {"name": ["Required."]})
@@ -115,6 +123,8 @@ def update_template(session: Session, tpl: PostmortemTemplate, *, name: str | No
     if active is not None:
         tpl.active = active
     session.flush()
+    if changes := events.diff(before, _template(tpl)):
+        events.emit(session, "postmortem.template_changed", template_id=tpl.id, changes=changes)
     return tpl
 
 
@@ -136,7 +146,12 @@ def create_category(session: Session, *, name: str, slug: str | None = None, des
     cat = FactorCategory(slug=slug, name=name.strip()[:120], description=description or "", position=position)
     session.add(cat)
     session.flush()
+    events.emit(session, "postmortem.category_changed", category_id=cat.id, changes=events.diff({}, _category(cat)))
     return cat
+
+
+def _category(cat: FactorCategory) -> dict:
+    return {"slug": cat.slug, "name": cat.name, "description": cat.description, "active": cat.active}
 
 
 def update_category(session: Session, cat: FactorCategory, *, name: str, description: str,
@@ -144,6 +159,9 @@ def update_category(session: Session, cat: FactorCategory, *, name: str, descrip
     reject_nul(name=name, description=description)
     if not (name or "").strip():
         raise Invalid("A name is required.", {"name": ["Required."]})
+    before = _category(cat)
     cat.name, cat.description, cat.active = name.strip()[:120], description or "", active
     session.flush()
+    if changes := events.diff(before, _category(cat)):
+        events.emit(session, "postmortem.category_changed", category_id=cat.id, changes=changes)
     return cat

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import render_template
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.catalog import services as catalog
 from incidents.catalog.models import Team
 from incidents.errors import Invalid
@@ -110,10 +111,14 @@ def recipients_for(session: Session, config: Mapping, team: Team | None) -> list
 def set_recipients(session: Session, team_id: int | None, raw) -> list[str]:
     """Replace the stored list of a team (or the global one) with the addresses in `raw`."""
     emails = _clean_emails(raw)
+    before = stored_recipients(session, team_id)
     scope = ReportRecipient.team_id.is_(None) if team_id is None else ReportRecipient.team_id == team_id
     session.execute(sa.delete(ReportRecipient).where(scope).execution_options(synchronize_session=False))
     session.add_all(ReportRecipient(team_id=team_id, email=e) for e in emails)
     session.flush()
+    if before != sorted(emails):
+        events.emit(session, "report.recipients_changed", team_id=team_id,
+                    changes={"recipients": [before, sorted(emails)]})
     return emails
 
 

@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from huey import crontab
 from huey.exceptions import CancelExecution
 
-from incidents import events
+from incidents import actor, events
 from incidents.database import utcnow
 from incidents.errors import DomainError
 from incidents.extensions import db
@@ -116,6 +116,7 @@ def _actor(client: SlackClient, slack_user: str, channel: str | None):
     if not services.may_act(user):
         _ephemeral(client, channel, slack_user, NOT_ALLOWED)
         return None
+    actor.become(actor.person(user))  # what the job changes is audited as this person
     return user
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.action_item import services as items
 from incidents.action_item.models import ActionItem, ItemStatus
 from incidents.auth.models import User
@@ -71,13 +72,21 @@ def save_settings(session: Session, team_id: int | None, *, workflow_state_id: i
     if row is None:
         row = ShortcutSettings(team_id=team_id)
         session.add(row)
+    before = _settings(row) if row.id is not None else {}
     row.workflow_state_id = workflow_state_id
     row.workflow_state_name = (workflow_state_name or "")[:300]
     row.auto_export = bool(auto_export)
     row.updated_by_id = by.id if by else None
     row.updated_at = utcnow()
     session.flush()
+    if changes := events.diff(before, _settings(row)):
+        events.emit(session, "tracker.settings_changed", team_id=team_id, changes=changes)
     return row
+
+
+def _settings(row: ShortcutSettings) -> dict:
+    return {"workflow_state_id": row.workflow_state_id, "workflow_state_name": row.workflow_state_name,
+            "auto_export": bool(row.auto_export)}
 
 
 def target_state_id(session: Session, team_id: int | None, config: Mapping[str, Any]) -> int | None:

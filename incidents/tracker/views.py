@@ -7,10 +7,11 @@ import logging
 import time
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
 from incidents import jsonbody, metrics
 from incidents.action_item import services as items
+from incidents.actor import Actor
 from incidents.auth.models import Role
 from incidents.auth.permissions import actor, require
 from incidents.catalog import services as catalog
@@ -74,6 +75,7 @@ def _shortcut_webhook():
                         "delivery": delivery.id, "outcome": DeliveryOutcome.REJECTED.value}), 400
 
     body = stored_body(raw, payload)
+    g.actor = Actor("integration", None, "Shortcut webhook")  # the audit rows of the statuses it syncs back
     try:
         delivery, applied = services.ingest_event(session, event, body=body, headers=headers,
                                                   received_at=received_at)

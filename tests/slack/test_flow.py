@@ -9,6 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from incidents.audit.models import AuditEntry
 from incidents.extensions import db
 from incidents.incident.models import Incident, Status, TimelineEntry
 from incidents.slack import jobs as slack_jobs
@@ -215,7 +216,7 @@ def test_rate_limited_channel_creation_waits_and_carries_on(slack, fake_slack, m
 
 
 def test_commands_inside_an_incident_channel(slack, fake_slack):
-    _responder(fake_slack)
+    rita = _responder(fake_slack)
     _responder(fake_slack, slack_id="W222", email="bob@example.com")
     incident = _declare(slack, fake_slack)
     channel = db.session.scalar(sa.select(SlackChannel.channel_id).where(SlackChannel.incident_id == incident.id))
@@ -229,6 +230,10 @@ def test_commands_inside_an_incident_channel(slack, fake_slack):
     assert any(e.body == "Disk full on db-1" for e in incident.timeline)
     assert any(incident.ref in e["text"] for e in fake_slack.ephemeral)
     assert "SEV2" in fake_slack.summary(channel)["text"]
+    # The audit log names the Slack user's account, not the job that ran the command.
+    row = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.kind == "incident.updated",
+                                                         AuditEntry.object_id == incident.id)).one()
+    assert (row.actor_kind, row.actor_id, row.changes["severity"][1]) == ("user", rita.id, "SEV2")
     # update and resolve open their modals at once
     slack.command("resolve", channel=channel)
     assert fake_slack.views[-1]["callback_id"] == "resolve"

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from incidents import events
 from incidents.alert.models import Integration, Source
 from incidents.alert.services.rules import default_rules, validate_rules
 from incidents.alert.sources import SOURCES, OptionsError
@@ -210,10 +211,21 @@ def create_integration(session: Session, *, source: str, name: str, token: str |
                       site_url=site_url, options=options)
     session.add(row)
     session.flush()
+    events.emit(session, "alert.integration_created", integration_id=row.id, source=source.value, name=name)
     return row, plain
 
 
+def _settings(row: Integration) -> dict[str, Any]:
+    """What an admin can change on an integration, JSON-ready; the secret only as whether there is one."""
+    return {"name": row.name, "service_id": row.service_id, "team_id": row.team_id, "rules": row.rules,
+            "active": row.active, "secret": "(set)" if row.secret else None, "site_url": row.site_url,
+            "options": row.options}
+
+
 def update_integration(session: Session, row: Integration, **changes) -> Integration:
+    """Edit an integration (its routing rules included); emits `alert.integration_updated` with what changed."""
+    before = _settings(row)
+    secret_before = row.secret
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name or len(name) > 120:
@@ -239,12 +251,22 @@ def update_integration(session: Session, row: Integration, **changes) -> Integra
         row.options = _check_options(row.source, changes["options"])
     session.flush()
     forget_cached_integrations()
+    after = _settings(row)
+    edited = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if row.secret != secret_before and row.secret and secret_before:
+        edited["secret"] = ["(set)", "(changed)"]
+    if edited:
+        events.emit(session, "alert.integration_updated", integration_id=row.id, changes=edited)
     return row
 
 
 def rotate_token(session: Session, row: Integration) -> str:
+    """A new token for the integration: the old one stops working (its last four characters show which is which)."""
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    hint = row.token_hint
     row.token_hash, row.token_hint = hash_token(plain), plain[-4:]
     session.flush()
     forget_cached_integrations()
+    events.emit(session, "alert.integration_token_rotated", integration_id=row.id,
+                changes={"token_hint": [hint, row.token_hint]})
     return plain
