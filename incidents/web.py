@@ -66,9 +66,9 @@ def register(app: Flask) -> None:
     from incidents.alert.cli import deliveries_cli, integrations_cli
     from incidents.alert.views import bp as alert_bp
     from incidents.api import bp as api_bp
-    from incidents.auth.accounts import bp as account_bp
     from incidents.audit.views import audit_cli
     from incidents.audit.views import bp as audit_bp
+    from incidents.auth.accounts import bp as account_bp
     from incidents.auth.services import count_users, user_for_session
     from incidents.auth.sso import bp as sso_bp
     from incidents.auth.views import bp as auth_bp
