@@ -32,8 +32,9 @@ The subscribers (tests/test_events.py holds this table to the code):
                                search.subscribers.index_postmortem   in the transaction: the post-mortem's document
     action_item.created, .updated (title, description), .deleted
                                search.subscribers.index_action_item  in the transaction: its post-mortem's document
-    incident.declared, .status_changed, .role_assigned, .updated; postmortem.published, .updated,
-    .template_changed, .category_changed, .phrase_changed; action_item.created, .updated, .deleted;
+    incident.declared, .status_changed, .role_assigned, .updated; postmortem.started, .published, .updated,
+    .factor_added, .factor_removed, .template_changed, .category_changed, .phrase_changed; action_item.created,
+    .updated, .deleted;
     alert.integration_created, .integration_updated, .integration_token_rotated; tracker.settings_changed;
     report.recipients_changed; auth.*  (every auth event)
                                audit.recording.record                in the transaction: the audit row
