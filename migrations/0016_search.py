@@ -1,11 +1,12 @@
-"""search: one document per incident and per post-mortem, full-text indexed; the tag filter walks an index.
+"""search: one document per incident and per post-mortem, full-text indexed.
 
 `search_document` (id: twice the incident's id, or twice the post-mortem's plus one) holds each incident's text
 (title; summary and notes) and each post-mortem's (title; sections, contributing factors, action items). SQLite
 indexes it with the FTS5 table `search_fts` (external content, kept in step by triggers); PostgreSQL with the
 generated tsvector column `tsv` (title weight A, body B) and a GIN index. Existing rows are indexed here, set-based
 (one INSERT ... SELECT per kind; the full-text index is built once afterwards rather than row by row).
-`incident_tag` gets an index by (name, incident_id) for the list's tag filter.
+The list's tag filter needs no new index: it walks ix_incident_created and probes incident_tag's primary key
+(incidents.incident.services.list_incidents).
 
 Revision ID: 0016_search
 Revises: 0015_insights
