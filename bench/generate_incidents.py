@@ -179,6 +179,15 @@ def generate(url: str, count: int, *, batch: int = 5000, seed: int = 42, reset: 
         if not quiet:
             print(f"  {first + start + n - 1:>8} incidents ({time.perf_counter() - t0:5.1f}s)", file=sys.stderr)
     made |= generate_postmortems(engine, user_id, batch=batch, seed=seed, quiet=quiet, t0=t0)
+    if made["incidents"] or made["postmortems"]:
+        # Bulk rows bypass the services, so their search documents come from the same rebuild an operator runs.
+        from incidents.extensions import db
+        from incidents.search import services as search
+
+        t1 = time.perf_counter()
+        with app.app_context():
+            search.reindex(db.session, batch=batch)
+        made["search_reindex_seconds"] = round(time.perf_counter() - t1, 1)
     with engine.begin() as conn:
         if backend(url) == "postgresql":
             # Explicit ids bypass the sequences; move them past the ids so the app can create rows again.
