@@ -30,6 +30,8 @@ def get_by_key(session: Session, model: type[T], key: object, column) -> T | Non
     """The row of `model` addressed by id (an int or digits) or else by `column` (a slug, a name), or None."""
     if isinstance(key, int) or str(key).isdigit():
         return get_by_id(session, model, key)
+    if "\x00" in str(key):  # no row holds a NUL (PostgreSQL text cannot even compare one): not found, not a 500
+        return None
     return session.scalar(sa.select(model).where(column == str(key)))
 
 

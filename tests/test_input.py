@@ -57,6 +57,13 @@ def test_api_id_filters_beyond_the_columns_are_422(api, query):
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "validation_error"
 
 
+@pytest.mark.parametrize("query", ["team=pay%00ments", "service=api%00", "team=a%00&q=replication&tag=x"])
+def test_api_slug_filters_holding_a_nul_are_422_not_500(api, query):
+    # PostgreSQL cannot compare text holding a NUL: the lookup must answer "no such team" before asking it.
+    response = api.get(f"/api/v1/incidents?{query}")
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "validation_error"
+
+
 @pytest.mark.parametrize("path", ["/", "/alerts", "/deliveries", "/postmortems", "/action-items",
                                   f"/alerts?integration={BIG}", f"/deliveries?integration={BIG}"])
 def test_web_list_page_numbers_beyond_the_columns_are_422(admin_client, path):
