@@ -178,7 +178,11 @@ def generate(url: str, count: int, *, batch: int = 5000, seed: int = 42, reset: 
         made["timeline_entries"] += len(entries)
         if not quiet:
             print(f"  {first + start + n - 1:>8} incidents ({time.perf_counter() - t0:5.1f}s)", file=sys.stderr)
-    made |= generate_postmortems(engine, user_id, batch=batch, seed=seed, quiet=quiet, t0=t0)
+    with engine.connect() as conn:
+        has_postmortems = conn.scalar(sa.text("SELECT count(*) FROM postmortem")) > 0
+    made |= {"postmortems": 0, "sections": 0, "factors": 0, "action_items": 0}
+    if made["incidents"] or not has_postmortems:  # new incidents, or a database made before post-mortems were
+        made |= generate_postmortems(engine, user_id, batch=batch, seed=seed, quiet=quiet, t0=t0)
     if made["incidents"] or made["postmortems"]:
         # Bulk rows bypass the services, so their search documents come from the same rebuild an operator runs.
         from incidents.extensions import db
