@@ -211,11 +211,16 @@ def repeat_flags(session: Session, incidents: Iterable[Incident]) -> dict[int, l
     repeat_of = {i.repeat_of_id for i in targets.values() if i.repeat_of_id}
     services = {i.service_id for i in targets.values() if i.service_id}
     candidates = sa.or_(Incident.service_id.in_(services), Incident.id.in_(fp_sources | repeat_of))
+    # Only items that could count below: made before the latest target, still open at the earliest. Without
+    # this every action item of the service came back (tens of thousands at a million incidents).
+    latest = max(t.created_at for t in targets.values())
+    earliest = min(t.created_at for t in targets.values())
     rows = session.execute(
         sa.select(Incident.id, Incident.created_at, Incident.service_id, ActionItem.created_at, ActionItem.closed_at)
         .join(Postmortem, Postmortem.incident_id == Incident.id)
         .join(ActionItem, ActionItem.postmortem_id == Postmortem.id)
-        .where(candidates)
+        .where(candidates, Incident.created_at < latest, ActionItem.created_at < latest,
+               sa.or_(ActionItem.closed_at.is_(None), ActionItem.closed_at >= earliest))
     ).all()
     sources: dict[int, dict] = {}
     for sid, s_created, s_service, i_created, i_closed in rows:

@@ -128,3 +128,33 @@ def test_cli_renders_text_and_sends_once(app, history, smtp_server):
         assert runner.invoke(args=["report", "weekly", "--week", "47"]).exit_code == 2
     finally:
         app.config.update(SMTP_URL="", MAIL_FROM="Incidents <incidents@localhost>")
+
+
+def test_a_repeat_chip_names_the_five_most_recent_and_counts_the_rest(viewer_client, session):
+    """A busy service can have hundreds of earlier incidents with open items: the chip stays one readable line."""
+    from datetime import timedelta
+
+    from incidents.action_item import services as items
+    from incidents.database import utcnow
+    from tests.factories import make_incident, make_service
+    from tests.postmortem.factories import make_postmortem
+
+    service = make_service()
+    start = utcnow() - timedelta(days=10)
+    earlier = []
+    for n in range(7):
+        incident = make_incident(service_id=service.id)
+        incident.created_at = start + timedelta(hours=n)
+        pm = make_postmortem(incident)
+        item = items.create_action_item(session, pm, title=f"Fix {n}")
+        item.created_at = start + timedelta(hours=n, minutes=30)
+        session.commit()
+        earlier.append(incident)
+    target = make_incident(service_id=service.id)
+    page = viewer_client.get(f"/incidents/{target.ref}").get_data(as_text=True)
+    chip = page[page.index('class="repeat-flag"'):]
+    chip = chip[:chip.index("</p>")]
+    assert "<strong>Repeat ×7</strong>" in chip
+    named = re.findall(r'<a href="/incidents/(INC-\d+)">', chip)
+    assert named == [i.ref for i in reversed(earlier)][:5]  # the most recent five
+    assert "and 2 earlier incidents" in chip
