@@ -11,6 +11,7 @@ from incidents.database import sqlite_begin_mode
 from incidents.extensions import db, login_manager
 from incidents.formatting import format_datetime, format_duration
 from incidents.markdown import image_hosts, render_markdown
+from incidents.singleline import reject_nul
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SETUP_EXEMPT = {"auth.setup", "static", "health.healthz", "health.readyz", "metrics.metrics", "status.view"}
@@ -118,6 +119,18 @@ def register(app: Flask) -> None:
         reads = request.method in _SAFE_METHODS or getattr(app.view_functions.get(request.endpoint), "reads_only",
                                                            False)
         g._begin_token = sqlite_begin_mode.set("DEFERRED" if reads else "IMMEDIATE")
+
+    @app.before_request
+    def _no_nul_in_query():
+        # No stored text holds a NUL and PostgreSQL cannot even compare one: a query string carrying one is a 422
+        # naming the parameter, here once, rather than a 500 from whichever lookup meets it first. Senders'
+        # endpoints keep their own rules (a delivery is stored whatever it carries).
+        if request.blueprint in ("webhooks", "slack"):
+            return None
+        bad = [key for key, value in request.args.items(multi=True) if "\x00" in key or "\x00" in value]
+        if bad:
+            reject_nul(**{key.replace("\x00", "") or "query": "\x00" for key in bad})
+        return None
 
     @app.teardown_request
     def _reset_begin_mode(_exc):
