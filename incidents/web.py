@@ -122,10 +122,10 @@ def register(app: Flask) -> None:
 
     @app.before_request
     def _no_nul_in_query():
-        # No stored text holds a NUL and PostgreSQL cannot even compare one: a query string carrying one is a 422
-        # naming the parameter, here once, rather than a 500 from whichever lookup meets it first. Senders'
-        # endpoints keep their own rules (a delivery is stored whatever it carries).
-        if request.blueprint in ("webhooks", "slack"):
+        # No stored text holds a NUL and PostgreSQL cannot even compare one: an API query string carrying one is a
+        # 422 naming the parameter, here once, rather than a 500 from whichever lookup meets it first. (Pages keep
+        # their own handling, e.g. a login `next` with a NUL falls back to the home page.)
+        if "api" not in request.blueprints:
             return None
         bad = [key for key, value in request.args.items(multi=True) if "\x00" in key or "\x00" in value]
         if bad:

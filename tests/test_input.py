@@ -61,7 +61,7 @@ def test_api_id_filters_beyond_the_columns_are_422(api, query):
                                   "/api/v1/incidents?team=a%00&q=replication&tag=x", "/api/v1/alerts?severity=x%00",
                                   "/api/v1/search?q=a%00b"])
 def test_query_parameters_holding_a_nul_are_422_not_500(api, path):
-    # PostgreSQL cannot compare text holding a NUL: refused once for every endpoint, naming the parameter.
+    # PostgreSQL cannot compare text holding a NUL: refused once for every API endpoint, naming the parameter.
     response = api.get(path)
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "validation_error"
     assert set(response.get_json()["error"]["fields"]) <= {"team", "service", "severity", "q"}
