@@ -16,6 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from incidents.database import utcnow
 
@@ -77,6 +78,20 @@ def whole_seconds(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds)
 
 
+def _pg_sql(start: str, end: str) -> str:
+    return f"CASE WHEN {end} < {start} THEN 0 ELSE floor(extract(epoch FROM ({end} - {start}))) END"
+
+
+def _sqlite_sql(start: str, end: str) -> str:
+    # SQLAlchemy stores SQLite moments as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): whole seconds, then microseconds.
+    def micros(col: str) -> str:
+        # strftime('%s') rounds a fraction, so it only ever sees the whole-second part.
+        return (f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000"
+                f" + CAST(substr({col}, 21, 6) AS INTEGER))")
+
+    return f"CASE WHEN {end} < {start} THEN 0 ELSE ({micros(end)} - {micros(start)}) / 1000000 END"
+
+
 class stored_seconds(ColumnElement):
     """SQL for one metric of SPANS in whole seconds (end - start, never negative, the fraction dropped; NULL until
     the end milestone is reached), as the generated columns Incident.seconds_* compute it on either database.
@@ -92,18 +107,31 @@ class stored_seconds(ColumnElement):
 
 
 @compiles(stored_seconds, "postgresql")
-def _pg_seconds(element, compiler, **kw):
-    s, e = element.start, element.end
-    return f"CASE WHEN {e} < {s} THEN 0 ELSE floor(extract(epoch FROM ({e} - {s}))) END"
+def _pg_stored(element, compiler, **kw):
+    return _pg_sql(element.start, element.end)
 
 
 @compiles(stored_seconds)
-def _sqlite_seconds(element, compiler, **kw):
-    # SQLAlchemy stores SQLite moments as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): whole seconds, then microseconds.
-    def micros(col: str) -> str:
-        # strftime('%s') rounds a fraction, so it only ever sees the whole-second part.
-        return (f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000"
-                f" + CAST(substr({col}, 21, 6) AS INTEGER))")
+def _sqlite_stored(element, compiler, **kw):
+    return _sqlite_sql(element.start, element.end)
 
-    s, e = element.start, element.end
-    return f"CASE WHEN {e} < {s} THEN 0 ELSE ({micros(e)} - {micros(s)}) / 1000000 END"
+
+class seconds_between(FunctionElement):
+    """Whole seconds from one moment to another in a query, by the same rule as `stored_seconds` (the insights'
+    post-mortem lead time: resolution to publication). An integer on both databases."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+@compiles(seconds_between, "postgresql")
+def _pg_between(element, compiler, **kw):
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST({_pg_sql(start, end)} AS BIGINT)"
+
+
+@compiles(seconds_between)
+def _sqlite_between(element, compiler, **kw):
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return _sqlite_sql(start, end)

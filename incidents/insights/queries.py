@@ -24,7 +24,7 @@ from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
 from incidents.catalog.models import Service, Team
 from incidents.errors import Invalid, NotFound
-from incidents.incident.durations import LABELS, STORED_COLUMNS, whole_seconds
+from incidents.incident.durations import LABELS, STORED_COLUMNS, seconds_between
 from incidents.incident.models import Incident, Severity
 from incidents.postmortem.models import ContributingFactor, FactorCategory, Postmortem, PostmortemStatus
 
@@ -256,41 +256,48 @@ COARSE_SECONDS = 60  # the first pass of a percentile counts whole minutes; the 
 
 
 def _percentiles(session: Session, scope: Scope, column) -> dict[str | None, Percentiles]:
-    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope.
+    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope."""
+    return _two_pass(session, sa.select().select_from(Incident).where(*scope.where()), column,
+                     sa.type_coerce(Incident.severity, sa.String))
+
+
+def _two_pass(session: Session, base: sa.Select, column, group=None) -> dict[str | None, Percentiles]:
+    """p50 and p90 of an integer `column` over the rows of `base` (a select with its FROM and WHERE), for all rows
+    (key None) and, when `group` is given, each of its values.
 
     Exact nearest rank in two small passes instead of one histogram of every distinct second (as many rows as
-    incidents): count per (severity, minute), find the minute holding each wanted rank, then count the seconds of
+    incidents): count per (group, minute), find the minute holding each wanted rank, then count the seconds of
     those minutes only."""
-    severity = sa.type_coerce(Incident.severity, sa.String)
+    key = group if group is not None else sa.literal(None, sa.String)
     minute = (column // COARSE_SECONDS).label("minute")  # floor division on both databases
-    base = [*scope.where(), column.is_not(None)]
+    base = base.where(column.is_not(None))
     coarse: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for sev, m, count in session.execute(sa.select(severity, minute, sa.func.count()).where(*base)
-                                         .group_by(severity, minute)):
-        coarse[sev].append((int(m), count))
-    groups = {None: _merge(coarse.values())} | {sev: sorted(h) for sev, h in coarse.items()}
+    for g, m, count in session.execute(base.add_columns(key, minute, sa.func.count()).group_by(key, minute)):
+        coarse[g].append((int(m), count))
+    groups = {None: _merge(coarse.values())} | ({g: sorted(h) for g, h in coarse.items()} if group is not None
+                                                else {})
     wanted = {}  # (group, percent) -> (minute, rank within the minute)
-    for group, hist in groups.items():
+    for g, hist in groups.items():
         n = sum(c for _, c in hist)
         for percent in PERCENTILES:
             if n:
-                wanted[group, percent] = value_at(hist, rank(n, percent))
+                wanted[g, percent] = value_at(hist, rank(n, percent))
     fine: dict[str, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
     minutes = sorted({m for m, _ in wanted.values()})
     if minutes:
-        for sev, value, count in session.execute(
-                sa.select(severity, column, sa.func.count()).where(*base, (column // COARSE_SECONDS).in_(minutes))
-                .group_by(severity, column)):
-            fine[sev][int(value) // COARSE_SECONDS].append((int(value), count))
+        for g, value, count in session.execute(
+                base.where((column // COARSE_SECONDS).in_(minutes)).add_columns(key, column, sa.func.count())
+                .group_by(key, column)):
+            fine[g][int(value) // COARSE_SECONDS].append((int(value), count))
     out = {}
-    for group, hist in groups.items():
+    for g, hist in groups.items():
         values = {}
         for percent in PERCENTILES:
-            if (group, percent) in wanted:
-                m, k = wanted[group, percent]
-                seconds = _merge([fine[s][m] for s in fine]) if group is None else sorted(fine[group][m])
+            if (g, percent) in wanted:
+                m, k = wanted[g, percent]
+                seconds = _merge([fine[s][m] for s in fine]) if g is None else sorted(fine[g][m])
                 values[percent] = value_at(seconds, k)[0]
-        out[group] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
+        out[g] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
     return out
 
 
@@ -375,37 +382,48 @@ class Factors:
         return self.by_category.get(category_id, 0)
 
 
-def _published_factors(scope: Scope):
-    return (sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, Incident.started_at)
+def _published_factors(scope: Scope, *columns) -> sa.Select:
+    """`columns` of the scope's incidents joined to their published post-mortems' factors."""
+    return (sa.select(*columns).select_from(Incident)
             .join(Postmortem, Postmortem.incident_id == Incident.id)
             .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
-            .where(Postmortem.status == PostmortemStatus.PUBLISHED, *scope.where()).distinct())
+            .where(Postmortem.status == PostmortemStatus.PUBLISHED, *scope.where()))
 
 
 def factors(session: Session, scope: Scope) -> Factors:
-    rows = session.execute(_published_factors(scope)).all()
-    used = {category_id for _, category_id, _, _ in rows}
+    """Counted in the database: an incident has one service and one start day, so distinct incidents per
+    (category, day) and per (service, category) add up to any coarser grouping; per service alone they do not
+    (one incident, several categories), hence its own count."""
+    distinct = sa.func.count(sa.distinct(Incident.id))
+    day = _utc_day(session, Incident.started_at)
+    per_day = session.execute(_published_factors(scope, ContributingFactor.category_id, day, distinct)
+                              .group_by(ContributingFactor.category_id, day)).all()
+    per_service = session.execute(_published_factors(scope, Incident.service_id, ContributingFactor.category_id,
+                                                      distinct)
+                                  .group_by(Incident.service_id, ContributingFactor.category_id)).all()
+    service_totals = dict(session.execute(_published_factors(scope, Incident.service_id, distinct)
+                                          .group_by(Incident.service_id)).all())
+    used = {category_id for category_id, _, _ in per_day}
     categories = list(session.scalars(sa.select(FactorCategory).where(
         sa.or_(FactorCategory.active.is_(True), FactorCategory.id.in_(used or {0})))
         .order_by(FactorCategory.position, FactorCategory.name)))
-    by_category: dict[int, set[int]] = defaultdict(set)
-    by_service: dict[int | None, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
-    over_time: dict[date, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for incident_id, category_id, service_id, started_at in rows:
-        by_category[category_id].add(incident_id)
-        by_service[service_id][category_id].add(incident_id)
-        over_time[bucket_of(started_at.astimezone(UTC).date(), scope.period)][category_id].add(incident_id)
+    by_category: Counter = Counter()
+    over_time: dict[date, Counter] = defaultdict(Counter)
+    for category_id, text, n in per_day:
+        by_category[category_id] += n
+        over_time[bucket_of(date.fromisoformat(text), scope.period)][category_id] += n
+    by_service: dict[int | None, dict[int, int]] = defaultdict(dict)
+    for service_id, category_id, n in per_service:
+        by_service[service_id][category_id] = n
     names = {s.id: s for s in catalog.list_services(session)}
     services = []
-    for service_id, cats in sorted(by_service.items(), key=lambda kv: names[kv[0]].name if kv[0] in names else "~"):
+    for service_id, counts in sorted(by_service.items(), key=lambda kv: names[kv[0]].name if kv[0] in names else "~"):
         svc = names.get(service_id)
-        counts = {c: len(ids) for c, ids in cats.items()}
         services.append((Group(svc.slug if svc else None, svc.name if svc else "No service",
-                               len(set().union(*cats.values()))), counts))
-    return Factors(categories=[Category(c.id, c.slug, c.name) for c in categories], incidents=len({r[0] for r in rows}),
-                   by_category={c: len(ids) for c, ids in by_category.items()}, by_service=services,
-                   over_time=[(bucket_label(b, scope.period), {c: len(ids) for c, ids in over_time[b].items()})
-                              for b in buckets(scope)])
+                               service_totals[service_id]), counts))
+    return Factors(categories=[Category(c.id, c.slug, c.name) for c in categories],
+                   incidents=sum(service_totals.values()), by_category=dict(by_category), by_service=services,
+                   over_time=[(bucket_label(b, scope.period), dict(over_time[b])) for b in buckets(scope)])
 
 
 # --- follow-through ---------------------------------------------------------------------------------
@@ -436,46 +454,71 @@ class FollowThrough:
         return self.high_severity_published / self.high_severity if self.high_severity else None
 
 
+def _utc_date(session: Session, column):
+    """The UTC calendar day of a moment, comparable with a Date column (SQLite keeps dates as ISO text)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.substr(column, 1, 10)
+
+
+def _days_between(session: Session, start, end):
+    """Whole UTC calendar days from one moment's day to another's."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _utc_date(session, end) - _utc_date(session, start)
+    return sa.cast(sa.func.julianday(_utc_date(session, end)) - sa.func.julianday(_utc_date(session, start)),
+                   sa.Integer)
+
+
 def follow_through(session: Session, scope: Scope, today: date) -> FollowThrough:
-    """Action items, post-mortem lead time and SEV1/SEV2 coverage of the scope's incidents. Action items are a
-    few per post-mortem, so their rows are read; the incidents never are."""
-    items = session.execute(
-        sa.select(ActionItem.status, ActionItem.type, ActionItem.due_date, ActionItem.created_at,
-                  ActionItem.closed_at, Incident.team_id)
-        .join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
-        .join(Incident, Postmortem.incident_id == Incident.id).where(*scope.where())).all()
-    done = [i for i in items if i.status == ItemStatus.DONE]
-    with_due = [i for i in done if i.due_date is not None and i.closed_at is not None]
-    overdue = [i for i in items if not i.status.is_closed and i.due_date is not None and i.due_date < today]
-    by_type = Counter(i.type.value if i.type else "none" for i in overdue)
-    by_team = Counter(i.team_id for i in overdue)
+    """Action items, post-mortem lead time and SEV1/SEV2 coverage of the scope's incidents, counted in the
+    database (a year at a million incidents is tens of thousands of items)."""
+    items = (sa.select().select_from(ActionItem).join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
+             .join(Incident, Postmortem.incident_id == Incident.id).where(*scope.where()))
+    is_done = ActionItem.status == ItemStatus.DONE
+    closed_due = sa.and_(is_done, ActionItem.due_date.is_not(None), ActionItem.closed_at.is_not(None))
+    overdue = sa.and_(ActionItem.status.not_in([ItemStatus.DONE, ItemStatus.WONT_DO]),
+                      ActionItem.due_date.is_not(None), ActionItem.due_date < today)
+
+    def how_many(condition):
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    rows = session.execute(items.add_columns(
+        ActionItem.status, ActionItem.type, Incident.team_id, sa.func.count(), how_many(closed_due),
+        how_many(sa.and_(closed_due, _utc_date(session, ActionItem.closed_at) <= ActionItem.due_date)),
+        how_many(overdue)).group_by(ActionItem.status, ActionItem.type, Incident.team_id)).all()
+    by_status: Counter = Counter()
+    by_type, by_team = Counter(), Counter()
+    with_due = on_time = n_overdue = 0
+    for status, item_type, team_id, n, n_due, n_on_time, n_late in rows:
+        by_status[status] += n
+        with_due, on_time, n_overdue = with_due + n_due, on_time + n_on_time, n_overdue + n_late
+        by_type[item_type.value if item_type else "none"] += n_late
+        by_team[team_id] += n_late
+    days = _days_between(session, ActionItem.created_at, ActionItem.closed_at)
+    days_hist = session.execute(items.where(is_done, ActionItem.closed_at.is_not(None))
+                                .add_columns(days, sa.func.count()).group_by(days)).all()
     teams = {t.id: t for t in catalog.list_teams(session)}
-    lead = session.execute(
-        sa.select(Incident.resolved_at, Postmortem.published_at)
-        .join(Postmortem, Postmortem.incident_id == Incident.id)
-        .where(Postmortem.status == PostmortemStatus.PUBLISHED, Postmortem.published_at.is_not(None),
-               Incident.resolved_at.is_not(None), *scope.where())).all()
+    published = [Postmortem.status == PostmortemStatus.PUBLISHED]
+    lead = _two_pass(session, sa.select().select_from(Incident).join(Postmortem, Postmortem.incident_id == Incident.id)
+                     .where(*published, Postmortem.published_at.is_not(None), Incident.resolved_at.is_not(None),
+                            *scope.where()),
+                     seconds_between(Incident.resolved_at, Postmortem.published_at))[None]
     high = [*scope.where(), Incident.severity.in_(HIGH_SEVERITIES)]
     n_high = session.scalar(sa.select(sa.func.count()).select_from(Incident).where(*high))
     # From the post-mortems' side: they are far fewer than the incidents (one per incident at most).
     n_published = session.scalar(sa.select(sa.func.count()).select_from(Postmortem)
-                                 .join(Incident, Postmortem.incident_id == Incident.id)
-                                 .where(Postmortem.status == PostmortemStatus.PUBLISHED, *high))
+                                 .join(Incident, Postmortem.incident_id == Incident.id).where(*published, *high))
     return FollowThrough(
-        items=len(items), done=len(done), done_with_due=len(with_due),
-        done_on_time=sum(1 for i in with_due if i.closed_at.astimezone(UTC).date() <= i.due_date),
-        wont_do=sum(1 for i in items if i.status == ItemStatus.WONT_DO),
-        open=sum(1 for i in items if not i.status.is_closed), overdue=len(overdue),
-        days_to_done=Percentiles.of_values(
-            (i.closed_at.astimezone(UTC).date() - i.created_at.astimezone(UTC).date()).days
-            for i in done if i.closed_at is not None),
+        items=sum(by_status.values()), done=by_status[ItemStatus.DONE], done_with_due=with_due,
+        done_on_time=on_time, wont_do=by_status[ItemStatus.WONT_DO],
+        open=by_status[ItemStatus.OPEN] + by_status[ItemStatus.IN_PROGRESS], overdue=n_overdue,
+        days_to_done=Percentiles.of([(int(d), n) for d, n in days_hist]),
         overdue_by_type=[(t.value, by_type[t.value]) for t in ItemType] + (
             [("none", by_type["none"])] if by_type["none"] else []),
         overdue_by_team=sorted((Group(teams[t].slug if t in teams else None, teams[t].name if t in teams
-                                      else "No team", n) for t, n in by_team.items()),
+                                      else "No team", n) for t, n in by_team.items() if n),
                                key=lambda g: (-g.incidents, g.name)),
-        lead_time=Percentiles.of_values(whole_seconds(max((p - r).total_seconds(), 0.0)) for r, p in lead),
-        high_severity=n_high, high_severity_published=n_published, today=today)
+        lead_time=lead, high_severity=n_high, high_severity_published=n_published, today=today)
 
 
 # --- a short-lived cache of figures -----------------------------------------------------------------
