@@ -279,3 +279,52 @@ def _drop_upgrade_database(url: str) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}"')
         engine.dispose()
+
+
+def test_insights_columns_upgrade_keeps_every_duration_and_the_index_covers(tmp_path):
+    """0019 turns SQLite's virtual duration columns into plain ones written by triggers: the values of incidents
+    that exist at 0018 are the same afterwards, new and edited incidents get theirs from the triggers, and the
+    insights index now covers a query of the durations (PostgreSQL keeps its stored columns)."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from incidents import create_app
+    from incidents.extensions import alembic
+
+    names = ("id", "seconds_to_detect", "seconds_to_acknowledge", "seconds_to_mitigate", "seconds_to_resolve")
+    durations = sa.select(*map(sa.column, names)).select_from(sa.table("incident")).order_by(sa.column("id"))
+    app = create_app({"DATABASE_URL": _upgrade_url(tmp_path), "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        alembic.upgrade("0018_audit")
+        t0 = datetime(2026, 11, 1, 9, 0, 0, 250000, tzinfo=UTC)
+        moment = sa.DateTime(timezone=True)
+        insert = sa.text("INSERT INTO incident (id, title, summary, severity, status, created_at, updated_at,"
+                         " started_at, detected_at, acknowledged_at, mitigated_at, resolved_at) VALUES (:id, 't',"
+                         " '', 'SEV2', 'resolved', :s, :s, :s, :d, :a, :m, :r)").bindparams(
+            *(sa.bindparam(k, type_=moment) for k in "sdamr"))
+        with db.engine.begin() as conn:
+            conn.execute(insert, [
+                {"id": 1, "s": t0, "d": t0 + timedelta(seconds=90.9), "a": t0 + timedelta(seconds=60),
+                 "m": t0 + timedelta(minutes=30), "r": t0 + timedelta(hours=2, microseconds=999999)},
+                {"id": 2, "s": t0, "d": t0, "a": None, "m": None, "r": None}])
+            before = conn.execute(durations).all()
+        assert [tuple(r) for r in before] == [(1, 90, 0, 1800, 7200), (2, 0, None, None, None)]
+
+        alembic.upgrade()
+
+        with db.engine.begin() as conn:
+            assert conn.execute(durations).all() == before
+            conn.execute(insert, [{"id": 3, "s": t0, "d": t0 + timedelta(seconds=5), "a": None, "m": None,
+                                   "r": None}])
+            conn.execute(sa.text("UPDATE incident SET acknowledged_at = :a WHERE id = 2").bindparams(
+                sa.bindparam("a", type_=moment)), {"a": t0 + timedelta(seconds=42.5)})
+            after = conn.execute(durations.where(sa.column("id") > 1)).all()
+            assert [tuple(r) for r in after] == [(2, 0, 42, None, None), (3, 5, None, None, None)]
+            if conn.dialect.name == "sqlite":
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT severity, seconds_to_resolve / 60, count(*) FROM incident"
+                    " INDEXED BY ix_incident_insights WHERE started_at >= '2026-01-01' GROUP BY 1, 2").all()
+                assert any("COVERING INDEX ix_incident_insights" in row[-1] for row in plan), plan
+        _close(app)
+    _drop_upgrade_database(app.config["DATABASE_URL"])

@@ -63,7 +63,8 @@ class IncidentRole(StrEnum):
 
 
 def _seconds_column(metric: str):
-    # Stored on PostgreSQL (it has no virtual columns); the SQLite migration adds them virtual (ALTER TABLE can).
+    # Generated and stored on PostgreSQL. On SQLite plain columns that triggers write with the same expression
+    # (migration 0019): SQLite never reads a generated column from an index, so the insights index would not cover.
     return mapped_column(sa.Computed(stored_seconds(metric), persisted=True))
 
 
