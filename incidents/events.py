@@ -67,7 +67,7 @@ EVENTS: dict[str, str] = {
     "incident.status_changed": "an incident moved through the status machine (incident_id, entry_id, before, after)",
     "incident.severity_changed": "an incident's severity changed (incident_id, before, after)",
     "incident.role_assigned": "a commander, communications lead or scribe was set or cleared "
-                              "(incident_id, role, user_id or None, entry_id)",
+                              "(incident_id, role, user_id or None, before_user_id or None, entry_id)",
     "incident.update_posted": "a status update for stakeholders was posted (incident_id, update_id, entry_id)",
     "incident.note_added": "a note was added to an incident's timeline (incident_id, entry_id)",
     "incident.updated": "an incident's descriptive fields were edited (incident_id, changes)",

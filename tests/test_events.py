@@ -212,7 +212,7 @@ def _role_assigned(session):
         return incident.timeline[-1].id
 
     return change, lambda entry_id: {"incident_id": incident.id, "role": "commander", "user_id": user.id,
-                                     "entry_id": entry_id}
+                                     "before_user_id": None, "entry_id": entry_id}
 
 
 def _note_added(session):

@@ -62,7 +62,8 @@ def _set(**values) -> dict:
 AUDITED: dict[str, tuple[str, str | None, Callable[[dict], dict | None]]] = {
     "incident.declared": ("incident", "incident_id", lambda d: _set(severity=d["severity"])),
     "incident.status_changed": ("incident", "incident_id", lambda d: {"status": [d["before"], d["after"]]}),
-    "incident.role_assigned": ("incident", "incident_id", lambda d: {d["role"]: [None, d["user_id"]]}),
+    "incident.role_assigned": ("incident", "incident_id",
+                               lambda d: {d["role"]: [d.get("before_user_id"), d["user_id"]]}),
     "incident.updated": ("incident", "incident_id", lambda d: d["changes"]),
     "postmortem.started": ("postmortem", "postmortem_id", lambda d: _set(incident_id=d["incident_id"])),
     "postmortem.published": ("postmortem", "postmortem_id", lambda d: {"status": ["in_review", "published"]}),

@@ -325,7 +325,8 @@ def set_role(session: Session, incident: Incident, role: IncidentRole | str, use
     user = session.get(User, user_id) if user_id else None
     if user_id and user is None:
         raise Invalid(f"No user {user_id}.", {role.value: ["Unknown user."]})
-    if incident.role_holder(role) == user:
+    before = incident.role_holder(role)
+    if before == user:
         return incident
     setattr(incident, role.value, user)
     session.flush()
@@ -333,7 +334,7 @@ def set_role(session: Session, incident: Incident, role: IncidentRole | str, use
     entry = add_timeline_entry(session, incident, EntryKind.ROLE, text, author=by, occurred_at=at,
                                data={"role": role.value, "user_id": user.id if user else None})
     events.emit(session, "incident.role_assigned", incident_id=incident.id, role=role.value,
-                user_id=user.id if user else None, entry_id=entry.id)
+                user_id=user.id if user else None, before_user_id=before.id if before else None, entry_id=entry.id)
     return incident
 
 

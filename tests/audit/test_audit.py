@@ -345,3 +345,19 @@ def test_deliveries_committed_together_each_keep_their_integration_and_one_chain
     assert [(e.kind, e.actor_id, e.address) for e in rows_after(start)] == [
         ("incident.declared", w.acting[0].id, w.acting[1]) for w in applied]
     assert audit.verify(session).ok
+
+
+def test_a_role_handover_records_who_held_it_before(app, session):
+    from incidents.incident import services as incidents
+
+    first, second = make_user(role="responder"), make_user(role="responder")
+    incident = make_incident()
+    start = last_id()
+    incidents.set_role(session, incident, "commander", first.id)
+    incidents.set_role(session, incident, "commander", second.id)
+    incidents.set_role(session, incident, "commander", None)
+    session.commit()
+    assert [(r.kind, r.object_id, r.changes) for r in rows_after(start)] == [
+        ("incident.role_assigned", incident.id, {"commander": [None, first.id]}),
+        ("incident.role_assigned", incident.id, {"commander": [first.id, second.id]}),
+        ("incident.role_assigned", incident.id, {"commander": [second.id, None]})]
