@@ -30,32 +30,50 @@ import sqlalchemy as sa
 
 from bench.common import INSTANCE, backend, bench_app, gunicorn, normalise_url, stats_ms, table
 from bench.generate_incidents import BENCH_EMAIL, BENCH_PASSWORD, generate
+from incidents.database import COUNT_LIMIT, Cursor
 
 BUDGET_MS = 200
+LAST_NUMBERED = COUNT_LIMIT // 25  # the last page a number reaches at 25 a page (offset 9,975)
 INSIGHTS_BUDGET_MS = 500
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+OLDER = re.compile(r'before=([A-Za-z0-9_-]+)[^"]*">Older')
 
 
-def list_cases(deep_page: int) -> list[tuple[str, dict, int]]:
-    """(label, IncidentFilter fields, page): one per filter the list page offers, plus a deep page."""
+def list_cases(deep: Cursor) -> list[tuple[str, dict, int, str | None]]:
+    """(label, IncidentFilter fields, page, before): one per filter the list page offers, the last page reached by
+    number (the deepest OFFSET the list allows), and a page halfway down reached by the cursor an Older link gives."""
     return [
-        ("first page", {}, 1),
-        ("open only", {"open_only": True}, 1),
-        ("status=investigating", {"status": ["investigating"]}, 1),
-        ("status=closed", {"status": ["closed"]}, 1),
-        ("severity=SEV1", {"severity": ["SEV1"]}, 1),
-        ("service=checkout-api", {"service": "checkout-api"}, 1),
-        ("team=payments", {"team": "payments"}, 1),
-        ("tag=security", {"tag": "security"}, 1),
-        ("q=replication", {"q": "replication"}, 1),
-        ("q=INC-50000", {"q": "INC-50000"}, 1),
-        (f"deep page {deep_page}", {}, deep_page),
+        ("first page", {}, 1, None),
+        ("open only", {"open_only": True}, 1, None),
+        ("status=investigating", {"status": ["investigating"]}, 1, None),
+        ("status=closed", {"status": ["closed"]}, 1, None),
+        ("severity=SEV1", {"severity": ["SEV1"]}, 1, None),
+        ("service=checkout-api", {"service": "checkout-api"}, 1, None),
+        ("team=payments", {"team": "payments"}, 1, None),
+        ("tag=security", {"tag": "security"}, 1, None),
+        ("q=replication", {"q": "replication"}, 1, None),
+        ("q=INC-50000", {"q": "INC-50000"}, 1, None),
+        (f"page {LAST_NUMBERED} (last numbered)", {}, LAST_NUMBERED, None),
+        (f"page {deep.page} by cursor", {}, 1, deep.encode()),
+        (f"page {deep.page} by cursor, status=closed", {"status": ["closed"]}, 1, deep.encode()),
     ]
+
+
+def deep_cursor(session, page: int, per_page: int = 25) -> Cursor:
+    """The cursor the Older link of page `page` - 1 carries (newest first, show=all): what a user walking that far
+    holds. Found once with the OFFSET the list no longer runs."""
+    from incidents.incident.models import Incident
+
+    row = session.execute(sa.select(Incident.created_at, Incident.id)
+                          .order_by(Incident.created_at.desc(), Incident.id.desc())
+                          .offset((page - 1) * per_page - 1).limit(1)).one()
+    return Cursor(row.created_at, row.id, page)
 
 
 def http_cases(max_id: int, deep_page: int) -> list[tuple[str, str, bool, int]]:
     """(label, path, api?, budget ms): the URLs a responder hits; the incident page is a different incident every
-    time. Lists, filters and search have 200 ms; insights, which aggregate a whole period, 500 ms."""
+    time. Lists, filters and search have 200 ms; insights, which aggregate a whole period, 500 ms. `{before}`: the
+    cursor walk, starting at page `deep_page` and then following each answer's Older link (API: `next`)."""
     # The list shows open incidents unless show=all: the show=all rows are the ones that reach every incident.
     year = (date.today() - timedelta(days=365)).isoformat()
     return [
@@ -70,11 +88,15 @@ def http_cases(max_id: int, deep_page: int) -> list[tuple[str, str, bool, int]]:
         ("/ show=all q=replication", "/?show=all&q=replication", False, BUDGET_MS),
         ("/ show=all q=repl (prefix)", "/?show=all&q=repl", False, BUDGET_MS),
         ("/ show=all q=INC-<n>", "/?show=all&q=INC-{n}", False, BUDGET_MS),
-        (f"/ show=all page={deep_page}", f"/?show=all&page={deep_page}", False, BUDGET_MS),
+        (f"/ show=all page={LAST_NUMBERED} (last numbered)", f"/?show=all&page={LAST_NUMBERED}", False, BUDGET_MS),
+        (f"/ show=all before= (page {deep_page}+, Older links)", "/?show=all&before={before}", False, BUDGET_MS),
+        (f"/ show=all status=closed before= (page {deep_page}+)", "/?show=all&status=closed&before={before}", False,
+         BUDGET_MS),
         ("/incidents/INC-<n>", "/incidents/INC-{n}", False, BUDGET_MS),
         ("/search q=replication", "/search?q=replication", False, BUDGET_MS),
         ("/search q=failover runbook", "/search?q=failover+runbook", False, BUDGET_MS),
         ("/api/v1/incidents", "/api/v1/incidents", True, BUDGET_MS),
+        (f"/api/v1/incidents before= (page {deep_page}+, next)", "/api/v1/incidents?before={before}", True, BUDGET_MS),
         ("/api/v1/search q=repl", "/api/v1/search?q=repl", True, BUDGET_MS),
         ("/api/v1/search q=canary kind=postmortem", "/api/v1/search?q=canary&kind=postmortem", True, BUDGET_MS),
         ("/insights (90 days)", "/insights", False, INSIGHTS_BUDGET_MS),
@@ -135,8 +157,9 @@ def _from_table(statement: str) -> str:
     return re.search(r'FROM "?(\w+)', statement).group(1)
 
 
-def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[dict], int]:
-    """Time the services directly and EXPLAIN what they run; returns (timings, plans, max incident id)."""
+def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[dict], int, Cursor]:
+    """Time the services directly and EXPLAIN what they run; returns (timings, plans, max incident id, the cursor
+    of a page halfway down the list)."""
     from incidents.extensions import db
     from incidents.incident import services as svc
     from incidents.incident.models import Incident
@@ -147,11 +170,12 @@ def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[d
     with app.app_context():
         max_id = db.session.scalar(sa.select(sa.func.max(Incident.id)))
         total = db.session.scalar(sa.select(sa.func.count(Incident.id)))
-        deep = max(1, total // 25 // 2)
-        for label, fields, page in list_cases(deep):
+        deep = deep_cursor(db.session, max(2, total // 25 // 2))
+        db.session.close()
+        for label, fields, page, before in list_cases(deep):
             f = svc.IncidentFilter(**fields)
             with SqlCapture(db.engine) as cap:
-                result = svc.list_incidents(db.session, f, page=page)
+                result = svc.list_incidents(db.session, f, page=page, before=before)
             for statement, params in cap.statements:
                 lines = explain(db.session, statement, params)
                 kind = "count" if "count(" in statement.lower() else _from_table(statement)
@@ -160,7 +184,7 @@ def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[d
             times = []
             for _ in range(iterations):
                 t0 = time.perf_counter()
-                result = svc.list_incidents(db.session, f, page=page)
+                result = svc.list_incidents(db.session, f, page=page, before=before)
                 [(i.title, i.status, i.tags) for i in result.items]
                 times.append(time.perf_counter() - t0)
                 db.session.close()  # every request starts with an empty identity map
@@ -186,7 +210,7 @@ def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[d
                                   "verdict": plan_verdict(lines), "plan": lines})
             db.session.close()
         rows.append({"query": "get_incident + timeline", "rows": len(entries)} | stats_ms(times))
-    return rows, plans, max_id
+    return rows, plans, max_id, deep
 
 
 def prepare_credentials(url: str) -> str:
@@ -216,7 +240,15 @@ def sign_in(base: str) -> requests.Session:
     return http
 
 
-def over_http(url: str, requests_per_url: int, max_id: int, seed: int) -> list[dict]:
+def _older(response: requests.Response, is_api: bool) -> str | None:
+    """The cursor of the page after this one: the API's `next`, the page's Older link."""
+    if is_api:
+        return response.json().get("next")
+    match = OLDER.search(response.text)
+    return match and match.group(1)
+
+
+def over_http(url: str, requests_per_url: int, max_id: int, seed: int, deep: Cursor) -> list[dict]:
     token = prepare_credentials(url)
     env = {"INCIDENTS_DATABASE_URL": url, "INCIDENTS_SECRET_KEY": "bench-secret",
            "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
@@ -227,19 +259,21 @@ def over_http(url: str, requests_per_url: int, max_id: int, seed: int) -> list[d
         web = sign_in(base)
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
-        deep = max(1, max_id // 25 // 2)
         baseline = None
-        for label, path, is_api, budget in http_cases(max_id, deep):
+        for label, path, is_api, budget in http_cases(max_id, deep.page):
             http = api if is_api else web
             codes: dict[int, int] = {}
             times = []
             # Insights take longer per request: a quarter of the requests keeps the run bounded.
             count = requests_per_url if budget == BUDGET_MS else max(20, requests_per_url // 4)
+            before = deep.encode()  # cursor walks: each request asks for the page after the previous one
             for i in range(count + 10):  # the first 10 warm the workers up and are not counted
-                target = base + path.format(n=rng.randint(1, max_id))
+                target = base + path.format(n=rng.randint(1, max_id), before=before)
                 t0 = time.perf_counter()
                 r = http.get(target, allow_redirects=False, timeout=30)
                 elapsed = time.perf_counter() - t0
+                if "{before}" in path and r.status_code == 200:
+                    before = _older(r, is_api) or deep.encode()
                 if i >= 10:
                     times.append(elapsed)
                     codes[r.status_code] = codes.get(r.status_code, 0) + 1
@@ -274,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     made = generate(url, args.count, quiet=True)
     print(f"# Scale benchmark on {backend(url)}: {made['total']} incidents "
           f"(generated {made['incidents']} in {made['seconds']}s)\n")
-    rows, plans, max_id = in_process(url, args.iterations, args.seed)
+    rows, plans, max_id, deep = in_process(url, args.iterations, args.seed)
     print(f"## In-process service calls ({args.iterations} each, ms)\n")
     print(table(rows, ["query", "rows", "p50", "p95", "max"]))
     print("\n## Query plans\n")
@@ -286,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     http_rows = []
     if not args.skip_http:
         print(f"\n## HTTP through gunicorn ({args.requests} sequential requests per URL, ms)\n")
-        http_rows = over_http(url, args.requests, max_id, args.seed)
+        http_rows = over_http(url, args.requests, max_id, args.seed, deep)
         print(table(http_rows, ["url", "budget", "p50", "p95", "max", "p50/healthz", "status"]))
     slow = [r["query"] for r in rows if r["p95"] >= BUDGET_MS] + \
         [r["url"] for r in http_rows if r["p95"] >= r["budget"] and not r["status"].startswith("404")]

@@ -76,9 +76,13 @@ def page_of(items: list, page: int, per_page: int) -> Page:
 
 
 def page_response(page: Page, schema: Schema) -> dict:
-    """The one list shape: {"items", "page", "pages", "total"}."""
-    return {"items": schema.dump(page.items, many=True), "page": page.page, "pages": page.pages,
-            "total": page.total}
+    """The one list shape: {"items", "page", "pages", "total", "at_least"}, and "next" (the cursor of the next
+    page, or null) for the lists that go on by cursor."""
+    body = {"items": schema.dump(page.items, many=True), "page": page.page, "pages": page.pages,
+            "total": page.total, "at_least": page.at_least}
+    if page.keyset:
+        body["next"] = page.next
+    return body
 
 
 def checked_key(key: str, what: str) -> str:

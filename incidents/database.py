@@ -4,12 +4,14 @@ Backend-neutral: SQLite's engine machinery lives in incidents/sqlite.py, loaded 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import hashlib
 import math
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -163,17 +165,34 @@ def listen_once() -> None:
         event.listen(Session, "before_flush", refuse_nul_characters)
 
 
+# Lists that grow without bound (incidents, search) count their rows up to here; past it they say "more than",
+# number their pages only this far and go on with a cursor (`Cursor`), so a million rows cost what 10,000 do.
+COUNT_LIMIT = 10_000
+
+
 @dataclass
 class Page:
     items: list[Any]
     page: int
     per_page: int
     total: int
-    at_least: bool = False  # `total` is a floor: counting stopped there (full-text matches past COUNT_LIMIT)
+    at_least: bool = False  # `total` (and so `pages`) is a floor: counting stopped at the count limit
+    keyset: bool = False  # a newest-first list that goes on with cursors: `next` leads past this page
+    next: str | None = None  # the cursor of the page after this one (keyset lists), None on the last page
+    count_limit: int | None = None  # page numbers reach this many rows; further pages by cursor only
 
     @property
     def pages(self) -> int:
         return max(1, math.ceil(self.total / self.per_page)) if self.per_page else 1
+
+    @property
+    def max_page(self) -> int | None:
+        """The last page reachable by number (None: every page is)."""
+        return max(1, math.ceil(self.count_limit / self.per_page)) if self.count_limit and self.per_page else None
+
+    def numbered(self, page: int) -> bool:
+        """Whether page `page` can be asked for by its number."""
+        return self.max_page is None or page <= self.max_page
 
     @property
     def has_prev(self) -> bool:
@@ -181,14 +200,93 @@ class Page:
 
     @property
     def has_next(self) -> bool:
-        return self.page < self.pages
+        return self.next is not None if self.keyset else self.page < self.pages
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A place in a list ordered newest first by (created_at, id): the page it leads to holds the rows after it.
+    Opaque to clients (urlsafe base64); `page` is the number that page has, for display only."""
+
+    created_at: datetime
+    id: int
+    page: int
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.astimezone(UTC).isoformat()}|{self.id}|{self.page}"
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str, name: str = "before") -> Cursor:
+        """The cursor `value` encodes; anything else is a 422 naming the parameter `name`."""
+        from incidents.bounds import as_id
+        from incidents.errors import Invalid
+
+        try:
+            if not _CURSOR.fullmatch(value or ""):
+                raise ValueError
+            created, ident, page = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().split("|")
+            at = datetime.fromisoformat(created)
+            if at.utcoffset() != timedelta(0) or not (ident.isdigit() and page.isdigit()):
+                raise ValueError
+            ident_, page_ = as_id(ident), as_id(page)
+            if ident_ is None or page_ is None:
+                raise ValueError
+        except ValueError:  # bad base64 (binascii.Error), not UTF-8, wrong parts, not a UTC time
+            raise Invalid(f"{name} is not a cursor this list gave: follow the list's Older link or its `next`.",
+                          {name: ["Not a cursor from this list."]}) from None
+        return cls(at.astimezone(UTC), ident_, page_)
+
+
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def capped_count(session: Session, stmt: sa.Select, limit: int | None) -> tuple[int, bool]:
+    """(rows of `stmt`, whether it has more than that): every row without `limit`, else up to `limit` (reading
+    `limit` + 1 of them, from an index alone where one covers the filters)."""
+    stmt = stmt.order_by(None).with_only_columns(sa.literal_column("1"), maintain_column_froms=True)
+    if limit is not None:
+        stmt = stmt.limit(limit + 1)
+    counted = session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery())) or 0
+    return (limit, True) if limit is not None and counted > limit else (counted, False)
 
 
 def paginate(session: Session, stmt: sa.Select, page: int, per_page: int, total: int | None = None,
-             at_least: bool = False) -> Page:
-    """Run one page of `stmt` plus a count of all its rows (unless the caller knows it from a cheaper index)."""
-    page = max(1, page)
+             at_least: bool = False, *, count_limit: int | None = None,
+             keyset: tuple[Any, Any] | None = None, before: Cursor | None = None) -> Page:
+    """Run one page of `stmt` plus a count of its rows (unless the caller knows it from a cheaper index).
+
+    `count_limit`: count only that far (the Page says "at least"), and refuse page numbers past it (a 422 naming
+    `page`), whose OFFSET would read every row before them. `keyset`: the (created_at, id) columns `stmt` is
+    ordered by, newest first; each page then carries the cursor of the next, and `before` starts after one."""
     if total is None:
-        total = session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, page=page, per_page=per_page, total=total, at_least=at_least)
+        total, at_least = capped_count(session, stmt, count_limit)
+    elif count_limit is not None and total > count_limit:
+        total, at_least = count_limit, True
+    result = Page(items=[], page=max(1, page), per_page=per_page, total=total, at_least=at_least,
+                  keyset=keyset is not None, count_limit=count_limit)
+    offset = (result.page - 1) * per_page
+    if before is not None and keyset is not None:
+        created, ident = keyset
+        # created <= the cursor's: a range any (filter, created_at) index serves; the rest settles ties by id.
+        stmt = stmt.where(created <= before.created_at,
+                          sa.or_(created < before.created_at, ident < before.id))
+        result.page, offset = before.page, 0
+    elif not result.numbered(result.page) and (at_least or total > offset):
+        raise _past_numbered_pages(result)
+    rows = list(session.scalars(stmt.limit(per_page + (keyset is not None)).offset(offset)))
+    result.items = rows[:per_page]
+    if keyset is not None and len(rows) > per_page:
+        last = result.items[-1]
+        next_page = min(result.page + 1, 2**31 - 1)  # a page number stays one the bounds accept (MAX_INT)
+        result.next = Cursor(getattr(last, keyset[0].key), getattr(last, keyset[1].key), next_page).encode()
+    return result
+
+
+def _past_numbered_pages(page: Page):
+    from incidents.errors import Invalid
+
+    return Invalid(f"Pages are numbered up to {page.max_page} at {page.per_page} a page (the newest "
+                   f"{page.count_limit:,}); further on, follow the Older link of page {page.max_page} "
+                   "(in the API, pass the `next` cursor as `before`).",
+                   {"page": [f"At most {page.max_page}; continue with before=<the next cursor>."]})

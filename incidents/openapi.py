@@ -46,8 +46,8 @@ How a domain adds documented JSON routes (nothing in this file needs editing):
    ``BadRequest``, ``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ValidationError``,
    ``PayloadTooLarge``.
    Query parameters can be a schema: ``parameters: [{in: query, schema: XArgsSchema}]``. Lists answer
-   ``{"items", "page", "pages", "total"}``: document them with a :class:`PageSchema` subclass that adds
-   ``items = fields.List(fields.Nested(XSchema), required=True)``.
+   ``{"items", "page", "pages", "total", "at_least"}`` (``page_response``): document them with a
+   :class:`PageSchema` subclass that adds ``items = fields.List(fields.Nested(XSchema), required=True)``.
 
 Request bodies go through ``incidents.apihttp.load_json(XCreateSchema())`` (400 for a body that is not a JSON
 object, 422 with field messages), unknown slugs or ids named in a body through ``lookup_field`` (422 on that
@@ -107,6 +107,8 @@ class PageSchema(Schema):
     page = fields.Integer(required=True)
     pages = fields.Integer(required=True)
     total = fields.Integer(required=True)
+    at_least = fields.Boolean(required=True, metadata={
+        "description": "True when counting stopped at 10,000: `total` and `pages` are then floors, not exact."})
 
 
 class JsonInteger(fields.Integer):

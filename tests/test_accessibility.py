@@ -49,6 +49,7 @@ def _demo(session, client) -> dict[str, str]:
     the pages that show them."""
     from incidents.alert.models import Alert, Delivery, Integration
     from incidents.catalog.models import Service, Team
+    from incidents.database import Cursor
     from incidents.demo import load_demo
     from incidents.incident import services as incidents
     from incidents.incident.models import Incident, Status
@@ -74,9 +75,13 @@ def _demo(session, client) -> dict[str, str]:
            "service": session.scalar(sa.select(Service.id))}
     draft_sections = {s.kind.value: s.key for s in reversed(draft.sections)}
     status_token = incidents.issue_status_link(session, active, show_names=True)
+    newest = session.execute(sa.select(Incident.created_at, Incident.id)
+                             .order_by(Incident.created_at.desc(), Incident.id.desc()).limit(2)).all()[-1]
+    older = Cursor(newest.created_at, newest.id, 2).encode()  # the Older link of page 1 at 2 a page
     session.commit()  # and no transaction left open: on SQLite it would hold off the server's writes
     paths = {
-        "incident list": "/", "incident list, all": "/?show=all", "incident": f"/incidents/{ids['incident']}",
+        "incident list": "/", "incident list, all": "/?show=all", "incident list, by cursor":
+        f"/?show=all&per_page=2&before={older}", "incident": f"/incidents/{ids['incident']}",
         "incident, open": f"/incidents/{ids['active']}", "incident edit": f"/incidents/{ids['incident']}/edit",
         "declare": "/incidents/new",
         "post-mortems": "/postmortems", "post-mortem": f"/postmortems/{ids['published']}",

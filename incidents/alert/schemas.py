@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from incidents.alert.models import AlertStatus, Outcome, Source
 from incidents.bounds import MAX_INT
+from incidents.openapi import PageSchema
 
 
 class AlertSchema(Schema):
@@ -51,17 +52,11 @@ class AlertDetailSchema(AlertSchema):
     deliveries = fields.List(fields.Nested(DeliverySchema), metadata={"description": "The 50 most recent."})
 
 
-class _PageSchema(Schema):
-    page = fields.Int(required=True)
-    pages = fields.Int(required=True)
-    total = fields.Int(required=True)
-
-
-class AlertListSchema(_PageSchema):
+class AlertListSchema(PageSchema):
     items = fields.List(fields.Nested(AlertSchema), required=True)
 
 
-class DeliveryListSchema(_PageSchema):
+class DeliveryListSchema(PageSchema):
     items = fields.List(fields.Nested(DeliverySchema), required=True)
 
 

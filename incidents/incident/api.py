@@ -41,7 +41,7 @@ def _placement(data: dict) -> dict:
 @bp.get("/incidents")
 @require(Role.VIEWER)
 def list_incidents():
-    """Incidents, newest first, filtered.
+    """Incidents, newest first, filtered; counted up to 10,000, then paged on by cursor (`next`, `before`).
     ---
     get:
       tags: [incidents]
@@ -67,7 +67,8 @@ def list_incidents():
         service=str(service.id) if service else None, team=str(team.id) if team else None,
         tag=args.get("tag") or None, q=args.get("q") or None, open_only=bool(args.get("open")),
     )
-    return jsonify(page_response(services.list_incidents(db.session, f, page, per_page), IncidentSchema()))
+    return jsonify(page_response(services.list_incidents(db.session, f, page, per_page, before=args.get("before")),
+                                 IncidentSchema()))
 
 
 @bp.post("/incidents")

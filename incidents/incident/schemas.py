@@ -180,9 +180,18 @@ class IncidentFormSchema(IncidentCreateSchema):
 
 class IncidentPageSchema(PageSchema):
     items = fields.List(fields.Nested(IncidentSchema), required=True)
+    next = fields.String(required=True, allow_none=True, metadata={
+        "description": "The cursor of the next (older) page: pass it as `before` with the same filters; null on the "
+                       "last page. Pages are numbered only through the newest 10,000 incidents; the cursor goes on."})
 
 
 class IncidentListArgsSchema(PageArgsSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_INT), metadata={
+        "description": "Pages are numbered through the newest 10,000 matches (page 400 at 25 a page): a page beyond "
+                       "them, when there are more, is a 422; go further with `before`. Ignored with `before`."})
+    before = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "A cursor from `next`: the page of incidents older than the previous page's last. A value this "
+                       "list did not give is a 422."})
     status = fields.List(fields.Enum(Status, by_value=True),
                          metadata={"description": "Repeat or comma-separate: status=triggered,acknowledged."})
     severity = fields.List(fields.Enum(Severity, by_value=True), metadata={"description": "Repeat or comma-separate."})

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, selectinload
 
-from incidents import events
+from incidents import database, events
 from incidents.auth.models import Role, User
 from incidents.bounds import MAX_INT
 from incidents.catalog import services as catalog
@@ -490,12 +490,18 @@ def count_open_by_severity(session: Session) -> dict[str, int]:
     return {s.value: 0 for s in Severity} | {Severity(sev).value: n for sev, n in rows}
 
 
-def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25) -> Page:
+def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page: int = 25,
+                   before: str | None = None, count_limit: int | None = None) -> Page:
     """Newest first, filtered; every filter is backed by an index on (column, created_at).
 
     The tag and the text filters are tests on each incident as the list walks its newest-first index (a tag lookup
     by primary key, membership in the set of text matches), rather than sorting every tagged or matching incident;
-    when one of them is the only filter, the count comes from its own index."""
+    when one of them is the only filter, the count comes from its own index.
+
+    Counts stop at `count_limit` (default database.COUNT_LIMIT): page numbers go that far, and every page carries
+    the cursor of the next (`before`, the keyset (created_at, id)), which reaches any depth at the cost of page 1."""
+    limit = database.COUNT_LIMIT if count_limit is None else count_limit
+    cursor = database.Cursor.decode(before) if before is not None else None
     # Service and team come in two IN queries per page (tags are selectin already): no N+1 in lists.
     stmt = (sa.select(Incident).options(selectinload(Incident.service), selectinload(Incident.team))
             .order_by(Incident.created_at.desc(), Incident.id.desc()))
@@ -518,7 +524,9 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
     if f.tag:
         tag = f.tag.lower()
         stmt = stmt.where(sa.exists().where(IncidentTag.incident_id == Incident.id, IncidentTag.name == tag))
-        counts.append((session.scalar(sa.select(sa.func.count()).where(IncidentTag.name == tag)) or 0, True))
+        tagged, more = database.capped_count(session, sa.select(IncidentTag.incident_id).where(IncidentTag.name == tag),
+                                             limit)
+        counts.append((tagged, not more))
     if f.q:
         q = f.q.strip()
         incident_id = _ref_id(q)
@@ -530,7 +538,8 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
             counts.append(None if incident_id else matched)
     known = counts[0] if len(counts) == 1 else None
-    return paginate(session, stmt, page, per_page, total=known and known[0], at_least=bool(known) and not known[1])
+    return paginate(session, stmt, page, per_page, total=known and known[0], at_least=bool(known) and not known[1],
+                    count_limit=limit, keyset=(Incident.created_at, Incident.id), before=cursor)
 
 
 _TEXT_FILTER = "incidents.incident.text_filter"

@@ -64,7 +64,8 @@ def index():
     f, keep = _list_args()
     cfg = current_app.config
     per_page = min(max(request.args.get("per_page", cfg["PER_PAGE"], type=int), 1), cfg["MAX_PER_PAGE"])
-    page = services.list_incidents(db.session, f, page=int_arg("page", 1), per_page=per_page)
+    page = services.list_incidents(db.session, f, page=int_arg("page", 1), per_page=per_page,
+                                   before=request.args.get("before") or None)
     return render_template(
         "incident/list.html", page=page, f=f, keep=keep, now=utcnow(), durations=durations, statuses=list(Status),
         severities=list(Severity), services=catalog.list_services(db.session), teams=catalog.list_teams(db.session),

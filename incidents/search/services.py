@@ -14,13 +14,12 @@ from html import escape
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from incidents.database import Page
+from incidents.database import COUNT_LIMIT, Page
 from incidents.errors import Invalid
 from incidents.search.models import DocKind, SearchDocument
 
 MAX_TOKENS = 8
 RANK_LIMIT = 1000  # more matches than this: newest first instead of by rank (see `search`)
-COUNT_LIMIT = 10_000  # matches are counted up to here; past it a page says "more than 10000"
 _WORD = re.compile(r"[^\W_]+")
 # Sentinels around matches in snippets: private-use characters, swapped for <mark> after escaping.
 _OPEN, _CLOSE = "\ue000", "\ue001"

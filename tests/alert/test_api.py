@@ -21,7 +21,7 @@ def fed(client, app):
 
 def test_list_and_get_alerts(api, fed):
     body = api.get("/api/v1/alerts").get_json()
-    assert set(body) == {"items", "page", "pages", "total"} and body["total"] == 2
+    assert set(body) == {"items", "page", "pages", "total", "at_least"} and body["total"] == 2
     newest = body["items"][0]
     assert newest["fingerprint"] == "900000001" and newest["occurrence_count"] == 2  # last seen most recently
     assert newest["incident_ref"] == f"INC-{newest['incident_id']}" and newest["link"].startswith("https://")

@@ -139,8 +139,8 @@ def test_list_filters_and_pagination(api, app):
     assert refs("?open=true") == [b.ref, a.ref]
 
     page = api.get("/api/v1/incidents?per_page=2&page=2").get_json()
-    assert set(page) == {"items", "page", "pages", "total"}
-    assert (page["page"], page["pages"], page["total"]) == (2, 2, 3)
+    assert set(page) == {"items", "page", "pages", "total", "at_least", "next"}
+    assert (page["page"], page["pages"], page["total"], page["at_least"], page["next"]) == (2, 2, 3, False, None)
     assert [i["ref"] for i in page["items"]] == [a.ref]
 
     app.config["MAX_PER_PAGE"] = 2
