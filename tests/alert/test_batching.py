@@ -94,6 +94,20 @@ def test_a_retry_of_a_committed_delivery_is_answered_before_its_batch(app, sessi
     assert session.scalars(sa.select(Alert)).one().occurrence_count == 3
 
 
+def test_a_batch_of_retries_only_is_answered_and_leaves_no_transaction_open(app, session, batcher, info):
+    first = _work(info, _occurrence(1))
+    _run_together(batcher, [first])
+    again = _work(info, _occurrence(1))
+
+    _run_together(batcher, [again])
+    later = _work(info, _occurrence(2))  # the writer is free for the next batch: it holds no lock
+    _run_together(batcher, [later])
+
+    assert again.duplicate and again.result is None and again.alone is None
+    assert later.result is not None and (batcher.batches, batcher.batched) == (2, 2)
+    assert len(_deliveries(session)) == 2
+
+
 def test_a_retry_in_the_same_batch_is_handed_back_and_the_others_commit(app, session, info):
     first, again = _work(info, _occurrence(1)), _work(info, _occurrence(1))  # not committed when the batch starts
     other = _work(info, _occurrence(2))
