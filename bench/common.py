@@ -91,13 +91,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
+def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None, server: dict | None = None):
     """Run `gunicorn app_spec` on 127.0.0.1 with the server settings `incidents serve` uses (workers, threads,
     worker class, timeout, access log to stdout with its format, incidents/serving.py's hooks, no control
-    socket); yield its base URL, then stop it."""
+    socket); yield its base URL, then stop it. `server` ({"workers", "threads", "keep_alive", and optionally
+    "worker_class": "sync"}) replaces serve's workers and threads (the ingestion floor tries several)."""
     port = port or free_port()
-    s = serve_settings()
+    s = server or serve_settings()
     g = serving.gunicorn_settings("127.0.0.1", port, s["workers"], s["threads"], s["keep_alive"])
+    if s.get("worker_class") == "sync":  # one request at a time per process: no threads, no keep-alive
+        g.update(worker_class="sync", threads=1, keepalive=0)
     cmd = [sys.executable, "-m", "gunicorn", "--bind", g["bind"], "--workers", str(g["workers"]),
            "--threads", str(g["threads"]), "--keep-alive", str(g["keepalive"]),
            "--worker-connections", str(g["worker_connections"]), "--worker-class", g["worker_class"],
@@ -109,12 +112,14 @@ def gunicorn(app_spec: str, env: dict, log: Path, port: int | None = None):
 
 
 @contextmanager
-def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: bool = True):
+def incidents_serve(env: dict, log: Path, port: int | None = None, job_worker: bool = True,
+                    module: str = "incidents"):
     """Run the real `incidents serve` (migrations, gunicorn with its settings, and its job worker unless
-    `job_worker` is False) on 127.0.0.1; yield its base URL, then stop it (the master stops the job worker)."""
+    `job_worker` is False) on 127.0.0.1; yield its base URL, then stop it (the master stops the job worker).
+    `module` runs serve through another entry point (bench/serve_without_audit.py, for an A/B)."""
     port = port or free_port()
     s = serve_settings()
-    cmd = [sys.executable, "-m", "incidents", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(s["workers"]), "--threads", str(s["threads"]), "--keep-alive", str(s["keep_alive"])]
     if not job_worker:
         cmd.append("--no-worker")

@@ -5,10 +5,13 @@
     python -m bench.ingest --target app --storm             # 10,000 occurrences of one Rollbar item, 32 senders
     python -m bench.ingest --target app --sources opsgenie,rollbar,alertmanager,grafana,sentry,pagerduty,jsm
     python -m bench.ingest --group-size 10                  # CPU per alert: 10-alert Alertmanager groups vs 1-alert
+    python -m bench.ingest --target app --audit-ab --rounds 3   # the app with and without its audit subscribers
 
 Load comes from N sender threads, each with its own requests.Session (keep-alive), posting pre-generated bodies
 as fast as the server answers (closed loop); each run is bounded by --deliveries and --max-seconds. The client
 shares the machine with the server, so compare figures only within one run (that is why the floor is there).
+The floor is measured under several server settings each round (`floor_servers`) and the fastest is the round's
+floor: the most a bare insert does here, not the insert under the app's own settings.
 """
 
 from __future__ import annotations
@@ -133,14 +136,28 @@ def _kind(source: str, body: bytes) -> str:
         return f"{source} ?"
 
 
-def run_floor(url: str, bodies, senders: int, max_seconds: float) -> dict:
+def floor_servers() -> dict[str, dict]:
+    """The server settings the floor is measured under; the fastest in a round is that round's floor, so the app
+    is compared with the most a bare insert does on this machine, not with the insert under the app's settings."""
+    s = serve_settings()
+    return {
+        f"serve {s['workers']}x{s['threads']}": {k: s[k] for k in ("workers", "threads", "keep_alive")},
+        "2x8 keep-alive": {"workers": 2, "threads": 8, "keep_alive": 5},
+        "4 sync": {"workers": 4, "threads": 1, "keep_alive": 0, "worker_class": "sync"},
+        "8 sync": {"workers": 8, "threads": 1, "keep_alive": 0, "worker_class": "sync"},
+        "4x4": {"workers": 4, "threads": 4, "keep_alive": 0},
+    }
+
+
+def run_floor(url: str, bodies, senders: int, max_seconds: float, server: dict | None = None) -> dict:
     from bench.floor_app import floor_delivery, metadata
 
     reset_database(url)
     engine = sa.create_engine(url)
     metadata.create_all(engine)
     env = {"FLOOR_DATABASE_URL": url, "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
-    with gunicorn("bench.floor_app:create_floor_app()", env, INSTANCE / f"floor-{backend(url)}.log") as base:
+    with gunicorn("bench.floor_app:create_floor_app()", env, INSTANCE / f"floor-{backend(url)}.log",
+                  server=server) as base:
         result = drive({s: f"{base}/floor?source={s}" for s in sorted({b[0] for b in bodies})}, bodies, senders,
                        max_seconds)
     with engine.connect() as conn:
@@ -187,6 +204,7 @@ def app_instance(url: str) -> Path:
 def end_state(url: str, instance: Path) -> dict:
     """What the run left in the database (and the job queue), read directly with SQL."""
     from incidents.alert.models import Alert, Delivery
+    from incidents.audit.models import AuditEntry
     from incidents.incident.models import Incident, TimelineEntry
 
     engine = sa.create_engine(url)
@@ -199,6 +217,7 @@ def end_state(url: str, instance: Path) -> dict:
             "max_occurrence_count": conn.scalar(sa.select(sa.func.max(Alert.occurrence_count))) or 0,
             "incidents": conn.scalar(sa.select(sa.func.count()).select_from(Incident)),
             "timeline_entries": conn.scalar(sa.select(sa.func.count()).select_from(TimelineEntry)),
+            "audit_rows": conn.scalar(sa.select(sa.func.count()).select_from(AuditEntry)),
         }
     engine.dispose()
     queue = instance / "queue.sqlite3"
@@ -211,7 +230,8 @@ def end_state(url: str, instance: Path) -> dict:
 
 
 def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, rollbar_token,
-            job_worker: bool = True, sources: tuple[str, ...] = DEFAULT_SOURCES, secret: str | None = None) -> dict:
+            job_worker: bool = True, sources: tuple[str, ...] = DEFAULT_SOURCES, secret: str | None = None,
+            audit: bool = True) -> dict:
     from incidents.auth import services as auth
     from incidents.extensions import db
 
@@ -225,7 +245,8 @@ def run_app(url: str, bodies, senders: int, max_seconds: float, opsgenie_token, 
             engine.dispose()
     tokens = create_integrations(url, instance, opsgenie_token, rollbar_token, sources, secret)
     log = INSTANCE / f"ingest-app-{backend(url)}.log"
-    with incidents_serve(app_env(url, instance), log, job_worker=job_worker) as base:
+    module = "incidents" if audit else "bench.serve_without_audit"
+    with incidents_serve(app_env(url, instance), log, job_worker=job_worker, module=module) as base:
         urls = {s: f"{base}/webhooks/{s}?token={t}" for s, t in tokens.items()}
         result = drive(urls, bodies, senders, max_seconds)
         if job_worker:
@@ -290,6 +311,22 @@ def summary_verdicts(pairs: list[tuple[dict, dict | None]], storm: bool) -> list
     clean = all(app["non_2xx"] == 0 and not app["state"]["outcomes"].get("rejected")
                 and not app["state"]["outcomes"].get("failed") for app, _ in pairs)
     out.append(f"0 non-2xx, 0 rejected, 0 failed in every round: {'met' if clean else 'NOT MET'}")
+    return out
+
+
+def audit_ab_summary(rounds: dict) -> list[str]:
+    """Issue 17's check: the ratio to the same floor with (app) and without (app-noaudit) the audit subscribers,
+    per round (they ran back to back, A then B) and as medians, and the difference."""
+    out = []
+    for db in dict.fromkeys(db for db, _ in rounds):
+        a = [app["per_s"] / floor["per_s"] for app, floor in rounds.get((db, "app"), []) if floor]
+        b = [app["per_s"] / floor["per_s"] for app, floor in rounds.get((db, "app-noaudit"), []) if floor]
+        if not a or not b:
+            continue
+        diffs = [x - y for x, y in zip(a, b)]
+        out.append(f"{db}: audit A/B, ratio with audit {statistics.median(a):.2f} ({', '.join(f'{v:.2f}' for v in a)})"
+                   f", without {statistics.median(b):.2f} ({', '.join(f'{v:.2f}' for v in b)}); with - without per "
+                   f"round {', '.join(f'{d:+.2f}' for d in diffs)}, median {statistics.median(diffs):+.2f}")
     return out
 
 
@@ -360,6 +397,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat floor-then-app this many times; the targets are then judged on the medians")
     p.add_argument("--by-kind", action="store_true", help="also print the app's latency per event kind")
+    p.add_argument("--floors", help="comma-separated floor server settings to try (default: all; names: serve, "
+                                    "2x8, 4, 8, 4x4, i.e. serve's, 2x8 keep-alive, 4 sync, 8 sync, 4x4 gthread)")
+    p.add_argument("--audit-ab", action="store_true", dest="audit_ab",
+                   help="after each round's app, the same app without the audit subscribers (issue 17's A/B)")
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                    help=f"comma-separated sources of the mix, spread evenly (known: {', '.join(SOURCES)}; default: "
                         "today's OpsGenie/Rollbar mix, so runs compare); signed ones are created with --secret")
@@ -402,38 +443,66 @@ def main(argv: list[str] | None = None) -> None:
           f"threads ({s['worker_class']}, keep-alive {s['keep_alive']} s); app via `incidents serve` {worker} "
           f"its job worker\n")
     rows, results, states, checks, rounds = [], {}, [], [], {}
+    servers = floor_servers()
+    if args.floors:
+        wanted = [f.strip() for f in args.floors.split(",") if f.strip()]
+        servers = {name: settings for name, settings in servers.items()
+                   if name in wanted or name.split(" ")[0] in wanted}
+    apps = ["app", "app-noaudit"] if args.audit_ab else ["app"]
+    wins: dict[str, dict[str, int]] = {}
     dbs = [d.strip() for d in args.databases.split(",") if d.strip()]
     for rnd in range(1, args.rounds + 1):
         for db in dbs:
             overrides = {"sqlite": args.sqlite_url, "postgresql": args.postgresql_url}
-            for target in ["floor"] + (["app"] if args.target == "app" else []):
-                url = normalise_url(overrides[db] or DEFAULT_DATABASES[db].format(target=target))
-                print(f"  round {rnd}: {target} on {db} ...", file=sys.stderr)
+            for target in ["floor"] + (apps if args.target == "app" else []):
+                url = normalise_url(overrides[db] or DEFAULT_DATABASES[db].format(target=target.split("-")[0]))
                 if target == "floor":
-                    r = run_floor(url, bodies, args.senders, args.max_seconds)
-                else:
-                    r = run_app(url, bodies, args.senders, args.max_seconds, args.opsgenie_token,
-                                args.rollbar_token, job_worker=not args.no_job_worker,
-                                sources=tuple(dict.fromkeys(DEFAULT_SOURCES + sources)) if args.storm else sources,
-                                secret=secret)
-                    st = r["state"]
-                    states.append({"round": rnd, "db": db} | {k: v for k, v in st.items() if k != "outcomes"}
-                                  | {"outcomes": " ".join(f"{k}x{v}" for k, v in st["outcomes"].items())})
+                    best = None
+                    for name, server in servers.items():
+                        print(f"  round {rnd}: floor [{name}] on {db} ...", file=sys.stderr)
+                        f = run_floor(url, bodies, args.senders, args.max_seconds, server) | {"server": name}
+                        rows.append({"round": rnd} | _row(f"floor [{name}]", db, args.senders, f))
+                        if best is None or f["per_s"] > best["per_s"]:
+                            best = f
+                    wins.setdefault(db, {}).setdefault(best["server"], 0)
+                    wins[db][best["server"]] += 1
+                    results[(target, db, rnd)] = best
+                    continue
+                print(f"  round {rnd}: {target} on {db} ...", file=sys.stderr)
+                r = run_app(url, bodies, args.senders, args.max_seconds, args.opsgenie_token,
+                            args.rollbar_token, job_worker=not args.no_job_worker,
+                            sources=tuple(dict.fromkeys(DEFAULT_SOURCES + sources)) if args.storm else sources,
+                            secret=secret, audit=target == "app")
+                st = r["state"]
+                states.append({"round": rnd, "db": db, "target": target}
+                              | {k: v for k, v in st.items() if k != "outcomes"}
+                              | {"outcomes": " ".join(f"{k}x{v}" for k, v in st["outcomes"].items())})
                 results[(target, db, rnd)] = r
                 rows.append({"round": rnd} | _row(target, db, args.senders, r))
-            app, floor = results.get(("app", db, rnd)), results.get(("floor", db, rnd))
-            if isinstance(app, dict) and isinstance(floor, dict):
-                rows.append({"round": rnd, "target": "app/floor", "db": db,
-                             "per_s": f"{app['per_s'] / floor['per_s']:.2f}x",
-                             "p50": f"{app['p50'] / floor['p50']:.2f}x", "p99": f"{app['p99'] / floor['p99']:.2f}x",
-                             "cpu_ms": f"{app['cpu_ms'] / floor['cpu_ms']:.2f}x"})
-            if isinstance(app, dict):
-                rounds.setdefault(db, []).append((app, floor))
-                label = f"{db}, round {rnd}" if args.rounds > 1 else db
-                checks += [f"{label}: {v}" for v in verdicts(app, floor, args.storm, len(bodies))]
+            floor = results.get(("floor", db, rnd))
+            for target in apps:
+                app = results.get((target, db, rnd))
+                if isinstance(app, dict) and isinstance(floor, dict):
+                    rows.append({"round": rnd, "target": f"{target}/floor", "db": db,
+                                 "per_s": f"{app['per_s'] / floor['per_s']:.2f}x",
+                                 "p50": f"{app['p50'] / floor['p50']:.2f}x",
+                                 "p99": f"{app['p99'] / floor['p99']:.2f}x",
+                                 "cpu_ms": f"{app['cpu_ms'] / floor['cpu_ms']:.2f}x",
+                                 "codes": f"floor: {floor['server']}"})
+                if isinstance(app, dict):
+                    rounds.setdefault((db, target), []).append((app, floor))
+                    label = f"{db}, round {rnd}" if args.rounds > 1 else db
+                    if target != "app":
+                        label += f" ({target})"
+                    checks += [f"{label}: {v}" for v in verdicts(app, floor, args.storm, len(bodies))]
     if args.rounds > 1:
-        for db, pairs in rounds.items():
-            checks += [f"{db}, median of {len(pairs)} rounds: {v}" for v in summary_verdicts(pairs, args.storm)]
+        for (db, target), pairs in rounds.items():
+            label = db if target == "app" else f"{db} ({target})"
+            checks += [f"{label}, median of {len(pairs)} rounds: {v}" for v in summary_verdicts(pairs, args.storm)]
+    for db, won in wins.items():
+        checks.append(f"{db}: strongest floor " + ", ".join(f"{name} in {n} round(s)" for name, n in won.items()))
+    if args.audit_ab:
+        checks += audit_ab_summary(rounds)
     print(table(rows, ["round", "target", "db", "senders", "deliveries", "per_s", "p50", "p99", "max", "cpu_ms",
                        "non_2xx", "stored", "codes"]))
     print("\nper_s = deliveries per second; p50/p99/max in ms; cpu_ms = machine CPU ms per delivery (client, server,"
@@ -446,8 +515,8 @@ def main(argv: list[str] | None = None) -> None:
         print(table(kind_rows, ["round", "db", "kind", "n", "p50", "p99", "max"]))
     if states:
         print("\n## End state of the app's database (read with SQL after the run)\n")
-        print(table(states, ["round", "db", "deliveries", "outcomes", "alerts", "max_occurrence_count", "incidents",
-                             "timeline_entries", "jobs_left"]))
+        print(table(states, ["round", "db", "target", "deliveries", "outcomes", "alerts", "max_occurrence_count",
+                             "incidents", "timeline_entries", "audit_rows", "jobs_left"]))
         print("\n## Targets\n")
         print("\n".join(f"- {c}" for c in checks))
     if args.json:

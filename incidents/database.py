@@ -106,6 +106,13 @@ def read_only():
         sqlite_begin_mode.reset(token)
 
 
+# session.info key: this session's serialised appends (the audit chain's) wait for its COMMIT instead of taking
+# their lock mid-transaction. Set by the webhook writer, whose transactions lock alert rows in one global order:
+# a lock taken between two alert rows would let two writers wait for each other crosswise (a deadlock that
+# PostgreSQL breaks only after deadlock_timeout, 1 s), and would serialise the rest of the batch behind it.
+DEFER_SERIALISED = "incidents.defer_serialised"
+
+
 def serialize(session: Session, *names: str) -> None:
     """Hold a lock on each name until this transaction ends, so check-then-write steps on it run one at a time.
 

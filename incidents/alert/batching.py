@@ -33,6 +33,7 @@ from flask import Flask
 
 from incidents import actor, logs
 from incidents.alert import services
+from incidents.database import DEFER_SERIALISED
 from incidents.extensions import db
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Work:
     payload: object = None  # the parsed JSON body, for rules on a payload field
     result: services.Result | None = None
     alone: BaseException | None = None  # why it left its batch: its request thread runs it by itself
+    duplicate: bool = False  # a sender's retry of a committed delivery: answered as such, nothing applied
     done: threading.Event = field(default_factory=threading.Event)
     # The request's id, so that the jobs this delivery enqueues (and the writer's log lines) carry it.
     request_id: str | None = field(default_factory=logs.request_id.get)
@@ -113,6 +115,10 @@ class Batcher:
                         work.done.set()
 
     def _apply(self, batch: list[Work]) -> None:
+        batch = self._answer_retries(batch)
+        if not batch:
+            db.session.commit()  # the look-up's transaction; a ROLLBACK would drop PostgreSQL's prepared statements
+            return
         pending = sorted(batch, key=lock_order)  # stable: one alert's deliveries keep their arrival order
         while pending:
             # The longest prefix whose alert rows come in one ascending order is one transaction.
@@ -127,9 +133,28 @@ class Batcher:
                 return
             pending = pending[take:]
 
+    @staticmethod
+    def _answer_retries(batch: list[Work]) -> list[Work]:
+        """Answer the sender retries of committed deliveries (one look-up for the batch, in its transaction) and
+        return the rest. Applied, a retry would raise Duplicate and roll the whole batch back, to be applied again
+        without it; and on PostgreSQL each ROLLBACK also makes psycopg drop the connection's prepared statements."""
+        keyed = [(work.info.id, work.key) for work in batch if work.key]
+        known = services.stored_keys(db.session, keyed) if keyed else set()
+        if not known:
+            return batch
+        rest = []
+        for work in batch:
+            if work.key and (work.info.id, work.key) in known:
+                work.duplicate = True
+                work.done.set()
+            else:
+                rest.append(work)
+        return rest
+
     def _commit(self, chunk: list[Work]) -> bool:
         """Apply `chunk` in one transaction; False when its COMMIT failed (then every delivery runs alone)."""
         session = db.session
+        session.info[DEFER_SERIALISED] = True  # see incidents/database.py: no lock taken between alert rows
         pending = list(chunk)
         while pending:
             current = None

@@ -20,7 +20,7 @@ from incidents.actor import Actor
 from incidents.alert import batching, services
 from incidents.alert.models import Outcome
 from incidents.alert.sources import SOURCES, ParseError, parse
-from incidents.database import utcnow
+from incidents.database import DEFER_SERIALISED, utcnow
 from incidents.errors import error_body
 from incidents.extensions import db
 from incidents.webhooks import describe_error, safe_headers
@@ -114,6 +114,8 @@ def _receive(source: str, request: Request):
         if session.in_transaction():
             session.rollback()  # the integration lookup's read: this thread must hold no write turn now
         work = writer.submit(batching.Work(info, parsed, body, headers, received_at, key, payload))
+        if work.duplicate:
+            return _DUPLICATE, (jsonify(_DUPLICATE_BODY), 200), False
         if work.result is not None:
             return _answer(work.result)
     return _alone(session, source, info, parsed, body, headers, received_at, key, payload)
@@ -123,6 +125,7 @@ def _alone(session, source: str, info: services.IntegrationInfo, parsed, body: s
            key: str, payload=None):
     """One delivery in its own transaction, retried on transient errors; stored FAILED if our code raises."""
     error: BaseException | None = None
+    session.info[DEFER_SERIALISED] = True  # as the batch writer's (incidents/database.py)
     for _attempt in range(_TRANSIENT_ATTEMPTS):
         try:
             result = services.ingest(session, info, parsed, body=body, headers=headers, received_at=received_at,

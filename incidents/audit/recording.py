@@ -120,5 +120,6 @@ def record(session: Session, event: events.Event) -> None:
 
 
 def init_app(app: Flask) -> None:
+    services.listen_once()
     for name in AUDITED:
         events.subscribe(app, name, events.IN_TRANSACTION, record)

@@ -4,7 +4,9 @@ Each row's `hash` is sha256 over a canonical JSON of its content and `prev_hash`
 (by id). Appending reads the last hash and inserts, so appends must run one at a time: PostgreSQL takes a
 transaction-level advisory lock first (once per transaction: the transaction's last hash is remembered after
 that); SQLite's write transaction already runs alone. A row edited, deleted or inserted out of band breaks the
-chain at that row or the next, which `verify` names.
+chain at that row or the next, which `verify` names. In a session marked `DEFER_SERIALISED` (the webhook writer's)
+on PostgreSQL, the rows wait in the session and the lock, the read and the inserts happen at COMMIT, after every
+other lock of the transaction is taken.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from incidents import actor, logs
 from incidents.audit.models import AuditEntry
-from incidents.database import Page, paginate, utcnow
+from incidents.database import DEFER_SERIALISED, Page, paginate, utcnow
 
 GENESIS = "0" * 64  # the prev_hash of the first row
 _LOCK_KEY = 0x6175646974  # "audit": the advisory lock that serialises appends on PostgreSQL
 _CHAIN = "incidents.audit.chain"  # session.info: (transaction, last hash) of the chain as this transaction left it
+_DEFERRED = "incidents.audit.deferred"  # session.info: rows waiting for this transaction's COMMIT
 
 CONTENT = ("at", "actor_kind", "actor_id", "actor_label", "kind", "object_type", "object_id", "object_label",
            "changes", "address", "request_id")
@@ -61,9 +64,10 @@ def _last_hash(session: Session) -> str:
 
 
 def append(session: Session, *, kind: str, object_type: str, object_id: int | None, object_label: str = "",
-           changes: dict | None = None, who: actor.Actor | None = None) -> str:
+           changes: dict | None = None, who: actor.Actor | None = None) -> str | None:
     """Add one row to the chain in the caller's transaction (one INSERT, plus the last-hash read and the lock
-    once per transaction); returns its hash. The actor, address and request id come from the running context."""
+    once per transaction); returns its hash (None when deferred to COMMIT, see the module docstring). The actor,
+    address and request id come from the running context."""
     who = who or actor.current()
     content = {
         "at": utcnow(), "actor_kind": who.kind, "actor_id": who.id, "actor_label": (who.label or "")[:300],
@@ -72,11 +76,35 @@ def append(session: Session, *, kind: str, object_type: str, object_id: int | No
     }
     if content["address"]:
         content["address"] = content["address"][:64]
+    if session.info.get(DEFER_SERIALISED) and session.get_bind().dialect.name == "postgresql":
+        session.info.setdefault(_DEFERRED, []).append(content)
+        return None
+    return _insert(session, content)
+
+
+def _insert(session: Session, content: dict[str, Any]) -> str:
     prev = _last_hash(session)
     digest = row_hash(content, prev)
     session.execute(sa.insert(AuditEntry).values(**content, prev_hash=prev, hash=digest))
     session.info[_CHAIN] = (session.get_nested_transaction() or session.get_transaction(), digest)
     return digest
+
+
+def _insert_deferred(session: Session) -> None:
+    """before_commit: the rows deferred by `append`, in the order they were appended."""
+    for content in session.info.pop(_DEFERRED, None) or ():
+        _insert(session, content)
+
+
+def _drop_deferred(session: Session, *_args) -> None:
+    """The transaction rolled back: so do its deferred rows."""
+    session.info.pop(_DEFERRED, None)
+
+
+def listen_once() -> None:
+    if not sa.event.contains(Session, "before_commit", _insert_deferred):
+        sa.event.listen(Session, "before_commit", _insert_deferred)
+        sa.event.listen(Session, "after_rollback", _drop_deferred)
 
 
 # --- verifying the chain -------------------------------------------------------------------------------------

@@ -73,20 +73,53 @@ def test_deliveries_waiting_together_are_applied_in_one_transaction(session, bat
     assert alert.occurrence_count == 6  # the first opened it, five repeats counted exactly
 
 
-def test_a_retry_in_a_batch_is_handed_back_and_the_others_commit(app, session, batcher, info):
+def test_a_retry_of_a_committed_delivery_is_answered_before_its_batch(app, session, batcher, info, monkeypatch):
     first = _work(info, _occurrence(1))
     _run_together(batcher, [first])
     again = _work(info, _occurrence(1))  # the sender's retry: same occurrence uuid
     others = [_work(info, _occurrence(n)) for n in (2, 3)]
     fresh = batching.Batcher(app)  # not started yet: the three are certain to wait together
+    applied = []
+    real_ingest = services.ingest
+    monkeypatch.setattr(services, "ingest", lambda s, i, parsed, **kw: applied.append(kw["key"])
+                        or real_ingest(s, i, parsed, **kw))
 
     _run_together(fresh, [others[0], again, others[1]])
 
-    assert isinstance(again.alone, services.Duplicate) and again.result is None
+    assert again.duplicate and again.result is None and again.alone is None
+    assert applied == [others[0].key, others[1].key]  # the retry was never applied: no batch rolled back
     assert all(w.result is not None for w in others)
     assert (fresh.batches, fresh.batched) == (1, 2)  # the two others, in one transaction
     assert len(_deliveries(session)) == 3
     assert session.scalars(sa.select(Alert)).one().occurrence_count == 3
+
+
+def test_a_batch_of_retries_only_is_answered_and_leaves_no_transaction_open(app, session, batcher, info):
+    first = _work(info, _occurrence(1))
+    _run_together(batcher, [first])
+    again = _work(info, _occurrence(1))
+
+    _run_together(batcher, [again])
+    later = _work(info, _occurrence(2))  # the writer is free for the next batch: it holds no lock
+    _run_together(batcher, [later])
+
+    assert again.duplicate and again.result is None and again.alone is None
+    assert later.result is not None and (batcher.batches, batcher.batched) == (2, 2)
+    assert len(_deliveries(session)) == 2
+
+
+def test_a_retry_in_the_same_batch_is_handed_back_and_the_others_commit(app, session, info):
+    first, again = _work(info, _occurrence(1)), _work(info, _occurrence(1))  # not committed when the batch starts
+    other = _work(info, _occurrence(2))
+    fresh = batching.Batcher(app)
+
+    _run_together(fresh, [first, again, other])
+
+    assert isinstance(again.alone, services.Duplicate) and again.result is None and not again.duplicate
+    assert first.result is not None and other.result is not None
+    assert (fresh.batches, fresh.batched) == (1, 2)  # the two others, in one transaction
+    assert len(_deliveries(session)) == 2
+    assert session.scalars(sa.select(Alert)).one().occurrence_count == 2
 
 
 def test_our_bug_in_one_delivery_leaves_the_rest_of_its_batch_committed(session, batcher, info, monkeypatch):
@@ -201,3 +234,41 @@ def test_a_batch_takes_its_alerts_in_one_global_order(session, batcher, info, mo
     threes = [w for w in works if w.parsed.fingerprint.endswith("1003")]
     assert threes[0].result.delivery_id < threes[1].result.delivery_id
     assert all(w.result is not None for w in works)
+
+
+def test_a_batch_that_opens_incidents_writes_their_audit_rows_after_its_alert_locks(app, session, batcher, info):
+    """The audit chain's lock (PostgreSQL) is taken at COMMIT, after every alert row of the batch: taken between
+    two alert rows, two processes' writers could wait for each other crosswise (a deadlock)."""
+    from incidents.audit import services as audit
+    from incidents.audit.models import AuditEntry
+
+    items = []
+    for n in range(3):
+        payload = copy.deepcopy(fixture("rollbar_new_item_production"))
+        payload["data"]["item"]["id"] = 9000 + n  # three new items: each opens an incident
+        payload["data"]["item"]["counter"] = 9000 + n
+        payload["data"]["item"]["last_occurrence"]["uuid"] = f"11111111-aaaa-4bbb-8ccc-{n:012d}"
+        items.append(_work(info, payload))
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split())[:60])
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        _run_together(batcher, items)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+
+    assert all(w.result is not None and w.result.incident_id for w in items)
+    assert (batcher.batches, batcher.batched) == (1, 3)
+    session.rollback()
+    declared = session.scalars(sa.select(AuditEntry).where(AuditEntry.kind == "incident.declared")).all()
+    assert sorted(row.object_id for row in declared) == sorted(w.result.incident_id for w in items)
+    assert audit.verify(session).ok
+    if db.engine.dialect.name == "postgresql":
+        last_alert = max(i for i, s in enumerate(statements) if s.startswith("INSERT INTO alert"))
+        lock = next(i for i, s in enumerate(statements) if "pg_advisory_xact_lock" in s)
+        audit_rows = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO audit_entry")]
+        assert last_alert < lock < min(audit_rows) and len(audit_rows) == 3
+

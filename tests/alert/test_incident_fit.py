@@ -352,6 +352,34 @@ def test_concurrent_closes_of_an_incidents_last_alerts_write_the_line_once(app, 
     assert fresh(Incident, id=incident.id).status == Status.RESOLVED
 
 
+def test_counting_an_incidents_alerts_does_not_wait_for_a_transaction_adding_its_timeline(app, responder_client):
+    """PostgreSQL: a transaction that only adds timeline entries to an incident (a Rollbar deploy noting every open
+    incident) holds a key-share lock on it through the foreign key; the close count's lock must not wait for it,
+    or the two wait for each other crosswise when the deploy then needs a row the count's transaction holds."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writer holds the whole database: two writers never interleave")
+    from sqlalchemy.orm import Session
+
+    from incidents.alert.services import incident_sync, integration_info
+    from incidents.database import utcnow
+    from incidents.incident import services as incident_services
+    from incidents.incident.models import EntryKind
+
+    row, token = make_integration("opsgenie", "ops")
+    first = ok(post(responder_client, "opsgenie", opsgenie_body("Create", "a", priority="P1"), token))
+    info, incident_id = integration_info(fresh(Integration, id=row.id)), first["incident"]
+
+    with Session(db.engine) as deploy, Session(db.engine) as count:
+        incident_services.add_timeline_entries(deploy, [incident_id], EntryKind.DEPLOY, "Deploy of 1.2.3",
+                                               occurred_at=utcnow())
+        count.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        count.execute(sa.update(Alert).where(Alert.id == first["alert"])
+                      .values(status=AlertStatus.CLOSED, closed_at=utcnow()))
+        assert incident_sync.note_all_closed(count, info, [(incident_id, utcnow())], 1) == [incident_id]
+        count.commit()
+        deploy.commit()
+
+
 def test_two_transactions_closing_the_last_two_alerts_count_one_after_the_other(app, responder_client):
     """PostgreSQL, step by step: A and B each close one of the two open alerts, A counts (B's alert still open: no
     line) and holds the incident; B's count waits for A's commit, then sees no alert open and writes the line.

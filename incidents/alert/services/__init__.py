@@ -33,6 +33,7 @@ from incidents.alert.services.processing import (
     ingest,
     lock_key,
     store_delivery,
+    stored_keys,
 )
 from incidents.alert.services.queries import (
     AlertFilter,
@@ -62,6 +63,6 @@ __all__ = [
     "IncidentAlerts", "get_alert", "get_delivery", "get_integration", "hash_token", "incident_alerts", "ingest",
     "integration_for_token",
     "integration_info", "list_alerts", "list_deliveries", "list_integrations", "lock_key", "match_rules",
-    "open_incident_from_alert", "replay_delivery", "rotate_token", "store_delivery", "update_integration",
-    "validate_rules", "webhook_url",
+    "open_incident_from_alert", "replay_delivery", "rotate_token", "store_delivery", "stored_keys",
+    "update_integration", "validate_rules", "webhook_url",
 ]

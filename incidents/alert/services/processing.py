@@ -107,6 +107,31 @@ def _delivery_insert(dialect: str):
     return insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"]).returning(table.c.id)
 
 
+@functools.cache
+def _stored_keys(dialect: str):
+    """SELECT of the (integration, dedup key) pairs already stored among some, on the unique index; on PostgreSQL
+    with array parameters, so that one statement text (prepared once per connection) serves every batch size."""
+    c = Delivery.__table__.c
+    if dialect == "postgresql":
+        ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))
+        keys = sa.bindparam("keys", type_=postgresql.ARRAY(c.dedup_key.type))
+        where = (c.integration_id == sa.any_(ids), c.dedup_key == sa.any_(keys))
+    else:
+        where = (c.integration_id.in_(sa.bindparam("ids", expanding=True)),
+                 c.dedup_key.in_(sa.bindparam("keys", expanding=True)))
+    return sa.select(c.integration_id, c.dedup_key).where(*where)
+
+
+def stored_keys(session: Session, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (integration, dedup key) pairs a committed delivery already holds: sender retries, which
+    change nothing. (A retry whose first delivery is not committed yet is still refused by `store_delivery`.)"""
+    if not pairs:
+        return set()
+    found = session.connection().execute(_stored_keys(_dialect(session)), {
+        "ids": sorted({i for i, _ in pairs}), "keys": sorted({k for _, k in pairs})})
+    return set(pairs) & {(i, k) for i, k in found}
+
+
 def store_delivery(session: Session, integration_id: int, source: str, *, outcome: Outcome, body: str,
                    headers: dict, received_at: datetime, event: str = "", error: str = "",
                    key: str | None = None, alert_id: int | None = None) -> int:
