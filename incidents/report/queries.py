@@ -191,9 +191,14 @@ class RepeatFlag:
         return f"repeat, {n} item{'s' if n != 1 else ''} still open from {self.source_ref}"
 
 
-def repeat_flags(session: Session, incidents: Iterable[Incident]) -> dict[int, list[RepeatFlag]]:
+def repeat_flags(session: Session, incidents: Iterable[Incident], limit: int | None = None
+                 ) -> dict[int, list[RepeatFlag]]:
     """For each incident: the earlier incidents on the same service or alert fingerprint whose post-mortem
-    still had open action items when it was declared, the most recent first. The debt that bit back."""
+    still had open action items when it was declared, the most recent first. The debt that bit back.
+
+    With `limit` and one incident (its page), the service's earlier incidents are walked newest first and the walk
+    stops after `limit` + 1 repeats, so at most that many come back: a busy service at a million incidents has
+    thousands, and counting them all cost PostgreSQL 100-400 ms a page."""
     targets = {i.id: i for i in incidents if i.id is not None}
     if not targets:
         return {}
@@ -210,11 +215,23 @@ def repeat_flags(session: Session, incidents: Iterable[Incident]) -> dict[int, l
     fp_sources = set().union(*by_fp.values()) if by_fp else set()
     repeat_of = {i.repeat_of_id for i in targets.values() if i.repeat_of_id}
     services = {i.service_id for i in targets.values() if i.service_id}
-    candidates = sa.or_(Incident.service_id.in_(services), Incident.id.in_(fp_sources | repeat_of))
     # Only items that could count below: made before the latest target, still open at the earliest. Without
     # this every action item of the service came back (tens of thousands at a million incidents).
     latest = max(t.created_at for t in targets.values())
     earliest = min(t.created_at for t in targets.values())
+    if limit is not None and len(targets) == 1 and services:
+        (target,) = targets.values()
+        at = target.created_at
+        open_then = sa.exists().where(
+            Postmortem.incident_id == Incident.id, ActionItem.postmortem_id == Postmortem.id,
+            ActionItem.created_at < at, sa.or_(ActionItem.closed_at.is_(None), ActionItem.closed_at >= at))
+        walked = session.scalars(
+            sa.select(Incident.id).where(Incident.service_id == target.service_id, Incident.created_at < at,
+                                         Incident.id != target.id, open_then)
+            .order_by(Incident.created_at.desc()).limit(limit + 1)).all()  # (no id: the service index walks alone)
+        candidates = Incident.id.in_(set(walked) | fp_sources | repeat_of)
+    else:
+        candidates = sa.or_(Incident.service_id.in_(services), Incident.id.in_(fp_sources | repeat_of))
     rows = session.execute(
         sa.select(Incident.id, Incident.created_at, Incident.service_id, ActionItem.created_at, ActionItem.closed_at)
         .join(Postmortem, Postmortem.incident_id == Incident.id)
@@ -244,7 +261,8 @@ def repeat_flags(session: Session, incidents: Iterable[Incident]) -> dict[int, l
             if still_open:
                 flags.append((src["created"], RepeatFlag(tid, sid, still_open, tuple(reasons))))
         if flags:
-            out[tid] = [f for _, f in sorted(flags, key=lambda p: p[0], reverse=True)]
+            out[tid] = [f for _, f in sorted(flags, key=lambda p: p[0], reverse=True)][:None if limit is None
+                                                                                        else limit + 1]
     return out
 
 

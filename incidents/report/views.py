@@ -176,7 +176,12 @@ def save_settings():
     return redirect(url_for("report.settings"))
 
 
+REPEAT_CHIP_LIMIT = 100  # an incident page counts earlier repeats up to here ("more than 100" past it)
+
+
 @bp.app_template_global()
-def repeat_flags_for(incident) -> list:
-    """Repeat-incident flags of one incident page (the incident domain does not import the report)."""
-    return repeat_flags(db.session, [incident]).get(incident.id, [])
+def repeat_flags_for(incident) -> dict:
+    """Repeat-incident flags of one incident page (the incident domain does not import the report): the flags,
+    newest first, at most REPEAT_CHIP_LIMIT, and whether there are more."""
+    flags = repeat_flags(db.session, [incident], limit=REPEAT_CHIP_LIMIT).get(incident.id, [])
+    return {"flags": flags[:REPEAT_CHIP_LIMIT], "more": len(flags) > REPEAT_CHIP_LIMIT}
