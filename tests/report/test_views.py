@@ -130,8 +130,10 @@ def test_cli_renders_text_and_sends_once(app, history, smtp_server):
         app.config.update(SMTP_URL="", MAIL_FROM="Incidents <incidents@localhost>")
 
 
-def test_a_repeat_chip_names_the_five_most_recent_and_counts_the_rest(viewer_client, session):
-    """A busy service can have hundreds of earlier incidents with open items: the chip stays one readable line."""
+def _earlier_on_one_service(session, n: int, closed_early: tuple[int, ...] = ()):
+    """`n` incidents on a new service, an hour apart from ten days ago, each with a post-mortem and one action
+    item (closed ten minutes after it was made for the indexes in `closed_early`), then the target on the same
+    service now. Returns (the earlier incidents, oldest first; the target)."""
     from datetime import timedelta
 
     from incidents.action_item import services as items
@@ -142,18 +144,28 @@ def test_a_repeat_chip_names_the_five_most_recent_and_counts_the_rest(viewer_cli
     service = make_service()
     start = utcnow() - timedelta(days=10)
     earlier = []
-    for n in range(7):
+    for k in range(n):
         incident = make_incident(service_id=service.id)
-        incident.created_at = start + timedelta(hours=n)
-        pm = make_postmortem(incident)
-        item = items.create_action_item(session, pm, title=f"Fix {n}")
-        item.created_at = start + timedelta(hours=n, minutes=30)
+        incident.created_at = start + timedelta(hours=k)
+        item = items.create_action_item(session, make_postmortem(incident), title=f"Fix {k}")
+        item.created_at = start + timedelta(hours=k, minutes=30)
+        if k in closed_early:
+            item.closed_at = start + timedelta(hours=k, minutes=40)
         session.commit()
         earlier.append(incident)
-    target = make_incident(service_id=service.id)
-    page = viewer_client.get(f"/incidents/{target.ref}").get_data(as_text=True)
+    return earlier, make_incident(service_id=service.id)
+
+
+def _chip(client, target) -> str:
+    page = client.get(f"/incidents/{target.ref}").get_data(as_text=True)
     chip = page[page.index('class="repeat-flag"'):]
-    chip = chip[:chip.index("</p>")]
+    return chip[:chip.index("</p>")]
+
+
+def test_a_repeat_chip_names_the_five_most_recent_and_counts_the_rest(viewer_client, session):
+    """A busy service can have hundreds of earlier incidents with open items: the chip stays one readable line."""
+    earlier, target = _earlier_on_one_service(session, 7)
+    chip = _chip(viewer_client, target)
     assert "<strong>Repeat ×7</strong>" in chip
     named = re.findall(r'<a href="/incidents/(INC-\d+)">', chip)
     assert named == [i.ref for i in reversed(earlier)][:5]  # the most recent five
@@ -163,36 +175,17 @@ def test_a_repeat_chip_names_the_five_most_recent_and_counts_the_rest(viewer_cli
 def test_a_repeat_chip_stops_counting_at_its_limit(viewer_client, session, monkeypatch):
     """The page walks the service's earlier incidents newest first and stops past REPEAT_CHIP_LIMIT ("more than"),
     naming the same most recent ones the full count would."""
-    from datetime import timedelta
-
-    from incidents.action_item import services as items
-    from incidents.database import utcnow
     from incidents.report import views as report_views
     from incidents.report.queries import repeat_flags
-    from tests.factories import make_incident, make_service
-    from tests.postmortem.factories import make_postmortem
 
-    service = make_service()
-    start = utcnow() - timedelta(days=10)
-    for n in range(8):
-        incident = make_incident(service_id=service.id)
-        incident.created_at = start + timedelta(hours=n)
-        pm = make_postmortem(incident)
-        item = items.create_action_item(session, pm, title=f"Fix {n}")
-        item.created_at = start + timedelta(hours=n, minutes=30)
-        if n == 3:  # closed before the target was declared: not a repeat
-            item.closed_at = start + timedelta(hours=n, minutes=40)
-        session.commit()
-    target = make_incident(service_id=service.id)
+    _, target = _earlier_on_one_service(session, 8, closed_early=(3,))  # closed before the target: not a repeat
     everything = repeat_flags(session, [target])[target.id]
     assert len(everything) == 7
     assert repeat_flags(session, [target], limit=4)[target.id] == everything[:5]
     assert repeat_flags(session, [target], limit=10)[target.id] == everything
 
     monkeypatch.setattr(report_views, "REPEAT_CHIP_LIMIT", 6)
-    page = viewer_client.get(f"/incidents/{target.ref}").get_data(as_text=True)
-    chip = page[page.index('class="repeat-flag"'):]
-    chip = chip[:chip.index("</p>")]
+    chip = _chip(viewer_client, target)
     assert "<strong>Repeat ×6+</strong>" in chip
     assert "and more than 1 earlier incidents" in chip
     assert re.findall(r'<a href="/incidents/(INC-\d+)">', chip) == [f.source_ref for f in everything[:5]]
