@@ -10,18 +10,25 @@ alert makes writes an audit row. Never for production: the audit log is a requir
 
 from __future__ import annotations
 
+import os
+
 from incidents import cli, events
 from incidents.audit import recording
+from incidents.search import subscribers as search
 
 _create_app = cli.create_app
+# BENCH_WITHOUT=audit,search also drops the search index's subscribers (issue 16: index maintenance's share).
+_DROPPED = {"audit": (recording.record,),
+            "search": (search.index_incident, search.index_postmortem, search.index_action_item)}
 
 
 def create_app_without_audit(*args, **kwargs):
-    """The real app, minus the in-transaction audit subscriber of every event."""
+    """The real app, minus the in-transaction audit subscriber of every event (and what BENCH_WITHOUT names)."""
     app = _create_app(*args, **kwargs)
+    dropped = {h for name in os.environ.get("BENCH_WITHOUT", "audit").split(",") for h in _DROPPED[name.strip()]}
     registry = events.registry(app)
     for name, subs in registry.subscribers.items():
-        registry.subscribers[name] = [s for s in subs if s.handler is not recording.record]
+        registry.subscribers[name] = [s for s in subs if s.handler not in dropped]
     return app
 
 
