@@ -287,48 +287,41 @@ COARSE_SECONDS = 60  # the first pass of a percentile counts whole minutes; the 
 
 
 def _percentiles(session: Session, scope: Scope, column) -> dict[str | None, Percentiles]:
-    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope."""
-    return _two_pass(session, sa.select().select_from(Incident).where(*scope.where()), column,
-                     sa.type_coerce(Incident.severity, sa.String))
-
-
-def _two_pass(session: Session, base: sa.Select, column, group=None) -> dict[str | None, Percentiles]:
-    """p50 and p90 of an integer `column` over the rows of `base` (a select with its FROM and WHERE), for all rows
-    (key None) and, when `group` is given, each of its values.
+    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope.
 
     Exact nearest rank in two small passes instead of one histogram of every distinct second (as many rows as
-    incidents): count per (group, minute), find the minute holding each wanted rank, then count the seconds of
+    incidents): count per (severity, minute), find the minute holding each wanted rank, then count the seconds of
     those minutes only."""
-    key = group if group is not None else sa.literal(None, sa.String)
+    severity = sa.type_coerce(Incident.severity, sa.String)
     minute = (column // COARSE_SECONDS).label("minute")  # floor division on both databases
-    base = base.where(column.is_not(None))
+    base = sa.select().select_from(Incident).where(*scope.where(), column.is_not(None))
     coarse: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for g, m, count in session.execute(base.add_columns(key, minute, sa.func.count()).group_by(key, minute)):
-        coarse[g].append((int(m), count))
-    groups = {None: _merge(coarse.values())} | ({g: sorted(h) for g, h in coarse.items()} if group is not None
-                                                else {})
+    for sev, m, count in session.execute(base.add_columns(severity, minute, sa.func.count())
+                                         .group_by(severity, minute)):
+        coarse[sev].append((int(m), count))
+    groups = {None: _merge(coarse.values())} | {sev: sorted(h) for sev, h in coarse.items()}
     wanted = {}  # (group, percent) -> (minute, rank within the minute)
-    for g, hist in groups.items():
+    for group, hist in groups.items():
         n = sum(c for _, c in hist)
         for percent in PERCENTILES:
             if n:
-                wanted[g, percent] = value_at(hist, rank(n, percent))
+                wanted[group, percent] = value_at(hist, rank(n, percent))
     fine: dict[str, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
     minutes = sorted({m for m, _ in wanted.values()})
     if minutes:
-        for g, value, count in session.execute(
-                base.where((column // COARSE_SECONDS).in_(minutes)).add_columns(key, column, sa.func.count())
-                .group_by(key, column)):
-            fine[g][int(value) // COARSE_SECONDS].append((int(value), count))
+        for sev, value, count in session.execute(
+                base.where((column // COARSE_SECONDS).in_(minutes)).add_columns(severity, column, sa.func.count())
+                .group_by(severity, column)):
+            fine[sev][int(value) // COARSE_SECONDS].append((int(value), count))
     out = {}
-    for g, hist in groups.items():
+    for group, hist in groups.items():
         values = {}
         for percent in PERCENTILES:
-            if (g, percent) in wanted:
-                m, k = wanted[g, percent]
-                seconds = _merge([fine[s][m] for s in fine]) if g is None else sorted(fine[g][m])
+            if (group, percent) in wanted:
+                m, k = wanted[group, percent]
+                seconds = _merge([fine[s][m] for s in fine]) if group is None else sorted(fine[group][m])
                 values[percent] = value_at(seconds, k)[0]
-        out[g] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
+        out[group] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
     return out
 
 
