@@ -210,7 +210,40 @@ def in_process(url: str, iterations: int, seed: int) -> tuple[list[dict], list[d
                                   "verdict": plan_verdict(lines), "plan": lines})
             db.session.close()
         rows.append({"query": "get_incident + timeline", "rows": len(entries)} | stats_ms(times))
+        rows += insights_in_process(db.session, iterations)
     return rows, plans, max_id, deep
+
+
+def insights_in_process(session, iterations: int) -> list[dict]:
+    """The insights page's four kinds of figures, per call with no cache: through the roll-up (what the app
+    does), and counted from the incidents for the same scope (what it did before the roll-up; a few calls)."""
+    from incidents.catalog.models import Team
+    from incidents.database import utcnow
+    from incidents.insights import queries as q
+    from incidents.insights import rollup
+
+    today = utcnow().date()
+    payments = session.scalar(sa.select(Team).where(Team.slug == "payments"))
+    session.close()  # detached, its id and slug loaded: what a Scope reads
+    rows = []
+    for label, days, scope_team in (("90 days", 90, None), ("a year", 365, None), ("a year, team=payments", 365,
+                                                                                    payments)):
+        scope = q.Scope(today - timedelta(days=days - 1), today, team=scope_team)
+        ways = {"roll-up": lambda k, scope=scope: rollup.figures(session, k, scope, today),
+                "counted": lambda k, scope=scope: q.FIGURES[k][1](
+                    session, scope, q.compute_parts(session, q.FIGURES[k][0], scope.where()).get(None, {}), today)}
+        for way, figures in ways.items():
+            if way == "counted" and scope_team is not None:
+                continue  # a filtered scope is always counted: the row above is it
+            times = []
+            for _ in range(iterations if way == "roll-up" else min(iterations, 3)):
+                t0 = time.perf_counter()
+                for kind in q.FIGURES:
+                    figures(kind)
+                times.append(time.perf_counter() - t0)
+                session.close()
+            rows.append({"query": f"insights page {label} ({way})", "rows": 4} | stats_ms(times))
+    return rows
 
 
 def prepare_credentials(url: str) -> str:
@@ -250,8 +283,10 @@ def _older(response: requests.Response, is_api: bool) -> str | None:
 
 def over_http(url: str, requests_per_url: int, max_id: int, seed: int, deep: Cursor) -> list[dict]:
     token = prepare_credentials(url)
+    # The per-process cache of insights figures off: every insights request computes its figures (from the
+    # roll-up the generator stored and the recent days), so the row is what a new scope or a changed day costs.
     env = {"INCIDENTS_DATABASE_URL": url, "INCIDENTS_SECRET_KEY": "bench-secret",
-           "INCIDENTS_INSTANCE_PATH": str(INSTANCE)}
+           "INCIDENTS_INSTANCE_PATH": str(INSTANCE), "INCIDENTS_INSIGHTS_CACHE_SECONDS": "0"}
     rng = random.Random(seed)
     rows = []
     log = INSTANCE / f"scale-gunicorn-{backend(url)}.log"

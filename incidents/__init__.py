@@ -65,6 +65,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from incidents.search import subscribers as search_subscribers
 
     search_subscribers.init_app(app)  # after the others: its handlers run last, in the table's order
+    from incidents.insights import rollup as insights_rollup
+
+    insights_rollup.init_app(app)
 
     from incidents.audit import recording as audit_recording
 

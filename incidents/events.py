@@ -32,7 +32,11 @@ The subscribers (tests/test_events.py holds this table to the code):
                                search.subscribers.index_postmortem   in the transaction: the post-mortem's document
     action_item.created, .updated (title, description), .deleted
                                search.subscribers.index_action_item  in the transaction: its post-mortem's document
-    incident.declared, .status_changed, .role_assigned, .updated; postmortem.started, .published, .updated,
+    incident.declared, .status_changed, .updated; postmortem.started, .published, .reopened, .factor_added,
+    .factor_removed; action_item.created, .updated, .deleted
+                               insights.rollup.on_*                  in the transaction: mark the incident's day
+                                                                     changed (its roll-up version, at COMMIT)
+    incident.declared, .status_changed, .role_assigned, .updated; postmortem.started, .published, .reopened, .updated,
     .factor_added, .factor_removed, .template_changed, .category_changed, .phrase_changed; action_item.created,
     .updated, .deleted;
     alert.integration_created, .integration_updated, .integration_token_rotated; tracker.settings_changed;
@@ -63,7 +67,7 @@ PHASES = (IN_TRANSACTION, AFTER_COMMIT)
 # name -> what it means and what it carries. Field edits are `<domain>.updated` with
 # changes={field: [before, after]} (JSON-ready values).
 EVENTS: dict[str, str] = {
-    "incident.declared": "an incident was opened, by a person or an alert (incident_id, severity)",
+    "incident.declared": "an incident was opened, by a person or an alert (incident_id, severity, started_at: ISO)",
     "incident.status_changed": "an incident moved through the status machine (incident_id, entry_id, before, after)",
     "incident.severity_changed": "an incident's severity changed (incident_id, before, after)",
     "incident.role_assigned": "a commander, communications lead or scribe was set or cleared "
@@ -74,6 +78,7 @@ EVENTS: dict[str, str] = {
     "alert.received": "a delivery was accepted for an alert (alert_id, delivery_id, kind, incident_id)",
     "postmortem.started": "a post-mortem was started from a template (postmortem_id, incident_id)",
     "postmortem.published": "a post-mortem was published (postmortem_id, incident_id)",
+    "postmortem.reopened": "an admin reopened a published post-mortem as a draft (postmortem_id, incident_id, reason)",
     "postmortem.updated": "a post-mortem's section was saved (postmortem_id, changes: {'sections.<key>': [...]})",
     "postmortem.factor_added": "a contributing factor was added to a post-mortem (postmortem_id, factor_id)",
     "postmortem.factor_removed": "a contributing factor was removed from a post-mortem (postmortem_id, factor_id)",

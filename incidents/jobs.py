@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 # Modules whose import declares the app's jobs; config JOB_IMPORTS adds more (plugins, tests).
 JOB_MODULES: tuple[str, ...] = ("incidents.notify.jobs", "incidents.report.jobs", "incidents.tracker.jobs",
-                                 "incidents.slack.jobs", "incidents.auth.jobs")
+                                 "incidents.slack.jobs", "incidents.auth.jobs",
+                                 "incidents.insights.jobs")
 
 _EXTENSION = "incidents.jobs"
 _DECLARED: dict[str, Job] = {}

@@ -12,6 +12,7 @@ from incidents.audit.models import AuditEntry  # noqa: F401
 from incidents.auth.models import ApiToken, Invitation, LoginAttempt, User  # noqa: F401
 from incidents.catalog.models import Service, Team  # noqa: F401
 from incidents.incident.models import Incident, IncidentTag, TimelineEntry  # noqa: F401
+from incidents.insights.models import InsightsRollup  # noqa: F401
 from incidents.notify.models import NotificationLog, Subscription  # noqa: F401
 from incidents.postmortem.models import (  # noqa: F401
     BlamelessPhrase,

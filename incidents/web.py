@@ -80,6 +80,7 @@ def register(app: Flask) -> None:
     from incidents.incident.views import bp as incident_bp
     from incidents.incident.views import status_bp
     from incidents.insights.views import bp as insights_bp
+    from incidents.insights.views import insights_cli
     from incidents.notify.views import bp as notify_bp
     from incidents.postmortem.views import bp as postmortem_bp
     from incidents.report.cli import report_cli
@@ -109,6 +110,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(report_cli)
     app.cli.add_command(search_cli)
+    app.cli.add_command(insights_cli)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
 

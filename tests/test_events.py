@@ -22,6 +22,7 @@ from incidents.alert.sources import parse
 from incidents.auth import services as auth
 from incidents.database import utcnow
 from incidents.incident import services as incidents
+from incidents.incident.models import Incident
 from incidents.jobs import JobQueue, QueueMemoryHuey
 from incidents.notify.jobs import queue_overdue_reminders
 from incidents.postmortem import blameless
@@ -39,26 +40,29 @@ AFTER, IN_TX = events.AFTER_COMMIT, events.IN_TRANSACTION
 
 # Adding a subscriber is a conscious change: add it here and to the table in incidents/events.py.
 AUDIT = (IN_TX, "incidents.audit.recording.record")
+ROLLUP_INCIDENT, ROLLUP_PM, ROLLUP_ITEM = ((IN_TX, f"incidents.insights.rollup.{name}")
+                                          for name in ("on_incident", "on_postmortem", "on_action_item"))
 EXPECTED = {
     "incident.declared": [(AFTER, "incidents.notify.jobs.announce_declared"),
                           (AFTER, "incidents.slack.jobs.open_channel"),
-                          (IN_TX, "incidents.search.subscribers.index_incident"), AUDIT],
+                          (IN_TX, "incidents.search.subscribers.index_incident"), ROLLUP_INCIDENT, AUDIT],
     "incident.status_changed": [(AFTER, "incidents.notify.jobs.announce_status_change"),
-                                (AFTER, "incidents.slack.jobs.follow_change"), AUDIT],
+                                (AFTER, "incidents.slack.jobs.follow_change"), ROLLUP_INCIDENT, AUDIT],
     "incident.severity_changed": [(AFTER, "incidents.slack.jobs.follow_change")],
     "incident.role_assigned": [(AFTER, "incidents.slack.jobs.follow_change"), AUDIT],
     "incident.update_posted": [(AFTER, "incidents.notify.jobs.announce_update"),
                                (AFTER, "incidents.slack.jobs.follow_change")],
     "incident.note_added": [(IN_TX, "incidents.search.subscribers.index_incident")],
     "incident.updated": [(AFTER, "incidents.slack.jobs.follow_change"),
-                         (IN_TX, "incidents.search.subscribers.index_incident"), AUDIT],
+                         (IN_TX, "incidents.search.subscribers.index_incident"), ROLLUP_INCIDENT, AUDIT],
     "alert.received": [],
-    "postmortem.started": [(IN_TX, "incidents.search.subscribers.index_postmortem"), AUDIT],
+    "postmortem.started": [(IN_TX, "incidents.search.subscribers.index_postmortem"), ROLLUP_PM, AUDIT],
     "postmortem.published": [(AFTER, "incidents.notify.jobs.announce_publication"),
-                             (IN_TX, "incidents.tracker.jobs.export_on_publish"), AUDIT],
+                             (IN_TX, "incidents.tracker.jobs.export_on_publish"), ROLLUP_PM, AUDIT],
+    "postmortem.reopened": [ROLLUP_PM, AUDIT],
     "postmortem.updated": [(IN_TX, "incidents.search.subscribers.index_postmortem"), AUDIT],
-    "postmortem.factor_added": [(IN_TX, "incidents.search.subscribers.index_postmortem"), AUDIT],
-    "postmortem.factor_removed": [(IN_TX, "incidents.search.subscribers.index_postmortem"), AUDIT],
+    "postmortem.factor_added": [(IN_TX, "incidents.search.subscribers.index_postmortem"), ROLLUP_PM, AUDIT],
+    "postmortem.factor_removed": [(IN_TX, "incidents.search.subscribers.index_postmortem"), ROLLUP_PM, AUDIT],
     "alert.integration_created": [AUDIT],
     "alert.integration_updated": [AUDIT],
     "alert.integration_token_rotated": [AUDIT],
@@ -66,9 +70,9 @@ EXPECTED = {
     "postmortem.category_changed": [AUDIT],
     "postmortem.phrase_changed": [AUDIT],
     "action_item.overdue": [(AFTER, "incidents.notify.jobs.remind_overdue")],
-    "action_item.updated": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
-    "action_item.created": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
-    "action_item.deleted": [(IN_TX, "incidents.search.subscribers.index_action_item"), AUDIT],
+    "action_item.updated": [(IN_TX, "incidents.search.subscribers.index_action_item"), ROLLUP_ITEM, AUDIT],
+    "action_item.created": [(IN_TX, "incidents.search.subscribers.index_action_item"), ROLLUP_ITEM, AUDIT],
+    "action_item.deleted": [(IN_TX, "incidents.search.subscribers.index_action_item"), ROLLUP_ITEM, AUDIT],
     "tracker.settings_changed": [AUDIT],
     "report.recipients_changed": [AUDIT],
     "auth.signed_in": [AUDIT],
@@ -157,14 +161,16 @@ def _declared_orm(session):
     service = make_service()
     return (lambda: incidents.create_incident(session, title="Checkout 502", severity="SEV1",
                                               service_id=service.id).id,
-            lambda incident_id: {"incident_id": incident_id, "severity": "SEV1"})
+            lambda incident_id: {"incident_id": incident_id, "severity": "SEV1",
+                                 "started_at": session.get(Incident, incident_id).started_at.isoformat()})
 
 
 def _declared_core(session):
     service = make_service()
     return (lambda: incidents.declare_incident(session, title="Checkout 502", severity="SEV2",
                                                service_id=service.id),
-            lambda incident_id: {"incident_id": incident_id, "severity": "SEV2"})
+            lambda incident_id: {"incident_id": incident_id, "severity": "SEV2",
+                                 "started_at": session.get(Incident, incident_id).started_at.isoformat()})
 
 
 def _status_changed(session):
@@ -238,6 +244,16 @@ def _published(session):
     session.commit()
     return (lambda: pm_services.publish_postmortem(session, pm),
             lambda _: {"postmortem_id": pm.id, "incident_id": pm.incident_id})
+
+
+def _pm_reopened(session):
+    pm = fill_for_publishing(make_postmortem())
+    pm_services.submit_for_review(session, pm)
+    pm_services.publish_postmortem(session, pm)
+    session.commit()
+    admin = make_user(role="admin")
+    return (lambda: pm_services.reopen_postmortem(session, pm, by=admin, reason=" Missed a factor "),
+            lambda _: {"postmortem_id": pm.id, "incident_id": pm.incident_id, "reason": "Missed a factor"})
 
 
 def _pm_updated(session):
@@ -453,6 +469,7 @@ SCENARIOS: dict[str, Callable] = {
     "incident.update_posted": _update_posted,
     "postmortem.published": _published,
     "postmortem.started": _pm_started,
+    "postmortem.reopened": _pm_reopened,
     "postmortem.updated": _pm_updated,
     "postmortem.factor_added": _factor_added,
     "postmortem.factor_removed": _factor_removed,

@@ -67,6 +67,9 @@ AUDITED: dict[str, tuple[str, str | None, Callable[[dict], dict | None]]] = {
     "incident.updated": ("incident", "incident_id", lambda d: d["changes"]),
     "postmortem.started": ("postmortem", "postmortem_id", lambda d: _set(incident_id=d["incident_id"])),
     "postmortem.published": ("postmortem", "postmortem_id", lambda d: {"status": ["in_review", "published"]}),
+    "postmortem.reopened": ("postmortem", "postmortem_id",
+                            lambda d: {"status": ["published", "draft"]} | ({"reason": [None, d["reason"]]}
+                                                                             if d["reason"] else {})),
     "postmortem.factor_added": ("postmortem", "postmortem_id", lambda d: _set(factor_id=d["factor_id"])),
     "postmortem.factor_removed": ("postmortem", "postmortem_id", lambda d: {"factor_id": [d["factor_id"], None]}),
     "postmortem.updated": ("postmortem", "postmortem_id", lambda d: d["changes"]),

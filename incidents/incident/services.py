@@ -226,7 +226,8 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
         conn.execute(sa.insert(IncidentTag.__table__), [{"incident_id": incident_id, "name": t} for t in wanted])
     _insert_entries(session, [incident_id], EntryKind.CREATED, f"Incident declared ({severity})",
                     data={"severity": severity.value}, author=created_by, occurred_at=detected_at)
-    events.emit(session, "incident.declared", incident_id=incident_id, severity=severity.value)
+    events.emit(session, "incident.declared", incident_id=incident_id, severity=severity.value,
+                started_at=started_at.isoformat())
     return incident_id
 
 

@@ -1,4 +1,5 @@
 """Insights (issue 16): response times, volume, repeats, contributing factors and follow-through over a period.
 
-Read-only: it reads the other domains' tables and nothing imports it but the app's wiring (web.py, api.py).
+It reads the other domains' tables and writes only its own roll-up (rollup.py), marked changed by in-transaction
+handlers of their events; nothing imports it but the app's wiring (web.py, api.py, jobs.py).
 """

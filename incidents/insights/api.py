@@ -10,6 +10,7 @@ from incidents.auth.permissions import require
 from incidents.database import utcnow
 from incidents.extensions import db
 from incidents.insights import queries as q
+from incidents.insights import rollup
 from incidents.insights import schemas as s
 from incidents.insights.tables import (
     TABLES,
@@ -30,7 +31,7 @@ def _scope(schema) -> tuple[q.Scope, dict]:
 
 
 def _figures(kind: str, scope: q.Scope):
-    return q.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
+    return rollup.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
 
 
 def _csv(endpoint: str, scope: q.Scope, tables: dict, args: dict) -> Response:

@@ -8,6 +8,7 @@ the value at rank ceil(p * n / 100), from 1. Each percentile comes with the coun
 
 from __future__ import annotations
 
+import json
 import threading
 import time as clock
 from collections import Counter, defaultdict
@@ -244,6 +245,54 @@ def _plus(element, compiler, **kw):
 PUBLISHED = not_indexed(Postmortem.status) == PostmortemStatus.PUBLISHED
 
 
+# --- parts: the mergeable state of each kind of figure ----------------------------------------------
+#
+# Every figure is computed in two steps: a *part* counts what the figure needs for a set of incidents (a period,
+# or one day of the roll-up), then a *finish* turns the part into the figure. Parts of disjoint sets of incidents
+# add up (Counter by Counter), which is what lets rollup.py keep one per day and per month: the figures of a scope
+# are the same whether its part was counted now or added up from stored days.
+
+Part = dict[str, Counter]  # field -> Counter(key tuple of str/int/None -> count); a scalar's key is ()
+PARTS = ("volume", "response", "factors", "follow")
+
+
+def _text(value) -> str | None:
+    """A key as JSON gives it back: enums and dates as their text, None kept."""
+    if value is None or isinstance(value, int):
+        return value
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def merge_parts(parts: Iterable[Part]) -> Part:
+    out: Part = defaultdict(Counter)
+    for part in parts:
+        for name, counts in part.items():
+            out[name].update(counts)
+    return out
+
+
+def part_json(part: Part) -> str:
+    return json.dumps({name: [[*key, n] for key, n in counts.items() if n] for name, counts in part.items()},
+                      separators=(",", ":"))
+
+
+def part_from_json(text: str) -> Part:
+    out: Part = defaultdict(Counter)
+    for name, rows in json.loads(text).items():
+        out[name] = Counter({tuple(row[:-1]): row[-1] for row in rows})
+    return out
+
+
+def compute_parts(session: Session, name: str, where: Sequence, by_day: bool = False) -> dict[str | None, Part]:
+    """The part `name` of the incidents matching `where`: one per UTC day of impact start ("YYYY-MM-DD") with
+    `by_day`, else one under None. A day without incidents has no entry."""
+    return _COMPUTE[name](session, list(where), by_day)
+
+
+def _grouped(session: Session, by_day: bool) -> list:
+    return [_utc_day(session, Incident.started_at)] if by_day else []
+
+
 # --- response times and volume ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -283,46 +332,89 @@ class Volume:
         return sorted((g for g in self.by_service if g.repeats), key=lambda g: (-g.repeats, g.name))
 
 
-COARSE_SECONDS = 60  # the first pass of a percentile counts whole minutes; the second reads seconds in one
+BUCKET_SECONDS = ((7200, 60), (None, 600))  # (below, width): minutes up to two hours, ten minutes beyond
 
 
-def _percentiles(session: Session, scope: Scope, column) -> dict[str | None, Percentiles]:
-    """p50 and p90 of one whole-seconds column, for all severities (key None) and each severity of the scope.
+def seconds_bucket(column):
+    """The coarse bucket of a whole-seconds duration, as its first second (durations are never negative). Buckets
+    stay few whatever the period, so a part's histogram stays small; a percentile's exact second is read
+    afterwards inside its bucket only, one index seek per second the bucket can hold (`_fine_seconds`)."""
+    (below, minute), (_, wide) = BUCKET_SECONDS
+    return sa.case((column < below, column // minute * minute), else_=column // wide * wide)
 
-    Exact nearest rank in two small passes instead of one histogram of every distinct second (as many rows as
-    incidents): count per (severity, minute), find the minute holding each wanted rank, then count the seconds of
-    those minutes only."""
-    severity = sa.type_coerce(Incident.severity, sa.String)
-    minute = (column // COARSE_SECONDS).label("minute")  # floor division on both databases
-    base = sa.select().select_from(Incident).where(*scope.where(), column.is_not(None))
-    coarse: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for sev, m, count in session.execute(base.add_columns(severity, minute, sa.func.count())
-                                         .group_by(severity, minute)):
-        coarse[sev].append((int(m), count))
-    groups = {None: _merge(coarse.values())} | {sev: sorted(h) for sev, h in coarse.items()}
-    wanted = {}  # (group, percent) -> (minute, rank within the minute)
-    for group, hist in groups.items():
-        n = sum(c for _, c in hist)
-        for percent in PERCENTILES:
-            if n:
-                wanted[group, percent] = value_at(hist, rank(n, percent))
-    fine: dict[str, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
-    minutes = sorted({m for m, _ in wanted.values()})
-    if minutes:
-        for sev, value, count in session.execute(
-                base.where((column // COARSE_SECONDS).in_(minutes)).add_columns(severity, column, sa.func.count())
-                .group_by(severity, column)):
-            fine[sev][int(value) // COARSE_SECONDS].append((int(value), count))
-    out = {}
-    for group, hist in groups.items():
-        values = {}
-        for percent in PERCENTILES:
-            if (group, percent) in wanted:
-                m, k = wanted[group, percent]
-                seconds = _merge([fine[s][m] for s in fine]) if group is None else sorted(fine[group][m])
-                values[percent] = value_at(seconds, k)[0]
-        out[group] = Percentiles(sum(c for _, c in hist), values.get(50), values.get(90))
+
+def _bucket_of_seconds(value: int) -> int:
+    """seconds_bucket in Python."""
+    return value - value % _width(value)
+
+
+def _width(lo: int) -> int:
+    return next(width for below, width in BUCKET_SECONDS if below is None or lo < below)
+
+
+def _response_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+    """Per metric and severity, how many incidents fall in each coarse bucket of seconds."""
+    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    day = _grouped(session, by_day)
+    for key, name in STORED_COLUMNS.items():
+        column = getattr(Incident, name)
+        bucket = seconds_bucket(column)
+        for row in session.execute(sa.select(*day, Incident.severity, bucket, sa.func.count())
+                                   .where(*where, column.is_not(None)).group_by(*day, Incident.severity, bucket)):
+            d = row[0] if by_day else None
+            severity, lo, n = row[-3:]
+            out[d]["hist"][key, _text(severity), int(lo)] += n
     return out
+
+
+def response_times(session: Session, scope: Scope, part: Part) -> list[Metric]:
+    """p50 and p90 of every metric, over all severities and per severity (every severity listed, even empty).
+
+    Exact nearest rank: the part's histogram says which bucket holds each wanted rank and the rank within it;
+    one pass per metric then counts the exact seconds of those buckets only, over the scope's incidents."""
+    hist: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for (key, severity, lo), n in part.get("hist", Counter()).items():
+        if n:
+            hist[key][severity][lo] += n
+    shown = [s for s in SEVERITIES if not scope.severities or s in scope.severities]
+    out = []
+    for key, name in STORED_COLUMNS.items():
+        per_severity = {s: sorted(h.items()) for s, h in hist[key].items()}
+        groups = {None: _merge(per_severity.values())} | per_severity
+        wanted = {}  # (group, percent) -> (bucket, rank within the bucket)
+        for group, h in groups.items():
+            n = sum(c for _, c in h)
+            for percent in PERCENTILES:
+                if n:
+                    wanted[group, percent] = value_at(h, rank(n, percent))
+        fine = _fine_seconds(session, scope, getattr(Incident, name), sorted({lo for lo, _ in wanted.values()}))
+        per = {}
+        for group, h in groups.items():
+            values = {}
+            for percent in PERCENTILES:
+                if (group, percent) in wanted:
+                    lo, k = wanted[group, percent]
+                    seconds = _merge([fine[s][lo] for s in fine]) if group is None else sorted(fine[group][lo])
+                    # A change committed since the part was counted can leave the bucket short: its last value.
+                    values[percent] = value_at(seconds, min(k, sum(c for _, c in seconds)))[0] if seconds else lo
+            per[group] = Percentiles(sum(c for _, c in h), values.get(50), values.get(90))
+        out.append(Metric(key, LABELS[key], per[None], {s: per.get(s, Percentiles(0, None, None)) for s in shown}))
+    return out
+
+
+def _fine_seconds(session: Session, scope: Scope, column, buckets: list[int]) -> dict[str, dict[int, list]]:
+    """severity -> bucket -> [(second, how many)] of the scope's incidents in `buckets`, from the metric's own
+    index (ix_incident_seconds_*: seconds, then started_at): one seek per second of each bucket, each reading
+    only that second's incidents of the period, so a dense bucket costs its matches, not the whole period."""
+    fine: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    seconds = [v for lo in buckets for v in range(lo, lo + _width(lo))]
+    if seconds:
+        stmt = (sa.select(column, Incident.severity, sa.func.count())
+                .where(column.in_(seconds), *scope.where()).group_by(column, Incident.severity)
+                .with_hint(Incident, f"INDEXED BY ix_incident_{column.key}", "sqlite"))
+        for value, severity, count in session.execute(stmt):
+            fine[_text(severity)][_bucket_of_seconds(int(value))].append((int(value), count))
+    return fine
 
 
 def _merge(histograms: Iterable[Iterable[tuple[int, int]]]) -> list[tuple[int, int]]:
@@ -333,29 +425,38 @@ def _merge(histograms: Iterable[Iterable[tuple[int, int]]]) -> list[tuple[int, i
     return sorted(total.items())
 
 
-def response_times(session: Session, scope: Scope) -> list[Metric]:
-    """p50 and p90 of every metric, over all severities and per severity (every severity listed, even empty)."""
-    out = []
-    for key, column in STORED_COLUMNS.items():
-        per = _percentiles(session, scope, getattr(Incident, column))
-        out.append(Metric(key, LABELS[key], per[None], {s: per.get(s, Percentiles(0, None, None)) for s in SEVERITIES
-                                                        if not scope.severities or s in scope.severities}))
+def _volume_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+    """Incidents and repeats per (severity, service, team, source), and incidents per day."""
+    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    keys = (Incident.severity, Incident.service_id, Incident.team_id, Incident.source)
+    day = _utc_day(session, Incident.started_at)
+    # Per day, one GROUP BY gives both; over a whole period two are cheaper (fewer groups in the sorter).
+    grouped = ([day] if by_day else []) + list(keys)
+    for row in session.execute(sa.select(*grouped, sa.func.count(), sa.func.count(Incident.repeat_of_id))
+                               .where(*where).group_by(*grouped)):
+        d = row[0] if by_day else None
+        severity, service_id, team_id, source, n, repeats = row[-6:]
+        key = (_text(severity), service_id, team_id, _text(source))
+        out[d]["incidents"][key] += n
+        if repeats:
+            out[d]["repeats"][key] += repeats
+        if by_day:
+            out[d]["days"][d,] += n
+    if not by_day:
+        for text, n in session.execute(sa.select(day, sa.func.count()).where(*where).group_by(day)):
+            out[None]["days"][text,] += n
     return out
 
 
-def volume(session: Session, scope: Scope) -> Volume:
+def volume(session: Session, scope: Scope, part: Part) -> Volume:
     """Incidents by severity, service, team and source, repeats, and incidents per bucket of the period."""
-    rows = session.execute(
-        sa.select(Incident.severity, Incident.service_id, Incident.team_id, Incident.source, sa.func.count(),
-                  sa.func.count(Incident.repeat_of_id))
-        .where(*scope.where())
-        .group_by(Incident.severity, Incident.service_id, Incident.team_id, Incident.source)).all()
     sev, svc, team, src = Counter(), Counter(), Counter(), Counter()
     svc_rep, team_rep = Counter(), Counter()
-    total = repeats = 0
-    for severity, service_id, team_id, source, n, rep in rows:
-        total, repeats = total + n, repeats + rep
-        sev[str(severity)] += n
+    repeats = part.get("repeats", Counter())
+    for key, n in part.get("incidents", Counter()).items():
+        severity, service_id, team_id, source = key
+        rep = repeats.get(key, 0)
+        sev[severity] += n
         svc[service_id] += n
         svc_rep[service_id] += rep
         team[team_id] += n
@@ -371,15 +472,14 @@ def volume(session: Session, scope: Scope) -> Volume:
     by_team = [Group(t.slug, t.name, team[t.id], team_rep[t.id]) for t in teams]
     if team[None]:
         by_team.append(Group(None, "No team", team[None], team_rep[None]))
-    day = _utc_day(session, Incident.started_at)
     per_bucket: Counter = Counter()
-    for text, n in session.execute(sa.select(day, sa.func.count()).where(*scope.where()).group_by(day)):
+    for (text,), n in part.get("days", Counter()).items():
         per_bucket[bucket_of(date.fromisoformat(text), scope.period)] += n
     return Volume(
-        total=total, repeats=repeats,
+        total=sum(sev.values()), repeats=sum(repeats.values()),
         by_severity=[Group(s, s, sev[s]) for s in SEVERITIES if not scope.severities or s in scope.severities],
         by_service=by_service, by_team=by_team,
-        by_source=[Group(s, s, n) for s, n in sorted(src.items(), key=lambda kv: (-kv[1], kv[0]))],
+        by_source=[Group(s, s, n) for s, n in sorted(src.items(), key=lambda kv: (-kv[1], kv[0])) if n],
         trend=[(bucket_label(b, scope.period), per_bucket[b]) for b in buckets(scope)])
 
 
@@ -406,45 +506,48 @@ class Factors:
         return self.by_category.get(category_id, 0)
 
 
-def _published_factors(scope: Scope, *columns) -> sa.Select:
-    """`columns` of the scope's incidents joined to their published post-mortems' factors."""
-    return (sa.select(*columns).select_from(Incident)
-            .join(Postmortem, Postmortem.incident_id == Incident.id)
-            .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
-            .where(PUBLISHED, *scope.where()))
-
-
-def factors(session: Session, scope: Scope) -> Factors:
-    """One pass over the period's incidents and their published factors (the day as text, no datetimes to build);
-    an incident counts once per category, per service and per bucket."""
+def _factor_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+    """One pass over the incidents' published factors (the day as text, no datetimes to build): incidents with
+    any factor, per category, per service, per (service, category) and per (day, category); an incident counts
+    once in each. An incident belongs to one day, so days' parts add up to the period's."""
     day = _utc_day(session, Incident.started_at)
-    rows = session.execute(_published_factors(scope, Incident.id, ContributingFactor.category_id,
-                                              Incident.service_id, day)).all()
-    used = {category_id for _, category_id, _, _ in rows}
+    rows = session.execute(
+        sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, day).select_from(Incident)
+        .join(Postmortem, Postmortem.incident_id == Incident.id)
+        .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
+        .where(PUBLISHED, *where)).all()
+    sets: dict[str | None, dict[str, dict[tuple, set[int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(set)))
+    for incident_id, category_id, service_id, text in rows:
+        s = sets[text if by_day else None]
+        for name, key in (("incidents", ()), ("category", (category_id,)), ("service", (service_id,)),
+                          ("service_category", (service_id, category_id)), ("day_category", (text, category_id))):
+            s[name][key].add(incident_id)
+    return {d: defaultdict(Counter, {name: Counter({k: len(ids) for k, ids in keyed.items()})
+                                     for name, keyed in s.items()}) for d, s in sets.items()}
+
+
+def factors(session: Session, scope: Scope, part: Part) -> Factors:
+    used = {category_id for (category_id,) in part.get("category", Counter())}
     categories = list(session.scalars(sa.select(FactorCategory).where(
         sa.or_(FactorCategory.active.is_(True), FactorCategory.id.in_(used or {0})))
         .order_by(FactorCategory.position, FactorCategory.name)))
-    by_category: dict[int, set[int]] = defaultdict(set)
-    by_service: dict[int | None, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
-    over_time: dict[date, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
-    bucket_of_day: dict[str, date] = {}
-    for incident_id, category_id, service_id, text in rows:
-        by_category[category_id].add(incident_id)
-        by_service[service_id][category_id].add(incident_id)
-        if text not in bucket_of_day:
-            bucket_of_day[text] = bucket_of(date.fromisoformat(text), scope.period)
-        over_time[bucket_of_day[text]][category_id].add(incident_id)
     names = {s.id: s for s in catalog.list_services(session)}
+    per_service: dict[int | None, dict[int, int]] = defaultdict(dict)
+    for (service_id, category_id), n in part.get("service_category", Counter()).items():
+        per_service[service_id][category_id] = n
     services = []
-    for service_id, cats in sorted(by_service.items(), key=lambda kv: names[kv[0]].name if kv[0] in names else "~"):
+    for service_id, cats in sorted(per_service.items(), key=lambda kv: names[kv[0]].name if kv[0] in names else "~"):
         svc = names.get(service_id)
         services.append((Group(svc.slug if svc else None, svc.name if svc else "No service",
-                               len(set().union(*cats.values()))), {c: len(ids) for c, ids in cats.items()}))
+                               part["service"][service_id,]), cats))
+    over_time: dict[date, Counter] = defaultdict(Counter)
+    for (text, category_id), n in part.get("day_category", Counter()).items():
+        over_time[bucket_of(date.fromisoformat(text), scope.period)][category_id] += n
     return Factors(categories=[Category(c.id, c.slug, c.name) for c in categories],
-                   incidents=len({r[0] for r in rows}),
-                   by_category={c: len(ids) for c, ids in by_category.items()}, by_service=services,
-                   over_time=[(bucket_label(b, scope.period), {c: len(ids) for c, ids in over_time[b].items()})
-                              for b in buckets(scope)])
+                   incidents=part.get("incidents", Counter())[()],
+                   by_category={c: n for (c,), n in part.get("category", Counter()).items()}, by_service=services,
+                   over_time=[(bucket_label(b, scope.period), dict(over_time[b])) for b in buckets(scope)])
 
 
 # --- follow-through ---------------------------------------------------------------------------------
@@ -490,60 +593,97 @@ def _days_between(session: Session, start, end):
                    sa.Integer)
 
 
-def follow_through(session: Session, scope: Scope, today: date) -> FollowThrough:
-    """Action items, post-mortem lead time and SEV1/SEV2 coverage of the scope's incidents, counted in the
-    database (a year at a million incidents is tens of thousands of items)."""
-    items = (sa.select().select_from(ActionItem).join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
-             .join(Incident, Postmortem.incident_id == Incident.id).where(*scope.where()))
+def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+    """Action items by (status, type, team) with how many had a due date and were done on time, open items by
+    (due date, type, team) (overdue depends on the day it is read), days to done, and the published
+    post-mortems' lead times and SEV1/SEV2 coverage. Counted in the database (a year at a million incidents is
+    tens of thousands of items)."""
+    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    day = _grouped(session, by_day)
     is_done = not_indexed(ActionItem.status) == ItemStatus.DONE
     closed_due = sa.and_(is_done, ActionItem.due_date.is_not(None), ActionItem.closed_at.is_not(None))
-    overdue = sa.and_(ActionItem.status.not_in([ItemStatus.DONE, ItemStatus.WONT_DO]),
-                      ActionItem.due_date.is_not(None), ActionItem.due_date < today)
+    open_due = sa.case((ActionItem.status.not_in([ItemStatus.DONE, ItemStatus.WONT_DO]), ActionItem.due_date))
 
     def how_many(condition):
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
     # One pass: the days to done of a done item join its group (NULL for the others), so the histogram of days
-    # comes out of the same GROUP BY.
+    # comes out of the same GROUP BY, and so does an open item's due date.
     days = sa.case((sa.and_(is_done, ActionItem.closed_at.is_not(None)),
                     _days_between(session, ActionItem.created_at, ActionItem.closed_at)))
-    rows = session.execute(items.add_columns(
-        ActionItem.status, ActionItem.type, Incident.team_id, days, sa.func.count(), how_many(closed_due),
-        how_many(sa.and_(closed_due, _utc_date(session, ActionItem.closed_at) <= ActionItem.due_date)),
-        how_many(overdue)).group_by(ActionItem.status, ActionItem.type, Incident.team_id, days)).all()
-    by_status: Counter = Counter()
-    by_type, by_team, days_hist = Counter(), Counter(), Counter()
-    with_due = on_time = n_overdue = 0
-    for status, item_type, team_id, n_days, n, n_due, n_on_time, n_late in rows:
-        by_status[status] += n
-        with_due, on_time, n_overdue = with_due + n_due, on_time + n_on_time, n_overdue + n_late
-        by_type[item_type.value if item_type else "none"] += n_late
-        by_team[team_id] += n_late
+    grouped = [*day, ActionItem.status, ActionItem.type, Incident.team_id, days, open_due]
+    for row in session.execute(
+            sa.select(*grouped, sa.func.count(), how_many(closed_due),
+                      how_many(sa.and_(closed_due, _utc_date(session, ActionItem.closed_at) <= ActionItem.due_date)))
+            .select_from(ActionItem).join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
+            .join(Incident, Postmortem.incident_id == Incident.id).where(*where).group_by(*grouped)):
+        p = out[row[0] if by_day else None]
+        status, item_type, team_id, n_days, due, n, n_due, n_on_time = row[-8:]
+        key = (_text(status), _text(item_type), team_id)
+        p["items"][key] += n
+        p["with_due"][key] += n_due
+        p["on_time"][key] += n_on_time
         if n_days is not None:
-            days_hist[int(n_days)] += n
-    teams = {t.id: t for t in catalog.list_teams(session)}
+            p["days_to_done"][int(n_days),] += n
+        if due is not None:
+            p["open_due"][_text(due)[:10], _text(item_type), team_id] += n
     # Post-mortems are far fewer than incidents: each published one's lead time and severity are read (one pass
-    # for the lead time and the SEV1/SEV2 coverage), not counted in two passes. No test of resolved_at in SQL: on
-    # SQLite it would read every incident's row, not only those with a published post-mortem.
-    published = session.execute(
-        sa.select(seconds_between(Incident.resolved_at, Postmortem.published_at), Incident.severity)
-        .select_from(Incident).join(Postmortem, Postmortem.incident_id == Incident.id)
-        .where(PUBLISHED, *scope.where())).all()
-    lead = Percentiles.of_values(seconds for seconds, _ in published if seconds is not None)
-    n_published = sum(1 for _, severity in published if severity in HIGH_SEVERITIES)
-    n_high = session.scalar(sa.select(sa.func.count()).select_from(Incident).where(
-        *scope.where(), not_indexed(Incident.severity).in_(HIGH_SEVERITIES)))
+    # for the lead time and the SEV1/SEV2 coverage). No test of resolved_at in SQL: on SQLite it would read every
+    # incident's row, not only those with a published post-mortem.
+    for row in session.execute(
+            sa.select(*day, seconds_between(Incident.resolved_at, Postmortem.published_at), Incident.severity)
+            .select_from(Incident).join(Postmortem, Postmortem.incident_id == Incident.id)
+            .where(PUBLISHED, *where)):
+        p = out[row[0] if by_day else None]
+        seconds, severity = row[-2:]
+        if seconds is not None:
+            p["lead_time"][int(seconds),] += 1
+        if _text(severity) in HIGH_SEVERITIES:
+            p["high_published"][()] += 1
+    for row in session.execute(sa.select(*day, sa.func.count()).select_from(Incident).where(
+            *where, not_indexed(Incident.severity).in_(HIGH_SEVERITIES)).group_by(*day)):
+        out[row[0] if by_day else None]["high"][()] += row[-1]
+    return out
+
+
+def follow_through(session: Session, scope: Scope, part: Part, today: date) -> FollowThrough:
+    by_status, by_type, by_team, days = Counter(), Counter(), Counter(), Counter()
+    for (status, _type, _team), n in part.get("items", Counter()).items():
+        by_status[status] += n
+    for (due, item_type, team_id), n in part.get("open_due", Counter()).items():
+        if due < today.isoformat():
+            by_type[item_type or "none"] += n
+            by_team[team_id] += n
+    for (n_days,), n in part.get("days_to_done", Counter()).items():
+        days[n_days] += n
+    teams = {t.id: t for t in catalog.list_teams(session)}
     return FollowThrough(
-        items=sum(by_status.values()), done=by_status[ItemStatus.DONE], done_with_due=with_due,
-        done_on_time=on_time, wont_do=by_status[ItemStatus.WONT_DO],
-        open=by_status[ItemStatus.OPEN] + by_status[ItemStatus.IN_PROGRESS], overdue=n_overdue,
-        days_to_done=Percentiles.of(list(days_hist.items())),
+        items=sum(by_status.values()), done=by_status[ItemStatus.DONE],
+        done_with_due=sum(part.get("with_due", Counter()).values()),
+        done_on_time=sum(part.get("on_time", Counter()).values()), wont_do=by_status[ItemStatus.WONT_DO],
+        open=by_status[ItemStatus.OPEN] + by_status[ItemStatus.IN_PROGRESS], overdue=sum(by_type.values()),
+        days_to_done=Percentiles.of(list(days.items())),
         overdue_by_type=[(t.value, by_type[t.value]) for t in ItemType] + (
             [("none", by_type["none"])] if by_type["none"] else []),
         overdue_by_team=sorted((Group(teams[t].slug if t in teams else None, teams[t].name if t in teams
                                       else "No team", n) for t, n in by_team.items() if n),
                                key=lambda g: (-g.incidents, g.name)),
-        lead_time=lead, high_severity=n_high, high_severity_published=n_published, today=today)
+        lead_time=Percentiles.of([(s, n) for (s,), n in part.get("lead_time", Counter()).items()]),
+        high_severity=part.get("high", Counter())[()],
+        high_severity_published=part.get("high_published", Counter())[()], today=today)
+
+
+_COMPUTE: dict[str, Callable[[Session, list, bool], dict[str | None, Part]]] = {
+    "volume": _volume_parts, "response": _response_parts, "factors": _factor_parts, "follow": _follow_parts,
+}
+
+# kind of figures -> (the part it is finished from, finish(session, scope, part, today))
+FIGURES: dict[str, tuple[str, Callable[[Session, Scope, Part, date], Any]]] = {
+    "response_times": ("response", lambda session, scope, part, today: response_times(session, scope, part)),
+    "volume": ("volume", lambda session, scope, part, today: volume(session, scope, part)),
+    "factors": ("factors", lambda session, scope, part, today: factors(session, scope, part)),
+    "follow_through": ("follow", follow_through),
+}
 
 
 # --- a short-lived cache of figures -----------------------------------------------------------------
@@ -570,19 +710,6 @@ def cached(kind: str, scope: Scope, compute: Callable[[], Any], seconds: float, 
                 _CACHE.pop(old, None)
         _CACHE[full] = (now, value)
     return value
-
-
-FIGURES: dict[str, Callable[[Session, Scope, date], Any]] = {
-    "response_times": lambda session, scope, today: response_times(session, scope),
-    "volume": lambda session, scope, today: volume(session, scope),
-    "factors": lambda session, scope, today: factors(session, scope),
-    "follow_through": follow_through,
-}
-
-
-def figures(session: Session, kind: str, scope: Scope, today: date, cache_seconds: float = 0) -> Any:
-    """One kind of FIGURES for the scope, through the cache when `cache_seconds` says so."""
-    return cached(kind, scope, lambda: FIGURES[kind](session, scope, today), cache_seconds, today)
 
 
 # --- the incidents behind a figure ------------------------------------------------------------------

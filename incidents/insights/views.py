@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import click
 from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask.cli import AppGroup
 
 from incidents.auth.models import Role
 from incidents.auth.permissions import require
@@ -12,6 +14,7 @@ from incidents.errors import Invalid, NotFound
 from incidents.extensions import db
 from incidents.forms import form_errors
 from incidents.insights import queries as q
+from incidents.insights import rollup
 from incidents.insights.tables import (
     TABLES,
     csv_filename,
@@ -32,7 +35,7 @@ def _scope() -> q.Scope:
 
 
 def _figures(kind: str, scope: q.Scope):
-    return q.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
+    return rollup.figures(db.session, kind, scope, utcnow().date(), current_app.config["INSIGHTS_CACHE_SECONDS"])
 
 
 def _thin(chart: charts.Chart) -> charts.Chart:
@@ -127,3 +130,14 @@ def download(name: str):
     name = csv_filename(endpoint, table, (scope.since.isoformat(), scope.until.isoformat()))
     return Response(to_csv(tables[table]), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+insights_cli = AppGroup("insights", help="The insights roll-up.")
+
+
+@insights_cli.command("refresh")
+def refresh_command():
+    """Store the roll-up of every closed day and month that changed or is new (the job worker does this every
+    ten minutes; run it after a bulk load or a restore so the first insights page is quick)."""
+    done = rollup.refresh(db.session, utcnow().date(), progress=click.echo)
+    click.echo(f"Stored {done['day']} days and {done['month']} months.")

@@ -133,4 +133,6 @@ def reopen_postmortem(session: Session, pm: Postmortem, *, by: User | None, reas
     _move(session, pm, PostmortemStatus.DRAFT, (PostmortemStatus.PUBLISHED,), by, "reopen", note=reason)
     pm.published_at = None
     session.flush()
+    events.emit(session, "postmortem.reopened", postmortem_id=pm.id, incident_id=pm.incident_id,
+                reason=reason.strip())
     return pm

@@ -206,7 +206,8 @@ def test_two_pass_percentiles_equal_sorting_every_value(session):
                                 detected_at=detected, acknowledged_at=ack, created_at=detected))
     db.session.commit()
     scope = q.Scope(at("2026-03-02T00:00:00").date(), at("2026-03-31T00:00:00").date())
-    metrics = {m.key: m for m in q.response_times(db.session, scope)}
+    metrics = {m.key: m for m in q.response_times(db.session, scope, q.compute_parts(db.session, "response",
+                                                                                       scope.where())[None])}
     rows = list(db.session.scalars(sa.select(Incident)))
     for metric in ("time_to_detect", "time_to_acknowledge"):
         for sev in (None, "SEV1", "SEV2", "SEV3", "SEV4"):

@@ -1,0 +1,187 @@
+"""The roll-up (incidents/insights/rollup.py) gives exactly the figures that counting the incidents gives: after a
+refresh, after each kind of change made through the services (the changed days are stale and counted again), and
+after the next refresh. On SQLite and PostgreSQL (the suite runs on both)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from incidents.action_item import services as items
+from incidents.action_item.models import ActionItem
+from incidents.database import utcnow
+from incidents.extensions import db
+from incidents.incident import services as incidents
+from incidents.incident.models import Incident
+from incidents.insights import queries as q
+from incidents.insights import rollup
+from incidents.insights.models import InsightsRollup
+from incidents.postmortem import services as pm_services
+from incidents.postmortem.models import Postmortem
+from tests.factories import make_user
+from tests.insights.data import at, build
+
+SCOPES = [
+    q.Scope(date(2026, 1, 5), date(2026, 2, 1)),  # the hand-worked period: stored days only
+    q.Scope(date(2025, 12, 1), date(2026, 3, 31), period="month"),  # whole months, stored as months
+    q.Scope(date(2025, 12, 20), date(2026, 2, 10)),  # a month and the days around it
+]
+
+
+@pytest.fixture
+def data(session):
+    return build()
+
+
+def live(kind: str, scope: q.Scope, today: date):
+    """The figures counted from the incidents, as if there were no roll-up."""
+    name, finish = q.FIGURES[kind]
+    return finish(db.session, scope, q.compute_parts(db.session, name, scope.where()).get(None, {}), today)
+
+
+def assert_same_figures(today: date) -> None:
+    for scope in SCOPES:
+        for kind in q.FIGURES:
+            assert rollup.figures(db.session, kind, scope, today) == live(kind, scope, today), (kind, scope)
+    db.session.rollback()
+
+
+def current(span: str, day: date) -> bool:
+    row = db.session.get(InsightsRollup, (span, day))
+    db.session.rollback()
+    return row is not None and row.state_version == row.version
+
+
+def test_refresh_stores_days_and_months_that_give_the_same_figures(data):
+    today = utcnow().date()
+    assert_same_figures(today)  # nothing stored yet: every day counted
+    done = rollup.refresh(db.session, today)
+    # From the first incident's month (2026-01) to the day before yesterday.
+    first, last = date(2026, 1, 1), rollup.last_stored(today)
+    assert done["day"] == (last - first).days + 1
+    assert current("day", date(2026, 1, 5)) and current("month", date(2026, 1, 1))
+    assert not current("day", today - timedelta(days=1))  # recent days are never stored
+    assert rollup.refresh(db.session, today) == {}  # nothing changed: nothing to store
+    assert_same_figures(today)
+
+
+def test_the_stored_parts_are_what_is_read(data):
+    """An out-of-band edit (no event) is not seen until the day is counted again: proof the figures came from
+    the roll-up; `touch` then marks the day and the next read counts it."""
+    today = utcnow().date()
+    rollup.refresh(db.session, today)
+    scope = SCOPES[0]
+    before = rollup.figures(db.session, "volume", scope, today)
+    db.session.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I5"].id).values(severity="SEV4"))
+    db.session.commit()
+    assert rollup.figures(db.session, "volume", scope, today) == before
+    rollup.touch(db.session, at("2026-01-19T10:00:00"))
+    db.session.commit()
+    assert not current("day", date(2026, 1, 19)) and not current("month", date(2026, 1, 1))
+    after = rollup.figures(db.session, "volume", scope, today)
+    assert {g.key: g.incidents for g in after.by_severity}["SEV4"] == 1
+    assert after == live("volume", scope, today)
+
+
+def _admin():
+    return make_user(role="admin")
+
+
+CHANGES = {
+    "resolve": lambda d: incidents.transition(db.session, d["incidents"]["I5"], "resolved", resolution="Rolled back."),
+    "severity": lambda d: incidents.update_incident(db.session, d["incidents"]["I3"], severity="SEV1"),
+    "move to another day": lambda d: incidents.update_incident(db.session, d["incidents"]["I2"],
+                                                               started_at=at("2026-01-04T09:30:00"),
+                                                               detected_at=at("2026-01-04T09:31:00")),
+    "reopen a published post-mortem": lambda d: pm_services.reopen_postmortem(
+        db.session, db.session.scalar(sa.select(Postmortem).where(Postmortem.incident_id == d["incidents"]["I1"].id)),
+        by=_admin(), reason="Missed a factor."),
+    "action item done": lambda d: items.update_action_item(
+        db.session, db.session.scalar(sa.select(ActionItem).where(ActionItem.title == "A3")), status="done"),
+    "action item deleted": lambda d: items.delete_action_item(
+        db.session, db.session.scalar(sa.select(ActionItem).where(ActionItem.title == "A7"))),
+    "declared in the past": lambda d: incidents.declare_incident(
+        db.session, title="Late report", severity="SEV2", started_at=at("2026-01-08T08:00:00"),
+        detected_at=at("2026-01-08T09:00:00")),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_change_makes_its_days_stale_and_the_figures_stay_exact(data, change):
+    today = utcnow().date()
+    rollup.refresh(db.session, today)
+    before = {kind: rollup.figures(db.session, kind, SCOPES[0], today) for kind in q.FIGURES}
+    db.session.rollback()
+    CHANGES[change](data)
+    db.session.commit()
+    stale = db.session.scalars(sa.select(InsightsRollup.day).where(
+        InsightsRollup.span == "day", InsightsRollup.version != InsightsRollup.state_version)).all()
+    db.session.rollback()
+    assert stale, "the change marked no day"
+    after = {kind: rollup.figures(db.session, kind, SCOPES[0], today) for kind in q.FIGURES}
+    assert after != before  # every change above moves some figure of the period
+    assert_same_figures(today)
+    assert rollup.refresh(db.session, today)["day"] == len(stale)
+    assert_same_figures(today)
+    assert rollup.refresh(db.session, today) == {}
+
+
+def test_a_rolled_back_change_marks_nothing(data):
+    today = utcnow().date()
+    rollup.refresh(db.session, today)
+    incidents.update_incident(db.session, data["incidents"]["I3"], severity="SEV1")
+    db.session.rollback()
+    assert rollup.refresh(db.session, today) == {}
+
+
+def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
+    """The version is read before the data: a change committed between the two leaves the stored part stale."""
+    today = utcnow().date()
+    day = date(2026, 1, 12)
+    real = q.compute_parts
+
+    def change_then_count(session, name, where, by_day=False):
+        if by_day and name == "volume" and not getattr(change_then_count, "done", False):
+            change_then_count.done = True
+            with db.engine.connect() as other:  # another transaction commits a change to 2026-01-12
+                other.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I3"].id)
+                              .values(severity="SEV4"))
+                stmt = rollup._insert(db.session).values(span="day", day=day, version=1)
+                other.execute(stmt.on_conflict_do_update(index_elements=["span", "day"],
+                                                         set_={"version": InsightsRollup.version + 1}))
+                other.commit()
+        return real(session, name, where, by_day)
+
+    monkeypatch.setattr(q, "compute_parts", change_then_count)
+    rollup.refresh(db.session, today)
+    monkeypatch.undo()
+    assert not current("day", day)  # the count may have missed the change: not current
+    assert current("day", date(2026, 1, 13))
+    assert_same_figures(today)
+    rollup.refresh(db.session, today)
+    assert current("day", day)
+    assert_same_figures(today)
+
+
+def test_recent_days_are_counted_and_only_those_of_the_scope(data):
+    today = utcnow().date()
+    for days_ago in (0, 1, 2, 3, 5):
+        incidents.declare_incident(db.session, title=f"{days_ago} days ago", severity="SEV2",
+                                   started_at=utcnow() - timedelta(days=days_ago))
+    db.session.commit()
+    rollup.refresh(db.session, today)
+    assert current("day", today - timedelta(days=2)) and not current("day", today - timedelta(days=1))
+    for since, until in ((0, 0), (1, 0), (1, 1), (2, 1), (3, 0), (10, 0), (10, 3)):
+        scope = q.Scope(today - timedelta(days=since), today - timedelta(days=until))
+        for kind in q.FIGURES:
+            assert rollup.figures(db.session, kind, scope, today) == live(kind, scope, today), (kind, since, until)
+    assert rollup.figures(db.session, "volume", q.Scope(today, today), today).total == 1
+
+
+def test_refresh_command(app, data):
+    result = app.test_cli_runner().invoke(args=["insights", "refresh"])
+    assert result.exit_code == 0, result.output
+    assert "Stored" in result.output and "months" in result.output
+    assert current("month", date(2026, 1, 1))
