@@ -78,7 +78,9 @@ class Percentiles:
 
     @classmethod
     def of_values(cls, values: Iterable[int]) -> Percentiles:
-        return cls.of(list(Counter(values).items()))
+        ordered = sorted(values)
+        n = len(ordered)
+        return cls(n, *(ordered[rank(n, p) - 1] if n else None for p in PERCENTILES))
 
     def as_dict(self) -> dict:
         return {"count": self.count, "p50": self.p50, "p90": self.p90}
@@ -252,8 +254,14 @@ PUBLISHED = not_indexed(Postmortem.status) == PostmortemStatus.PUBLISHED
 # add up (Counter by Counter), which is what lets rollup.py keep one per day and per month: the figures of a scope
 # are the same whether its part was counted now or added up from stored days.
 
-Part = dict[str, Counter]  # field -> Counter(key tuple of str/int/None -> count); a scalar's key is ()
+# field -> Counter(key tuple of str/int/None -> count), a scalar's key being (); or, for a field named *_values,
+# the list of values themselves (exact values with few repeats: a list is far cheaper to store and add up).
+Part = dict[str, Counter | list]
 PARTS = ("volume", "response", "factors", "follow")
+
+
+def _is_values(name: str) -> bool:
+    return name.endswith("_values")
 
 
 def _text(value) -> str | None:
@@ -267,19 +275,22 @@ def merge_parts(parts: Iterable[Part]) -> Part:
     out: Part = defaultdict(Counter)
     for part in parts:
         for name, counts in part.items():
-            out[name].update(counts)
+            if _is_values(name):
+                out.setdefault(name, []).extend(counts)
+            else:
+                out[name].update(counts)
     return out
 
 
 def part_json(part: Part) -> str:
-    return json.dumps({name: [[*key, n] for key, n in counts.items() if n] for name, counts in part.items()},
-                      separators=(",", ":"))
+    return json.dumps({name: counts if _is_values(name) else [[*key, n] for key, n in counts.items() if n]
+                       for name, counts in part.items()}, separators=(",", ":"))
 
 
 def part_from_json(text: str) -> Part:
     out: Part = defaultdict(Counter)
     for name, rows in json.loads(text).items():
-        out[name] = Counter({tuple(row[:-1]): row[-1] for row in rows})
+        out[name] = rows if _is_values(name) else Counter({tuple(row[:-1]): row[-1] for row in rows})
     return out
 
 
@@ -343,11 +354,6 @@ def seconds_bucket(column):
     return sa.case((column < below, column // minute * minute), else_=column // wide * wide)
 
 
-def _bucket_of_seconds(value: int) -> int:
-    """seconds_bucket in Python."""
-    return value - value % _width(value)
-
-
 def _width(lo: int) -> int:
     return next(width for below, width in BUCKET_SECONDS if below is None or lo < below)
 
@@ -409,11 +415,14 @@ def _fine_seconds(session: Session, scope: Scope, column, buckets: list[int]) ->
     fine: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     seconds = [v for lo in buckets for v in range(lo, lo + _width(lo))]
     if seconds:
-        stmt = (sa.select(column, Incident.severity, sa.func.count())
-                .where(column.in_(seconds), *scope.where()).group_by(column, Incident.severity)
+        # The seconds inline (hundreds of integers): bound one by one they cost more to bind than the query runs.
+        stmt = (sa.select(column, sa.type_coerce(Incident.severity, sa.String), sa.func.count())
+                .where(column.in_(sa.bindparam("seconds", seconds, expanding=True, literal_execute=True)),
+                       *scope.where()).group_by(column, Incident.severity)
                 .with_hint(Incident, f"INDEXED BY ix_incident_{column.key}", "sqlite"))
-        for value, severity, count in session.execute(stmt):
-            fine[_text(severity)][_bucket_of_seconds(int(value))].append((int(value), count))
+        (below, minute), (_, wide) = BUCKET_SECONDS
+        for value, severity, count in session.execute(stmt):  # thousands of rows: no call per row
+            fine[severity][value - value % (minute if value < below else wide)].append((value, count))
     return fine
 
 
@@ -637,7 +646,7 @@ def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | Non
         p = out[row[0] if by_day else None]
         seconds, severity = row[-2:]
         if seconds is not None:
-            p["lead_time"][int(seconds),] += 1
+            p.setdefault("lead_values", []).append(int(seconds))
         if _text(severity) in HIGH_SEVERITIES:
             p["high_published"][()] += 1
     for row in session.execute(sa.select(*day, sa.func.count()).select_from(Incident).where(
@@ -650,8 +659,9 @@ def follow_through(session: Session, scope: Scope, part: Part, today: date) -> F
     by_status, by_type, by_team, days = Counter(), Counter(), Counter(), Counter()
     for (status, _type, _team), n in part.get("items", Counter()).items():
         by_status[status] += n
+    cutoff = today.isoformat()
     for (due, item_type, team_id), n in part.get("open_due", Counter()).items():
-        if due < today.isoformat():
+        if due < cutoff:
             by_type[item_type or "none"] += n
             by_team[team_id] += n
     for (n_days,), n in part.get("days_to_done", Counter()).items():
@@ -668,7 +678,7 @@ def follow_through(session: Session, scope: Scope, part: Part, today: date) -> F
         overdue_by_team=sorted((Group(teams[t].slug if t in teams else None, teams[t].name if t in teams
                                       else "No team", n) for t, n in by_team.items() if n),
                                key=lambda g: (-g.incidents, g.name)),
-        lead_time=Percentiles.of([(s, n) for (s,), n in part.get("lead_time", Counter()).items()]),
+        lead_time=Percentiles.of_values(part.get("lead_values", [])),
         high_severity=part.get("high", Counter())[()],
         high_severity_published=part.get("high_published", Counter())[()], today=today)
 

@@ -11,6 +11,9 @@ year add up about twelve months and a few dozen days instead of counting 333,000
   to a recent incident (every delivery's) writes nothing here.
 - **Read** by `part`: current months and days from the table, the rest (recent, stale or not yet stored days, and
   every scope filtered by team, service or severity) counted from the incidents, added together.
+
+A change to what a part holds (queries.py) needs a migration that empties `insights_rollup`: stored parts carry
+no format of their own.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from incidents.insights.models import InsightsRollup
 from incidents.postmortem.models import Postmortem
 
 DAY, MONTH = "day", "month"
+# Aligned runs of days within a month (span "d16": days 1-16 and 17 to the end, "d8": 1-8, 9-16, ...), so any
+# run of days is a handful of rows: the days of a year's partial first month are three or four rows, not thirty.
+BLOCKS = (16, 8, 4, 2)
+SIZES = (*BLOCKS, 1)
 _TOUCHED = "incidents.insights.touched"  # session.info: the days this transaction changed
 
 
@@ -42,8 +49,37 @@ def last_stored(today: date) -> date:
     return today - timedelta(days=2)
 
 
-def _month_end(first: date) -> date:
-    return (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+def _month_end(day: date) -> date:
+    """The last day of `day`'s month."""
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def _span(size: int | None) -> str:
+    return MONTH if size is None else DAY if size == 1 else f"d{size}"
+
+
+def _end(first: date, size: int | None) -> date:
+    """The last day of the span of `size` days (None: the month) starting at `first`, clipped to its month."""
+    return _month_end(first) if size is None else min(first + timedelta(days=size - 1), _month_end(first))
+
+
+def _containing(day: date) -> list[tuple[str, date]]:
+    """Every span a day is part of, as (span, first day)."""
+    return [(_span(size), day - timedelta(days=(day.day - 1) % size)) for size in SIZES] + [
+        (MONTH, day.replace(day=1))]
+
+
+def _cover(first: date, last: date, sizes: tuple = (None, *SIZES)) -> list[tuple[str, date, date]]:
+    """The fewest aligned spans of `sizes` (None: a month) covering first..last, as (span, first day, last day)."""
+    out, day = [], first
+    while day <= last:
+        for size in sizes:
+            aligned = day.day == 1 if size is None else (day.day - 1) % size == 0
+            if aligned and _end(day, size) <= last:
+                out.append((_span(size), day, _end(day, size)))
+                day = _end(day, size) + timedelta(days=1)
+                break
+    return out
 
 
 def _range(first: date, last: date) -> list:
@@ -71,12 +107,12 @@ def touch(session: Session, *moments: datetime | date | str | None) -> None:
 
 
 def _bump(session: Session) -> None:
-    """before_commit: one version up for each touched day and its month, in one upsert in key order (two
-    transactions touching the same days lock them in the same order)."""
+    """before_commit: one version up for each touched day and every span holding it, in one upsert in key order
+    (two transactions touching the same days lock them in the same order)."""
     days = session.info.pop(_TOUCHED, None)
     if not days:
         return
-    keys = sorted({(DAY, d) for d in days} | {(MONTH, d.replace(day=1)) for d in days})
+    keys = sorted({key for d in days for key in _containing(d)})
     stmt = _insert(session).values([{"span": s, "day": d, "version": 1} for s, d in keys])
     session.execute(stmt.on_conflict_do_update(index_elements=["span", "day"],
                                                set_={"version": InsightsRollup.version + 1}))
@@ -151,44 +187,37 @@ def _current(rows: Iterable) -> dict[tuple[str, date], str]:
 
 
 def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
-    """The part `name` of the scope's incidents: stored months and days where they are current, counted from
-    the incidents for the rest."""
+    """The part `name` of the scope's incidents: the fewest stored spans covering its stored days where they are
+    current, their days where a span is not, and counted from the incidents for the rest."""
     if scope.team is not None or scope.service is not None or scope.severities:
         return q.compute_parts(session, name, scope.where()).get(None, {})
     last = min(scope.until, last_stored(today))
-    months, days = [], []
-    day = scope.since
-    while day <= last:
-        if day.day == 1 and _month_end(day) <= last:
-            months.append(day)
-            day = _month_end(day) + timedelta(days=1)
-        else:
-            days.append(day)
-            day += timedelta(days=1)
+    spans = _cover(scope.since, last) if scope.since <= last else []
     column = getattr(InsightsRollup, name)
     row = (InsightsRollup.span, InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version, column)
-    found = _current(session.execute(sa.select(*row).where(InsightsRollup.span == MONTH,
-                                                           InsightsRollup.day.in_(months)))) if months else {}
-    parts = []
-    for first in months:
-        if (MONTH, first) in found:
-            parts.append(q.part_from_json(found[MONTH, first]))
+    found = _current(session.execute(sa.select(*row).where(sa.tuple_(InsightsRollup.span, InsightsRollup.day).in_(
+        [(span, first) for span, first, _ in spans])))) if spans else {}
+    parts, days = [], set()
+    for span, first, end in spans:
+        if (span, first) in found:
+            parts.append(q.part_from_json(found[span, first]))
         else:
-            days += [first + timedelta(days=i) for i in range((_month_end(first) - first).days + 1)]
-    if days:
+            days |= {first + timedelta(days=i) for i in range((end - first).days + 1)}
+    if any(span != DAY and (span, first) not in found for span, first, _ in spans):  # not current: its days
         found = _current(session.execute(sa.select(*row).where(
             InsightsRollup.span == DAY, InsightsRollup.day.between(min(days), max(days)))))
-    counted = [d for d in days if (DAY, d) not in found]
-    parts += [q.part_from_json(found[DAY, d]) for d in days if (DAY, d) in found]
+        stored = {d for d in days if (DAY, d) in found}
+        parts += [q.part_from_json(found[DAY, d]) for d in sorted(stored)]
+        days -= stored
     tail = max(scope.since, last + timedelta(days=1))  # the days never stored: from the day after `last`
-    runs = _runs(counted) + ([(tail, scope.until)] if tail <= scope.until else [])
+    runs = _runs(days) + ([(tail, scope.until)] if tail <= scope.until else [])
     if runs:
         where = sa.or_(*(sa.and_(*_range(a, b)) for a, b in runs))
         parts.append(q.compute_parts(session, name, [where]).get(None, {}))
     return q.merge_parts(parts)
 
 
-def _runs(days: list[date]) -> list[tuple[date, date]]:
+def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
     """Consecutive days as (first, last) ranges."""
     out: list[tuple[date, date]] = []
     for d in sorted(days):
@@ -214,20 +243,56 @@ def _versions(session: Session, span: str, first: date, last: date) -> dict[date
         .where(InsightsRollup.span == span, InsightsRollup.day.between(first, last)))}
 
 
-def _store(session: Session, span: str, day: date, version: int, parts: dict[str, q.Part]) -> None:
+def _store(session: Session, span: str, day: date, version: int, parts: dict[str, q.Part | str]) -> None:
     """Compare-and-set: the parts land only if the row's version is still the one read before counting them."""
-    stmt = _insert(session).values(span=span, day=day, version=version, state_version=version,
-                                   **{name: q.part_json(parts.get(name, {})) for name in q.PARTS})
+    stmt = _insert(session).values(span=span, day=day, version=version, state_version=version, **{
+        name: part if isinstance(part := parts.get(name, {}), str) else q.part_json(part) for name in q.PARTS})
     session.execute(stmt.on_conflict_do_update(
         index_elements=["span", "day"],
         set_={"state_version": stmt.excluded.state_version, **{n: getattr(stmt.excluded, n) for n in q.PARTS}},
         where=InsightsRollup.version == stmt.excluded.state_version))
 
 
+def _store_spans(session: Session, month: date, last: date) -> Counter:
+    """Store each span of `month` up to `last` (its blocks, smallest first, then the month) that is not current,
+    added up from the smaller spans covering it, where those are all current. One read (the versions and the
+    parts in one statement, so each version is read with the data it vouches for) and one write."""
+    columns = (InsightsRollup.span, InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version,
+               *(getattr(InsightsRollup, n) for n in q.PARTS))
+    with read_only():
+        rows = session.execute(sa.select(*columns).where(InsightsRollup.day.between(month, _month_end(month)))).all()
+        session.rollback()
+    versions = {(r[0], r[1]): r[2] for r in rows}
+    parts = {(r[0], r[1]): dict(zip(q.PARTS, r[4:], strict=True)) for r in rows if r[2] == r[3]}
+    stored: list[tuple[str, date, int, dict]] = []
+    for index, size in enumerate((*reversed(BLOCKS), None)):
+        smaller = tuple(reversed((1, *reversed(BLOCKS))[:index + 1]))  # every size below this one
+        day = month
+        while day <= _month_end(month):
+            end, key = _end(day, size), (_span(size), day)
+            if end <= last and key not in parts:
+                cover = [(span, first) for span, first, _ in _cover(day, end, smaller)]
+                if all(k in parts for k in cover):
+                    merged = {n: q.part_json(q.merge_parts(_parsed(parts[k], n) for k in cover)) for n in q.PARTS}
+                    parts[key] = merged
+                    stored.append((*key, versions.get(key, 0), merged))
+            day = end + timedelta(days=1)
+    if stored:
+        with writing():
+            for span, day, version, merged in stored:
+                _store(session, span, day, version, merged)
+            session.commit()
+    return Counter(MONTH if span == MONTH else "block" for span, *_ in stored)
+
+
+def _parsed(texts: dict, name: str) -> q.Part:
+    return q.part_from_json(texts[name])
+
+
 def refresh(session: Session, today: date, *, chunk_days: int = 31,
             progress: Callable[[str], None] | None = None) -> Counter:
-    """Store the parts of every day up to `last_stored(today)` that has none current, then of every month whose
-    days all are; a chunk of days per transaction. Returns how many days and months it stored."""
+    """Store the parts of every day up to `last_stored(today)` that has none current, a chunk of days per
+    transaction, then of every span (blocks, months) whose days all are. Returns how many of each it stored."""
     done: Counter = Counter()
     last = last_stored(today)
     with read_only():
@@ -259,23 +324,9 @@ def refresh(session: Session, today: date, *, chunk_days: int = 31,
                 progress(f"days {a} to {end}")
             a = end + timedelta(days=1)
     month = first.replace(day=1)
-    while _month_end(month) <= last:
-        end = _month_end(month)
-        with read_only():
-            version = _versions(session, MONTH, month, month).get(month, (0, None))
-            days = session.execute(
-                sa.select(InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version,
-                          *(getattr(InsightsRollup, n) for n in q.PARTS))
-                .where(InsightsRollup.span == DAY, InsightsRollup.day.between(month, end))).all()
-            session.rollback()
-        current = [r for r in days if r[1] == r[2]]
-        if version[0] != version[1] and len(current) == (end - month).days + 1:
-            parts = {n: q.merge_parts(q.part_from_json(r[3 + i]) for r in current) for i, n in enumerate(q.PARTS)}
-            with writing():
-                _store(session, MONTH, month, version[0], parts)
-                session.commit()
-            done[MONTH] += 1
-            if progress:
-                progress(f"month {month:%Y-%m}")
-        month = end + timedelta(days=1)
+    while month <= last:
+        done += _store_spans(session, month, last)
+        if progress and done[MONTH]:
+            progress(f"spans of {month:%Y-%m}")
+        month = _month_end(month) + timedelta(days=1)
     return done

@@ -140,4 +140,4 @@ def refresh_command():
     """Store the roll-up of every closed day and month that changed or is new (the job worker does this every
     ten minutes; run it after a bulk load or a restore so the first insights page is quick)."""
     done = rollup.refresh(db.session, utcnow().date(), progress=click.echo)
-    click.echo(f"Stored {done['day']} days and {done['month']} months.")
+    click.echo(f"Stored {done['day']} days, {done['block']} runs of days and {done['month']} months.")

@@ -185,3 +185,20 @@ def test_refresh_command(app, data):
     assert result.exit_code == 0, result.output
     assert "Stored" in result.output and "months" in result.output
     assert current("month", date(2026, 1, 1))
+
+
+def test_spans_cover_every_day_once_with_few_rows():
+    assert rollup._cover(date(2026, 1, 5), date(2026, 2, 1)) == [
+        ("d4", date(2026, 1, 5), date(2026, 1, 8)), ("d8", date(2026, 1, 9), date(2026, 1, 16)),
+        ("d16", date(2026, 1, 17), date(2026, 1, 31)), ("day", date(2026, 2, 1), date(2026, 2, 1))]
+    first = date(2024, 1, 1)
+    for start in range(0, 400, 7):
+        for length in (0, 1, 13, 31, 95, 366):
+            a = first + timedelta(days=start)
+            b = a + timedelta(days=length)
+            spans = rollup._cover(a, b)
+            days = [d for _, f, e in spans for d in (f + timedelta(days=i) for i in range((e - f).days + 1))]
+            assert days == [a + timedelta(days=i) for i in range(length + 1)]
+            assert len(spans) <= 10 * (b.year * 12 + b.month - a.year * 12 - a.month + 1)
+            for span, f, _ in spans:  # each span is one that a change to its days marks
+                assert all((span, f) in rollup._containing(d) for d in days if f <= d <= _)
