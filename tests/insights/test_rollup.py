@@ -202,3 +202,17 @@ def test_spans_cover_every_day_once_with_few_rows():
             assert len(spans) <= 10 * (b.year * 12 + b.month - a.year * 12 - a.month + 1)
             for span, f, _ in spans:  # each span is one that a change to its days marks
                 assert all((span, f) in rollup._containing(d) for d in days if f <= d <= _)
+
+
+def test_the_job_worker_refreshes_every_ten_minutes(app, data):
+    from datetime import datetime
+
+    from incidents.insights.jobs import refresh_insights
+    from incidents.jobs import get_queue
+
+    huey = get_queue(app).huey
+    assert "refresh_insights" in {t.name for t in huey.read_periodic(datetime(2026, 11, 30, 9, 20))}
+    assert "refresh_insights" not in {t.name for t in huey.read_periodic(datetime(2026, 11, 30, 9, 21))}
+    get_queue(app).enqueue(refresh_insights)  # immediate in tests: runs inline, in its own app context
+    assert current("day", date(2026, 1, 5)) and current("d16", date(2026, 1, 17))
+    assert current("month", date(2026, 1, 1))
