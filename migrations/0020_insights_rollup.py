@@ -1,5 +1,5 @@
-"""insights roll-up: per day and per month, the partial figures of the incidents that started in it; an index per
-duration for the percentiles' exact seconds.
+"""insights roll-up: per day, run of days and month, the partial figures of the incidents that started in it (all,
+per team, per service); an index per duration for the percentiles' exact seconds.
 
 Starts empty: until the job worker's first refresh (`incidents insights refresh`, or the periodic job) the figures
 are computed from the incidents, as before.
@@ -29,13 +29,14 @@ def upgrade() -> None:
         'insights_rollup',
         sa.Column('span', sa.String(length=5), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('facet', sa.String(length=24), nullable=False),
         sa.Column('version', sa.Integer(), server_default='0', nullable=False),
         sa.Column('state_version', sa.Integer(), nullable=True),
         sa.Column('volume', sa.Text(), nullable=True),
         sa.Column('response', sa.Text(), nullable=True),
         sa.Column('factors', sa.Text(), nullable=True),
         sa.Column('follow', sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint('span', 'day', name=op.f('pk_insights_rollup')),
+        sa.PrimaryKeyConstraint('span', 'day', 'facet', name=op.f('pk_insights_rollup')),
     )
     for column in SECONDS:  # partial: a new incident's unreached milestones add no entry
         op.create_index(f'ix_incident_{column}', 'incident',

@@ -12,14 +12,15 @@ from incidents.database import Base
 
 
 class InsightsRollup(Base):
-    """One day's (`span` "day") or month's ("month", `day` its first) partial figures of the incidents whose impact
-    started in it. `version` counts the changes to those incidents since the row was made; a part is current
+    """One day's (`span` "day"), aligned run of days' ("d2".."d16") or month's ("month"; `day` is the first)
+    partial figures of the incidents whose impact started in it: all of them, or one team's or service's. `version` counts the changes to those incidents since the row was made; a part is current
     only while `state_version` equals it. Each part is JSON (rollup.py's Part), read only by the figures using it."""
 
     __tablename__ = "insights_rollup"
 
     span: Mapped[str] = mapped_column(sa.String(5), primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    facet: Mapped[str] = mapped_column(sa.String(24), primary_key=True)  # "": all incidents; "t<id>", "s<id>"
     version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     state_version: Mapped[int | None] = mapped_column(sa.Integer)
     volume: Mapped[str | None] = mapped_column(sa.Text)

@@ -127,7 +127,11 @@ class Scope:
 
     def where(self) -> list:
         """The WHERE clauses on `incident` for this scope."""
-        clauses = [Incident.started_at >= self.start, Incident.started_at < self.end]
+        return [Incident.started_at >= self.start, Incident.started_at < self.end, *self.filters()]
+
+    def filters(self) -> list:
+        """The scope's clauses other than its period."""
+        clauses = []
         # Team and service are tested inside the period's covering index (not_indexed): driving from their own
         # indexes would read every incident of the team since the beginning, row by row.
         if self.team is not None:
@@ -294,14 +298,22 @@ def part_from_json(text: str) -> Part:
     return out
 
 
-def compute_parts(session: Session, name: str, where: Sequence, by_day: bool = False) -> dict[str | None, Part]:
-    """The part `name` of the incidents matching `where`: one per UTC day of impact start ("YYYY-MM-DD") with
-    `by_day`, else one under None. A day without incidents has no entry."""
+Key = tuple[str, int | None, int | None] | None  # (UTC day of impact start "YYYY-MM-DD", team id, service id)
+
+
+def compute_parts(session: Session, name: str, where: Sequence, by_day: bool = False) -> dict[Key, Part]:
+    """The part `name` of the incidents matching `where`: with `by_day`, one per (day, team, service) the
+    incidents fall in (what the roll-up stores, by day and by team or service), else one under None. A key
+    without incidents has no entry."""
     return _COMPUTE[name](session, list(where), by_day)
 
 
 def _grouped(session: Session, by_day: bool) -> list:
-    return [_utc_day(session, Incident.started_at)] if by_day else []
+    return [_utc_day(session, Incident.started_at), Incident.team_id, Incident.service_id] if by_day else []
+
+
+def _key(row, by_day: bool) -> Key:
+    return (row[0], row[1], row[2]) if by_day else None
 
 
 # --- response times and volume ----------------------------------------------------------------------
@@ -358,18 +370,17 @@ def _width(lo: int) -> int:
     return next(width for below, width in BUCKET_SECONDS if below is None or lo < below)
 
 
-def _response_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+def _response_parts(session: Session, where: list, by_day: bool) -> dict[Key, Part]:
     """Per metric and severity, how many incidents fall in each coarse bucket of seconds."""
-    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    out: dict[Key, Part] = defaultdict(lambda: defaultdict(Counter))
     day = _grouped(session, by_day)
     for key, name in STORED_COLUMNS.items():
         column = getattr(Incident, name)
         bucket = seconds_bucket(column)
         for row in session.execute(sa.select(*day, Incident.severity, bucket, sa.func.count())
                                    .where(*where, column.is_not(None)).group_by(*day, Incident.severity, bucket)):
-            d = row[0] if by_day else None
             severity, lo, n = row[-3:]
-            out[d]["hist"][key, _text(severity), int(lo)] += n
+            out[_key(row, by_day)]["hist"][key, _text(severity), int(lo)] += n
     return out
 
 
@@ -434,23 +445,23 @@ def _merge(histograms: Iterable[Iterable[tuple[int, int]]]) -> list[tuple[int, i
     return sorted(total.items())
 
 
-def _volume_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+def _volume_parts(session: Session, where: list, by_day: bool) -> dict[Key, Part]:
     """Incidents and repeats per (severity, service, team, source), and incidents per day."""
-    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    out: dict[Key, Part] = defaultdict(lambda: defaultdict(Counter))
     keys = (Incident.severity, Incident.service_id, Incident.team_id, Incident.source)
     day = _utc_day(session, Incident.started_at)
     # Per day, one GROUP BY gives both; over a whole period two are cheaper (fewer groups in the sorter).
-    grouped = ([day] if by_day else []) + list(keys)
+    grouped = _grouped(session, by_day) + list(keys)
     for row in session.execute(sa.select(*grouped, sa.func.count(), sa.func.count(Incident.repeat_of_id))
                                .where(*where).group_by(*grouped)):
-        d = row[0] if by_day else None
+        p = out[_key(row, by_day)]
         severity, service_id, team_id, source, n, repeats = row[-6:]
         key = (_text(severity), service_id, team_id, _text(source))
-        out[d]["incidents"][key] += n
+        p["incidents"][key] += n
         if repeats:
-            out[d]["repeats"][key] += repeats
+            p["repeats"][key] += repeats
         if by_day:
-            out[d]["days"][d,] += n
+            p["days"][row[0],] += n
     if not by_day:
         for text, n in session.execute(sa.select(day, sa.func.count()).where(*where).group_by(day)):
             out[None]["days"][text,] += n
@@ -515,20 +526,20 @@ class Factors:
         return self.by_category.get(category_id, 0)
 
 
-def _factor_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+def _factor_parts(session: Session, where: list, by_day: bool) -> dict[Key, Part]:
     """One pass over the incidents' published factors (the day as text, no datetimes to build): incidents with
     any factor, per category, per service, per (service, category) and per (day, category); an incident counts
     once in each. An incident belongs to one day, so days' parts add up to the period's."""
     day = _utc_day(session, Incident.started_at)
     rows = session.execute(
-        sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, day).select_from(Incident)
+        sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, day, Incident.team_id)
+        .select_from(Incident)
         .join(Postmortem, Postmortem.incident_id == Incident.id)
         .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
         .where(PUBLISHED, *where)).all()
-    sets: dict[str | None, dict[str, dict[tuple, set[int]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(set)))
-    for incident_id, category_id, service_id, text in rows:
-        s = sets[text if by_day else None]
+    sets: dict[Key, dict[str, dict[tuple, set[int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(set)))
+    for incident_id, category_id, service_id, text, team_id in rows:
+        s = sets[(text, team_id, service_id) if by_day else None]
         for name, key in (("incidents", ()), ("category", (category_id,)), ("service", (service_id,)),
                           ("service_category", (service_id, category_id)), ("day_category", (text, category_id))):
             s[name][key].add(incident_id)
@@ -602,12 +613,12 @@ def _days_between(session: Session, start, end):
                    sa.Integer)
 
 
-def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | None, Part]:
+def _follow_parts(session: Session, where: list, by_day: bool) -> dict[Key, Part]:
     """Action items by (status, type, team) with how many had a due date and were done on time, open items by
     (due date, type, team) (overdue depends on the day it is read), days to done, and the published
     post-mortems' lead times and SEV1/SEV2 coverage. Counted in the database (a year at a million incidents is
     tens of thousands of items)."""
-    out: dict[str | None, Part] = defaultdict(lambda: defaultdict(Counter))
+    out: dict[Key, Part] = defaultdict(lambda: defaultdict(Counter))
     day = _grouped(session, by_day)
     is_done = not_indexed(ActionItem.status) == ItemStatus.DONE
     closed_due = sa.and_(is_done, ActionItem.due_date.is_not(None), ActionItem.closed_at.is_not(None))
@@ -626,7 +637,7 @@ def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | Non
                       how_many(sa.and_(closed_due, _utc_date(session, ActionItem.closed_at) <= ActionItem.due_date)))
             .select_from(ActionItem).join(Postmortem, ActionItem.postmortem_id == Postmortem.id)
             .join(Incident, Postmortem.incident_id == Incident.id).where(*where).group_by(*grouped)):
-        p = out[row[0] if by_day else None]
+        p = out[_key(row, by_day)]
         status, item_type, team_id, n_days, due, n, n_due, n_on_time = row[-8:]
         key = (_text(status), _text(item_type), team_id)
         p["items"][key] += n
@@ -643,7 +654,7 @@ def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | Non
             sa.select(*day, seconds_between(Incident.resolved_at, Postmortem.published_at), Incident.severity)
             .select_from(Incident).join(Postmortem, Postmortem.incident_id == Incident.id)
             .where(PUBLISHED, *where)):
-        p = out[row[0] if by_day else None]
+        p = out[_key(row, by_day)]
         seconds, severity = row[-2:]
         if seconds is not None:
             p.setdefault("lead_values", []).append(int(seconds))
@@ -651,7 +662,7 @@ def _follow_parts(session: Session, where: list, by_day: bool) -> dict[str | Non
             p["high_published"][()] += 1
     for row in session.execute(sa.select(*day, sa.func.count()).select_from(Incident).where(
             *where, not_indexed(Incident.severity).in_(HIGH_SEVERITIES)).group_by(*day)):
-        out[row[0] if by_day else None]["high"][()] += row[-1]
+        out[_key(row, by_day)]["high"][()] += row[-1]
     return out
 
 
@@ -683,7 +694,7 @@ def follow_through(session: Session, scope: Scope, part: Part, today: date) -> F
         high_severity_published=part.get("high_published", Counter())[()], today=today)
 
 
-_COMPUTE: dict[str, Callable[[Session, list, bool], dict[str | None, Part]]] = {
+_COMPUTE: dict[str, Callable[[Session, list, bool], dict[Key, Part]]] = {
     "volume": _volume_parts, "response": _response_parts, "factors": _factor_parts, "follow": _follow_parts,
 }
 

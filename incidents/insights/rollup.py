@@ -1,16 +1,20 @@
-"""The insights' roll-up: each closed day's and month's parts (queries.py) stored, so the unfiltered figures of a
-year add up about twelve months and a few dozen days instead of counting 333,000 incidents at a million.
+"""The insights' roll-up: the parts (queries.py) of each closed day, aligned run of days and month stored, for
+all incidents and per team and per service (a *facet*), so a year's figures add up about twenty rows instead of
+counting 333,000 incidents at a million.
 
 - **Stored** by `refresh` (the job worker's periodic job, or `incidents insights refresh`): days up to
-  `last_stored(today)` (the day before yesterday, UTC), then each month whose days are all current.
+  `last_stored(today)` (the day before yesterday, UTC), then each run of days and month whose days are current.
+  A facet's row exists only where it has incidents, or had: no row, where the all-incidents row is current,
+  means none.
 - **Kept honest** by versions: every change to an incident, its post-mortem, factors or action items marks the
-  incident's day (`touch`, an in-transaction handler of the domain events), and at COMMIT the day's and month's
-  `version` go up in one sorted upsert. A stored part counts only while its `state_version` equals `version`;
+  incident's day, team and service (`touch`, an in-transaction handler of the domain events), and at COMMIT the
+  `version` of every span holding the day goes up, for all incidents and those facets, in one sorted upsert. A
+  stored part counts only while its `state_version` equals `version`;
   `refresh` reads the version before the data it counts and stores with a compare-and-set on it, so a change
   committed meanwhile leaves the row stale, never wrong. Days from yesterday on are never stored, so a change
   to a recent incident (every delivery's) writes nothing here.
-- **Read** by `part`: current months and days from the table, the rest (recent, stale or not yet stored days, and
-  every scope filtered by team, service or severity) counted from the incidents, added together.
+- **Read** by `part`: current spans from the table, the rest (recent, stale or not yet stored days, and every
+  scope filtered by severity or by both team and service) counted from the incidents, added together.
 
 A change to what a part holds (queries.py) needs a migration that empties `insights_rollup`: stored parts carry
 no format of their own.
@@ -40,7 +44,22 @@ DAY, MONTH = "day", "month"
 # run of days is a handful of rows: the days of a year's partial first month are three or four rows, not thirty.
 BLOCKS = (16, 8, 4, 2)
 SIZES = (*BLOCKS, 1)
-_TOUCHED = "incidents.insights.touched"  # session.info: the days this transaction changed
+ALL = ""  # the facet of all incidents; a team's is "t<id>", a service's "s<id>"
+_TOUCHED = "incidents.insights.touched"  # session.info: the (day, facet)s this transaction changed
+
+
+def _facets(team_id: int | None, service_id: int | None) -> list[str]:
+    """The facets an incident of this team and service counts in."""
+    return [ALL] + ([f"t{team_id}"] if team_id is not None else []) + (
+        [f"s{service_id}"] if service_id is not None else [])
+
+
+def _facet_of(scope: q.Scope) -> str | None:
+    """The facet holding exactly the scope's incidents, or None (a severity, or a team and a service, are
+    counted)."""
+    if scope.severities or (scope.team is not None and scope.service is not None):
+        return None
+    return f"t{scope.team.id}" if scope.team else f"s{scope.service.id}" if scope.service else ALL
 
 
 def last_stored(today: date) -> date:
@@ -89,32 +108,34 @@ def _range(first: date, last: date) -> list:
 
 # --- marking changes -------------------------------------------------------------------------------
 
-def touch(session: Session, *moments: datetime | date | str | None) -> None:
-    """Mark the UTC days of `moments` (impact starts, as datetimes or ISO text) as changed by this transaction;
-    days from today on are skipped (never stored)."""
+def touch(session: Session, *incidents: tuple[datetime | str | None, int | None, int | None]) -> None:
+    """Mark the UTC day of each (impact start as a datetime or ISO text, team id, service id) as changed by this
+    transaction, for all incidents and the team's and service's facets; days from today on are skipped (never
+    stored)."""
     today = utcnow().date()
-    days = set()
-    for moment in moments:
+    keys = set()
+    for moment, team_id, service_id in incidents:
         if isinstance(moment, str):
             moment = datetime.fromisoformat(moment)
-        if isinstance(moment, datetime):
-            moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
-        if moment is not None and moment < today:
-            days.add(moment)
-    if days:
-        session.info.setdefault(_TOUCHED, set()).update(days)
+        if moment is None:
+            continue
+        day = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+        if day < today:
+            keys |= {(day, facet) for facet in _facets(team_id, service_id)}
+    if keys:
+        session.info.setdefault(_TOUCHED, set()).update(keys)
         _listen_once()
 
 
 def _bump(session: Session) -> None:
     """before_commit: one version up for each touched day and every span holding it, in one upsert in key order
     (two transactions touching the same days lock them in the same order)."""
-    days = session.info.pop(_TOUCHED, None)
-    if not days:
+    touched = session.info.pop(_TOUCHED, None)
+    if not touched:
         return
-    keys = sorted({key for d in days for key in _containing(d)})
-    stmt = _insert(session).values([{"span": s, "day": d, "version": 1} for s, d in keys])
-    session.execute(stmt.on_conflict_do_update(index_elements=["span", "day"],
+    keys = sorted({(span, first, facet) for day, facet in touched for span, first in _containing(day)})
+    stmt = _insert(session).values([{"span": s, "day": d, "facet": f, "version": 1} for s, d, f in keys])
+    session.execute(stmt.on_conflict_do_update(index_elements=["span", "day", "facet"],
                                                set_={"version": InsightsRollup.version + 1}))
 
 
@@ -123,6 +144,9 @@ def _forget(session: Session, *_args) -> None:
 
 
 def _listen_once() -> None:
+    # Registered on first use, so after the audit log's listener (registered when the app is made): at COMMIT
+    # the audit chain's lock is taken before these rows', the order every other transaction takes them in
+    # (it appends mid-transaction), so no two transactions wait for each other crosswise.
     if not sa.event.contains(Session, "before_commit", _bump):
         sa.event.listen(Session, "before_commit", _bump)
         sa.event.listen(Session, "after_rollback", _forget)
@@ -133,30 +157,35 @@ def _insert(session: Session):
     return dialect.insert(InsightsRollup)
 
 
-def _incident_started(session: Session, incident_id: int | None) -> datetime | None:
+def _placed(session: Session, incident_id: int | None) -> tuple[datetime | None, int | None, int | None]:
     incident = session.get(Incident, incident_id) if incident_id is not None else None
-    return incident.started_at if incident is not None else None
+    return (incident.started_at, incident.team_id, incident.service_id) if incident else (None, None, None)
 
 
 def on_incident(session: Session, event: events.Event) -> None:
-    moments = [event["started_at"] if event.name == "incident.declared"  # no read on the webhook hot path
-               else _incident_started(session, event["incident_id"])]
-    if event.name == "incident.updated" and "started_at" in event["changes"]:
-        moments += event["changes"]["started_at"]  # the day it left and the day it joined
-    touch(session, *moments)
+    if event.name == "incident.declared":  # read nothing on the webhook hot path, where it is today
+        started = datetime.fromisoformat(event["started_at"])
+        if started.astimezone(UTC).date() >= utcnow().date():
+            return
+    now = _placed(session, event["incident_id"])
+    marked = [now]
+    if event.name == "incident.updated":  # where it was: the day, team and service it left
+        changes = event["changes"]
+        marked.append(tuple(changes[f][0] if f in changes else value
+                            for f, value in zip(("started_at", "team_id", "service_id"), now, strict=True)))
+    touch(session, *marked)
 
 
 def on_postmortem(session: Session, event: events.Event) -> None:
     incident_id = event.data.get("incident_id") or session.scalar(
         sa.select(Postmortem.incident_id).where(Postmortem.id == event["postmortem_id"]))
-    touch(session, _incident_started(session, incident_id))
+    touch(session, _placed(session, incident_id))
 
 
 def on_action_item(session: Session, event: events.Event) -> None:
     pm_id = event.data.get("postmortem_id") or session.scalar(
         sa.select(ActionItem.postmortem_id).where(ActionItem.id == event["action_item_id"]))
-    touch(session, _incident_started(session, session.scalar(
-        sa.select(Postmortem.incident_id).where(Postmortem.id == pm_id))))
+    touch(session, _placed(session, session.scalar(sa.select(Postmortem.incident_id).where(Postmortem.id == pm_id))))
 
 
 SUBSCRIPTIONS: dict[str, Callable[[Session, events.Event], None]] = {
@@ -181,39 +210,64 @@ def init_app(app) -> None:
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def _current(rows: Iterable) -> dict[tuple[str, date], str]:
-    return {(span, day): text for span, day, version, state_version, text in rows
-            if text is not None and state_version == version}
+def _states(session: Session, column, where) -> tuple[dict, set]:
+    """(span, day, facet) -> the part's JSON of the current rows matching `where`, and the keys of the rows that
+    are not current."""
+    current, stale = {}, set()
+    for span, day, facet, version, state_version, text in session.execute(sa.select(
+            InsightsRollup.span, InsightsRollup.day, InsightsRollup.facet, InsightsRollup.version,
+            InsightsRollup.state_version, column).where(where)):
+        if state_version == version and text is not None:
+            current[span, day, facet] = text
+        else:
+            stale.add((span, day, facet))
+    return current, stale
+
+
+def _lookup(current: dict, stale: set, span: str, day: date, facet: str) -> q.Part | None:
+    """A stored span's part of a facet: its row if current, empty if it has none and the all-incidents row is
+    current, None if it must be counted."""
+    if (span, day, facet) in current:
+        return q.part_from_json(current[span, day, facet])
+    if facet != ALL and (span, day, facet) not in stale and (span, day, ALL) in current:
+        return {}
+    return None
 
 
 def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
     """The part `name` of the scope's incidents: the fewest stored spans covering its stored days where they are
     current, their days where a span is not, and counted from the incidents for the rest."""
-    if scope.team is not None or scope.service is not None or scope.severities:
+    facet = _facet_of(scope)
+    if facet is None:
         return q.compute_parts(session, name, scope.where()).get(None, {})
     last = min(scope.until, last_stored(today))
     spans = _cover(scope.since, last) if scope.since <= last else []
     column = getattr(InsightsRollup, name)
-    row = (InsightsRollup.span, InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version, column)
-    found = _current(session.execute(sa.select(*row).where(sa.tuple_(InsightsRollup.span, InsightsRollup.day).in_(
-        [(span, first) for span, first, _ in spans])))) if spans else {}
+    facets = {ALL, facet}
+    current, stale = _states(session, column, sa.and_(
+        sa.tuple_(InsightsRollup.span, InsightsRollup.day).in_([(span, first) for span, first, _ in spans]),
+        InsightsRollup.facet.in_(facets))) if spans else ({}, set())
     parts, days = [], set()
     for span, first, end in spans:
-        if (span, first) in found:
-            parts.append(q.part_from_json(found[span, first]))
+        found = _lookup(current, stale, span, first, facet)
+        if found is not None:
+            parts.append(found)
         else:
             days |= {first + timedelta(days=i) for i in range((end - first).days + 1)}
-    if any(span != DAY and (span, first) not in found for span, first, _ in spans):  # not current: its days
-        found = _current(session.execute(sa.select(*row).where(
-            InsightsRollup.span == DAY, InsightsRollup.day.between(min(days), max(days)))))
-        stored = {d for d in days if (DAY, d) in found}
-        parts += [q.part_from_json(found[DAY, d]) for d in sorted(stored)]
-        days -= stored
+    if any(span != DAY and _lookup(current, stale, span, first, facet) is None for span, first, _ in spans):
+        current, stale = _states(session, column, sa.and_(  # a run or month not current: its days one by one
+            InsightsRollup.span == DAY, InsightsRollup.day.between(min(days), max(days)),
+            InsightsRollup.facet.in_(facets)))
+        for day in sorted(days):
+            found = _lookup(current, stale, DAY, day, facet)
+            if found is not None:
+                parts.append(found)
+                days.discard(day)
     tail = max(scope.since, last + timedelta(days=1))  # the days never stored: from the day after `last`
     runs = _runs(days) + ([(tail, scope.until)] if tail <= scope.until else [])
     if runs:
         where = sa.or_(*(sa.and_(*_range(a, b)) for a, b in runs))
-        parts.append(q.compute_parts(session, name, [where]).get(None, {}))
+        parts.append(q.compute_parts(session, name, [where, *scope.filters()]).get(None, {}))
     return q.merge_parts(parts)
 
 
@@ -237,56 +291,90 @@ def figures(session: Session, kind: str, scope: q.Scope, today: date, cache_seco
 
 # --- storing ---------------------------------------------------------------------------------------
 
-def _versions(session: Session, span: str, first: date, last: date) -> dict[date, tuple[int, int | None]]:
-    return {day: (version, state_version) for day, version, state_version in session.execute(
-        sa.select(InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version)
-        .where(InsightsRollup.span == span, InsightsRollup.day.between(first, last)))}
-
-
-def _store(session: Session, span: str, day: date, version: int, parts: dict[str, q.Part | str]) -> None:
+def _store(session: Session, span: str, day: date, facet: str, version: int, parts: dict[str, q.Part | str]) -> None:
     """Compare-and-set: the parts land only if the row's version is still the one read before counting them."""
-    stmt = _insert(session).values(span=span, day=day, version=version, state_version=version, **{
+    stmt = _insert(session).values(span=span, day=day, facet=facet, version=version, state_version=version, **{
         name: part if isinstance(part := parts.get(name, {}), str) else q.part_json(part) for name in q.PARTS})
     session.execute(stmt.on_conflict_do_update(
-        index_elements=["span", "day"],
+        index_elements=["span", "day", "facet"],
         set_={"state_version": stmt.excluded.state_version, **{n: getattr(stmt.excluded, n) for n in q.PARTS}},
         where=InsightsRollup.version == stmt.excluded.state_version))
 
 
+def _versions(session: Session, where) -> dict[tuple[str, date, str], tuple[int, int | None]]:
+    return {(span, day, facet): (version, state_version) for span, day, facet, version, state_version in
+            session.execute(sa.select(InsightsRollup.span, InsightsRollup.day, InsightsRollup.facet,
+                                      InsightsRollup.version, InsightsRollup.state_version).where(where))}
+
+
+def _store_days(session: Session, first: date, last: date) -> None:
+    """Count the days first..last once, grouped by day, team and service, and store every facet's part of each
+    day: all incidents (empty days too), each team and service with incidents, and any other with a row (it
+    had incidents: its part is now empty)."""
+    days = sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last))
+    with read_only():
+        versions = _versions(session, days)  # before the data they vouch for
+        counted = {name: q.compute_parts(session, name, _range(first, last), by_day=True) for name in q.PARTS}
+        session.rollback()
+    folded: dict[tuple[str, str], dict[str, list]] = {}
+    for name, by_key in counted.items():
+        for (text, team_id, service_id), part in by_key.items():
+            for facet in _facets(team_id, service_id):
+                folded.setdefault((text, facet), {}).setdefault(name, []).append(part)
+    keys = {(d.isoformat(), ALL) for d in (first + timedelta(days=i) for i in range((last - first).days + 1))}
+    keys |= set(folded) | {(day.isoformat(), facet) for _, day, facet in versions}
+    with writing():
+        for text, facet in sorted(keys):
+            day = date.fromisoformat(text)
+            parts = {name: q.merge_parts(found) for name, found in folded.get((text, facet), {}).items()}
+            _store(session, DAY, day, facet, versions.get((DAY, day, facet), (0, None))[0], parts)
+        session.commit()
+
+
 def _store_spans(session: Session, month: date, last: date) -> Counter:
-    """Store each span of `month` up to `last` (its blocks, smallest first, then the month) that is not current,
-    added up from the smaller spans covering it, where those are all current. One read (the versions and the
-    parts in one statement, so each version is read with the data it vouches for) and one write."""
-    columns = (InsightsRollup.span, InsightsRollup.day, InsightsRollup.version, InsightsRollup.state_version,
-               *(getattr(InsightsRollup, n) for n in q.PARTS))
+    """Store each span of `month` up to `last` (its runs of days, smallest first, then the month), for every
+    facet with a day row in it, that is not current, added up from the smaller spans covering it where those
+    are all current. One read (the versions and the parts in one statement, so each version is read with the
+    data it vouches for) and one write."""
+    columns = (InsightsRollup.span, InsightsRollup.day, InsightsRollup.facet, InsightsRollup.version,
+               InsightsRollup.state_version, *(getattr(InsightsRollup, n) for n in q.PARTS))
     with read_only():
         rows = session.execute(sa.select(*columns).where(InsightsRollup.day.between(month, _month_end(month)))).all()
         session.rollback()
-    versions = {(r[0], r[1]): r[2] for r in rows}
-    parts = {(r[0], r[1]): dict(zip(q.PARTS, r[4:], strict=True)) for r in rows if r[2] == r[3]}
-    stored: list[tuple[str, date, int, dict]] = []
-    for index, size in enumerate((*reversed(BLOCKS), None)):
-        smaller = tuple(reversed((1, *reversed(BLOCKS))[:index + 1]))  # every size below this one
-        day = month
-        while day <= _month_end(month):
-            end, key = _end(day, size), (_span(size), day)
-            if end <= last and key not in parts:
-                cover = [(span, first) for span, first, _ in _cover(day, end, smaller)]
-                if all(k in parts for k in cover):
-                    merged = {n: q.part_json(q.merge_parts(_parsed(parts[k], n) for k in cover)) for n in q.PARTS}
-                    parts[key] = merged
-                    stored.append((*key, versions.get(key, 0), merged))
-            day = end + timedelta(days=1)
+    versions = {r[:3]: r[3] for r in rows}
+    texts = {r[:3]: dict(zip(q.PARTS, r[5:], strict=True)) for r in rows if r[3] == r[4]}
+    empty = {n: q.part_json({}) for n in q.PARTS}
+
+    def available(key):
+        """A span's parts (JSON): its current row's, empty where the facet has no row and all incidents' is."""
+        span, day, facet = key
+        if key in texts:
+            return texts[key]
+        if facet != ALL and key not in versions and (span, day, ALL) in texts:
+            return empty
+        return None
+
+    stored: list[tuple[tuple[str, date, str], int, dict]] = []
+    for facet in sorted({r[2] for r in rows if r[0] == DAY}):
+        for index, size in enumerate((*reversed(BLOCKS), None)):
+            smaller = tuple(reversed((1, *reversed(BLOCKS))[:index + 1]))  # every size below this one
+            day = month
+            while day <= _month_end(month):
+                end, key = _end(day, size), (_span(size), day, facet)
+                if end <= last and key not in texts:
+                    cover = [available((span, first, facet)) for span, first, _ in _cover(day, end, smaller)]
+                    if all(c is not None for c in cover):
+                        merged = {n: q.part_json(q.merge_parts(q.part_from_json(c[n]) for c in cover))
+                                  for n in q.PARTS}
+                        texts[key] = merged
+                        stored.append((key, versions.get(key, 0), merged))
+                day = end + timedelta(days=1)
     if stored:
         with writing():
-            for span, day, version, merged in stored:
-                _store(session, span, day, version, merged)
+            for (span, day, facet), version, merged in stored:
+                _store(session, span, day, facet, version, merged)
             session.commit()
-    return Counter(MONTH if span == MONTH else "block" for span, *_ in stored)
-
-
-def _parsed(texts: dict, name: str) -> q.Part:
-    return q.part_from_json(texts[name])
+    return Counter(MONTH if key[0] == MONTH else "block" for key, *_ in stored)
 
 
 def refresh(session: Session, today: date, *, chunk_days: int = 31,
@@ -302,23 +390,15 @@ def refresh(session: Session, today: date, *, chunk_days: int = 31,
         return done
     first = oldest.astimezone(UTC).date().replace(day=1)  # the first month's empty days too, so it can be stored
     with read_only():
-        known = _versions(session, DAY, first, last)
+        known = _versions(session, sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last)))
         session.rollback()
-    stale = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    stale = [d for d in stale if d not in known or known[d][0] != known[d][1]]
-    for a, b in _runs(stale):
+    current = {day for (_, day, facet), (version, state) in known.items() if facet == ALL and version == state}
+    stale = {day for (_, day, _), (version, state) in known.items() if version != state}
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    for a, b in _runs(d for d in days if d not in current or d in stale):
         while a <= b:
             end = min(b, a + timedelta(days=chunk_days - 1))
-            with read_only():
-                versions = _versions(session, DAY, a, end)  # before the data they vouch for
-                counted = {name: q.compute_parts(session, name, _range(a, end), by_day=True) for name in q.PARTS}
-                session.rollback()
-            with writing():
-                for i in range((end - a).days + 1):
-                    d = a + timedelta(days=i)
-                    _store(session, DAY, d, versions.get(d, (0, None))[0],
-                           {name: counted[name].get(d.isoformat(), {}) for name in q.PARTS})
-                session.commit()
+            _store_days(session, a, end)
             done[DAY] += (end - a).days + 1
             if progress:
                 progress(f"days {a} to {end}")

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from incidents.action_item import services as items
 from incidents.action_item.models import ActionItem
@@ -23,11 +24,24 @@ from incidents.postmortem.models import Postmortem
 from tests.factories import make_user
 from tests.insights.data import at, build
 
-SCOPES = [
-    q.Scope(date(2026, 1, 5), date(2026, 2, 1)),  # the hand-worked period: stored days only
-    q.Scope(date(2025, 12, 1), date(2026, 3, 31), period="month"),  # whole months, stored as months
-    q.Scope(date(2025, 12, 20), date(2026, 2, 10)),  # a month and the days around it
+PERIODS = [
+    (date(2026, 1, 5), date(2026, 2, 1), "week"),  # the hand-worked period: runs of days
+    (date(2025, 12, 1), date(2026, 3, 31), "month"),  # whole months, stored as months
+    (date(2025, 12, 20), date(2026, 2, 10), "week"),  # a month and the days around it
 ]
+
+
+def scopes(data) -> list[q.Scope]:
+    """Every period for all incidents, a team (core), a service (frontend), and counted scopes (a severity, a
+    team and a service)."""
+    core, web, frontend = data["teams"]["core"], data["teams"]["web"], data["services"]["frontend"]
+    out = []
+    for since, until, period in PERIODS:
+        out += [q.Scope(since, until, period=period), q.Scope(since, until, team=core, period=period),
+                q.Scope(since, until, service=frontend, period=period),
+                q.Scope(since, until, team=web, service=frontend, period=period),
+                q.Scope(since, until, severities=("SEV2",), period=period)]
+    return out
 
 
 @pytest.fixture
@@ -41,22 +55,22 @@ def live(kind: str, scope: q.Scope, today: date):
     return finish(db.session, scope, q.compute_parts(db.session, name, scope.where()).get(None, {}), today)
 
 
-def assert_same_figures(today: date) -> None:
-    for scope in SCOPES:
+def assert_same_figures(today: date, data) -> None:
+    for scope in scopes(data):
         for kind in q.FIGURES:
             assert rollup.figures(db.session, kind, scope, today) == live(kind, scope, today), (kind, scope)
     db.session.rollback()
 
 
-def current(span: str, day: date) -> bool:
-    row = db.session.get(InsightsRollup, (span, day))
+def current(span: str, day: date, facet: str = "") -> bool:
+    row = db.session.get(InsightsRollup, (span, day, facet))
     db.session.rollback()
     return row is not None and row.state_version == row.version
 
 
 def test_refresh_stores_days_and_months_that_give_the_same_figures(data):
     today = utcnow().date()
-    assert_same_figures(today)  # nothing stored yet: every day counted
+    assert_same_figures(today, data)  # nothing stored yet: every day counted
     done = rollup.refresh(db.session, today)
     # From the first incident's month (2026-01) to the day before yesterday.
     first, last = date(2026, 1, 1), rollup.last_stored(today)
@@ -64,7 +78,7 @@ def test_refresh_stores_days_and_months_that_give_the_same_figures(data):
     assert current("day", date(2026, 1, 5)) and current("month", date(2026, 1, 1))
     assert not current("day", today - timedelta(days=1))  # recent days are never stored
     assert rollup.refresh(db.session, today) == {}  # nothing changed: nothing to store
-    assert_same_figures(today)
+    assert_same_figures(today, data)
 
 
 def test_the_stored_parts_are_what_is_read(data):
@@ -72,12 +86,12 @@ def test_the_stored_parts_are_what_is_read(data):
     the roll-up; `touch` then marks the day and the next read counts it."""
     today = utcnow().date()
     rollup.refresh(db.session, today)
-    scope = SCOPES[0]
+    scope = scopes(data)[0]
     before = rollup.figures(db.session, "volume", scope, today)
     db.session.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I5"].id).values(severity="SEV4"))
     db.session.commit()
     assert rollup.figures(db.session, "volume", scope, today) == before
-    rollup.touch(db.session, at("2026-01-19T10:00:00"))
+    rollup.touch(db.session, (at("2026-01-19T10:00:00"), None, None))
     db.session.commit()
     assert not current("day", date(2026, 1, 19)) and not current("month", date(2026, 1, 1))
     after = rollup.figures(db.session, "volume", scope, today)
@@ -102,6 +116,8 @@ CHANGES = {
         db.session, db.session.scalar(sa.select(ActionItem).where(ActionItem.title == "A3")), status="done"),
     "action item deleted": lambda d: items.delete_action_item(
         db.session, db.session.scalar(sa.select(ActionItem).where(ActionItem.title == "A7"))),
+    "move to another service and team": lambda d: incidents.update_incident(
+        db.session, d["incidents"]["I5"], service_id=d["services"]["api"].id),
     "declared in the past": lambda d: incidents.declare_incident(
         db.session, title="Late report", severity="SEV2", started_at=at("2026-01-08T08:00:00"),
         detected_at=at("2026-01-08T09:00:00")),
@@ -112,19 +128,19 @@ CHANGES = {
 def test_a_change_makes_its_days_stale_and_the_figures_stay_exact(data, change):
     today = utcnow().date()
     rollup.refresh(db.session, today)
-    before = {kind: rollup.figures(db.session, kind, SCOPES[0], today) for kind in q.FIGURES}
+    before = {kind: rollup.figures(db.session, kind, scopes(data)[0], today) for kind in q.FIGURES}
     db.session.rollback()
     CHANGES[change](data)
     db.session.commit()
-    stale = db.session.scalars(sa.select(InsightsRollup.day).where(
+    stale = db.session.scalars(sa.select(InsightsRollup.day).distinct().where(
         InsightsRollup.span == "day", InsightsRollup.version != InsightsRollup.state_version)).all()
     db.session.rollback()
     assert stale, "the change marked no day"
-    after = {kind: rollup.figures(db.session, kind, SCOPES[0], today) for kind in q.FIGURES}
+    after = {kind: rollup.figures(db.session, kind, scopes(data)[0], today) for kind in q.FIGURES}
     assert after != before  # every change above moves some figure of the period
-    assert_same_figures(today)
+    assert_same_figures(today, data)
     assert rollup.refresh(db.session, today)["day"] == len(stale)
-    assert_same_figures(today)
+    assert_same_figures(today, data)
     assert rollup.refresh(db.session, today) == {}
 
 
@@ -141,16 +157,16 @@ def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
     today = utcnow().date()
     day = date(2026, 1, 12)
     real = q.compute_parts
+    incident = data["incidents"]["I3"]
+    i3 = (incident.id, incident.started_at, incident.team_id, incident.service_id)
+    db.session.rollback()
 
     def change_then_count(session, name, where, by_day=False):
         if by_day and name == "volume" and not getattr(change_then_count, "done", False):
             change_then_count.done = True
-            with db.engine.connect() as other:  # another transaction commits a change to 2026-01-12
-                other.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I3"].id)
-                              .values(severity="SEV4"))
-                stmt = rollup._insert(db.session).values(span="day", day=day, version=1)
-                other.execute(stmt.on_conflict_do_update(index_elements=["span", "day"],
-                                                         set_={"version": InsightsRollup.version + 1}))
+            with Session(db.engine) as other:  # another transaction commits a change to I3, on 2026-01-12
+                other.execute(sa.update(Incident).where(Incident.id == i3[0]).values(severity="SEV4"))
+                rollup.touch(other, i3[1:])
                 other.commit()
         return real(session, name, where, by_day)
 
@@ -159,10 +175,10 @@ def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
     monkeypatch.undo()
     assert not current("day", day)  # the count may have missed the change: not current
     assert current("day", date(2026, 1, 13))
-    assert_same_figures(today)
+    assert_same_figures(today, data)
     rollup.refresh(db.session, today)
     assert current("day", day)
-    assert_same_figures(today)
+    assert_same_figures(today, data)
 
 
 def test_recent_days_are_counted_and_only_those_of_the_scope(data):
