@@ -121,7 +121,7 @@ class SqlCapture:
         self.engine, self.statements = engine, []
 
     def _hook(self, conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):  # WITH: the full-text counts
             self.statements.append((statement, parameters))
 
     def __enter__(self):

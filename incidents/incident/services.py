@@ -535,9 +535,11 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
             stmt = stmt.where(Incident.id == incident_id)  # a reference is a primary-key lookup, no scan
             counts.append(None)
         else:
-            cond, matched = _text_filter()(session, q, Incident.id)
+            # Its count is the list's only when q is the only filter (and no reference could match besides).
+            alone = not counts and not incident_id
+            cond, matched = _text_filter()(session, q, Incident.id, counted=alone)
             stmt = stmt.where(sa.or_(cond, Incident.id == incident_id) if incident_id else cond)
-            counts.append(None if incident_id else matched)
+            counts.append(matched)
     known = counts[0] if len(counts) == 1 else None
     return paginate(session, stmt, page, per_page, total=known and known[0], at_least=bool(known) and not known[1],
                     count_limit=limit, keyset=(Incident.created_at, Incident.id), before=cursor)
@@ -546,13 +548,13 @@ def list_incidents(session: Session, f: IncidentFilter, page: int = 1, per_page:
 _TEXT_FILTER = "incidents.incident.text_filter"
 
 
-TextFilter = Callable[[Session, str, sa.ColumnElement], tuple[sa.ColumnElement, tuple[int, bool]]]
+TextFilter = Callable[..., tuple[sa.ColumnElement, tuple[int, bool] | None]]
 
 
 def set_text_filter(app: Flask, condition: TextFilter) -> None:
-    """Let the search domain (above this one) answer the list's `q`: condition(session, q, Incident.id) gives a
-    condition true for the incidents whose text matches and (how many do, exactly or more); it raises Invalid for
-    a q without words."""
+    """Let the search domain (above this one) answer the list's `q`: condition(session, q, Incident.id,
+    counted=...) gives a condition true for the incidents whose text matches and, when `counted`, (how many do,
+    exactly or more), else None (the list counts its rows itself); it raises Invalid for a q without words."""
     app.extensions[_TEXT_FILTER] = condition
 
 

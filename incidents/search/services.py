@@ -68,12 +68,18 @@ _TSQUERY = "to_tsquery('simple', :fts_query)"
 def _count(session: Session, query: str, kind: DocKind | None, limit: int) -> int:
     """Matching documents, counted up to `limit` (PostgreSQL must visit each match's row, so a common word is
     not counted to the end); on SQLite in the full-text index alone."""
+    params = {"fts_query": query, "kind": kind and kind.value, "limit": limit}
     if _is_postgres(session):
-        sql = f"SELECT 1 FROM search_document WHERE tsv @@ {_TSQUERY}" + (" AND kind = :kind" if kind else "")
-    else:
-        sql = _FTS_IDS.replace("SELECT rowid", "SELECT 1") + _PARITY[kind]
-    return session.scalar(sa.text(f"SELECT count(*) FROM ({sql} LIMIT :limit) AS matches"),
-                          {"fts_query": query, "kind": kind and kind.value, "limit": limit}) or 0
+        # The matches as a MATERIALIZED CTE: PostgreSQL plans it for all its rows, not for the first `limit` (a
+        # plain LIMIT makes it seq-scan, betting that matches are spread evenly: with them clustered, e.g. in the
+        # post-mortems at the table's end, it read ~600,000 rows), so it reads the GIN index unless most rows
+        # match; and it still runs the CTE only as far as the LIMIT fetches.
+        return session.scalar(sa.text(
+            f"WITH matches AS MATERIALIZED (SELECT FROM search_document WHERE tsv @@ {_TSQUERY}"
+            + (" AND kind = :kind" if kind else "") + ")"
+            " SELECT count(*) FROM (SELECT FROM matches LIMIT :limit) AS capped"), params) or 0
+    sql = _FTS_IDS.replace("SELECT rowid", "SELECT 1") + _PARITY[kind]
+    return session.scalar(sa.text(f"SELECT count(*) FROM ({sql} LIMIT :limit) AS matches"), params) or 0
 
 
 def _page_ids(session: Session, query: str, kind: DocKind | None, ranked: bool, limit: int, offset: int) -> list[int]:
@@ -93,27 +99,28 @@ def _page_ids(session: Session, query: str, kind: DocKind | None, ranked: bool, 
     return list(session.scalars(sa.text(sql), params))
 
 
-def incident_condition(session: Session, q: str,
-                       incident_id: sa.ColumnElement) -> tuple[sa.ColumnElement[bool], tuple[int, bool]]:
+def incident_condition(session: Session, q: str, incident_id: sa.ColumnElement, *,
+                       counted: bool = True) -> tuple[sa.ColumnElement[bool], tuple[int, bool] | None]:
     """For the incident list's `q`: (`incident_id` is that of an incident whose text matches, (how many do, exactly
-    or more)), counted up to COUNT_LIMIT.
+    or more)), counted up to COUNT_LIMIT; with `counted` false (the list counts its rows itself, another filter
+    being set) the count is None and stops at RANK_LIMIT + 1, all the choice below needs.
 
     The incident domain gets this through its text-filter hook, as it does not import this one. With many matches
     the list walks its own newest-first index and tests each incident (SQLite: membership in the set of matches,
     on `incident_id + 0`, which no index serves; PostgreSQL: its document by primary key); with few, the matches
     drive the lookup."""
     query = _query_text(session, _require_tokens(q))
-    total = _count(session, query, DocKind.INCIDENT, COUNT_LIMIT + 1)
+    total = _count(session, query, DocKind.INCIDENT, (COUNT_LIMIT if counted else RANK_LIMIT) + 1)
     many = total > RANK_LIMIT
     if _is_postgres(session):
         if many:
             match = sa.text(f"search_document.tsv @@ {_TSQUERY}").bindparams(fts_query=query)
-            return sa.exists().where(SearchDocument.id == 2 * incident_id, match), _counted(total)
+            return sa.exists().where(SearchDocument.id == 2 * incident_id, match), _counted(total) if counted else None
         ids = sa.text(f"SELECT target_id FROM search_document WHERE kind = 'incident' AND tsv @@ {_TSQUERY}")
     else:
         ids = sa.text(_FTS_IDS.replace("SELECT rowid", "SELECT rowid / 2") + _PARITY[DocKind.INCIDENT])
     ids = ids.bindparams(fts_query=query).columns(sa.column("id", sa.Integer))
-    return ((incident_id + 0) if many else incident_id).in_(ids), _counted(total)
+    return ((incident_id + 0) if many else incident_id).in_(ids), _counted(total) if counted else None
 
 
 def _counted(total: int) -> tuple[int, bool]:

@@ -246,3 +246,41 @@ def test_many_matches_walk_the_list_and_the_count_stops(session, monkeypatch):
     assert [i.id for i in odd.items] == [made[3].id, made[1].id] and (odd.total, odd.at_least) == (2, False)
     hits = search.search(session, "pressure")
     assert (hits.total, hits.at_least) == (3, True) and len(hits.items) == 4
+
+
+def test_a_count_of_matches_clustered_at_the_end_reads_the_gin_index(session):
+    """PostgreSQL, the capped count: when the matches sit together (post-mortems at the table's end), it reads the
+    GIN index, not every row before them in a scan planned for a LIMIT that assumes evenly spread matches."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner; SQLite counts in its FTS5 index")
+    anchor = make_incident(title="Anchor")
+    insert = ("INSERT INTO search_document (id, kind, target_id, incident_id, created_at, title, body)"
+              " SELECT n, :kind, n, :incident, now(), :title || n, 'filler words about nothing'"
+              " FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) n")
+    session.execute(sa.text(insert), {"kind": "incident", "incident": anchor.id, "title": "Disk pressure ",
+                                      "lo": 1000, "hi": 60_999})
+    session.execute(sa.text(insert), {"kind": "postmortem", "incident": anchor.id, "title": "Failover drill ",
+                                      "lo": 61_000, "hi": 63_999})
+    session.commit()
+    session.execute(sa.text("ANALYZE search_document"))
+    statements = []
+
+    def record(_conn, _cursor, statement, parameters, *_args):
+        statements.append((statement, parameters))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert search._count(session, search._query_text(session, ["failover"]), None, 101) == 101
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    (statement, parameters), = statements
+    plan = session.connection().exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", ()):
+            yield from nodes(child)
+
+    scans = [n for n in nodes(plan[0]["Plan"]) if n["Node Type"].endswith("Scan") and n.get("Relation Name")]
+    assert [n["Node Type"] for n in scans] == ["Bitmap Heap Scan"]
+    assert sum(n.get("Rows Removed by Filter", 0) for n in scans) == 0  # no row but the matches was read
