@@ -13,8 +13,9 @@ from incidents.database import Base
 
 class InsightsRollup(Base):
     """One day's (`span` "day"), aligned run of days' ("d2".."d16") or month's ("month"; `day` is the first)
-    partial figures of the incidents whose impact started in it: all of them, or one team's or service's. `version` counts the changes to those incidents since the row was made; a part is current
-    only while `state_version` equals it. Each part is JSON (rollup.py's Part), read only by the figures using it."""
+    partial figures of the incidents whose impact started in it: all of them, or one team's or service's.
+    `version` counts the changes to those incidents since the row was made; a part is current only while
+    `state_version` equals it. Each part is JSON (queries.py's Part), read only by the figures using it."""
 
     __tablename__ = "insights_rollup"
 
