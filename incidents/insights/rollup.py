@@ -342,16 +342,19 @@ def _store_spans(session: Session, month: date, last: date) -> Counter:
         rows = session.execute(sa.select(*columns).where(InsightsRollup.day.between(month, _month_end(month)))).all()
         session.rollback()
     versions = {r[:3]: r[3] for r in rows}
-    texts = {r[:3]: dict(zip(q.PARTS, r[5:], strict=True)) for r in rows if r[3] == r[4]}
-    empty = {n: q.part_json({}) for n in q.PARTS}
+    texts = {r[:3]: r[5:] for r in rows if r[3] == r[4]}
+    parsed: dict[tuple, dict[str, q.Part]] = {}  # each row's parts read once, whatever it goes into
 
-    def available(key):
-        """A span's parts (JSON): its current row's, empty where the facet has no row and all incidents' is."""
+    def available(key) -> dict[str, q.Part] | None:
+        """A span's parts: its current row's, empty where the facet has no row and all incidents' is current."""
         span, day, facet = key
+        if key in parsed:
+            return parsed[key]
         if key in texts:
-            return texts[key]
+            parsed[key] = dict(zip(q.PARTS, map(q.part_from_json, texts[key]), strict=True))
+            return parsed[key]
         if facet != ALL and key not in versions and (span, day, ALL) in texts:
-            return empty
+            return {}
         return None
 
     stored: list[tuple[tuple[str, date, str], int, dict]] = []
@@ -364,9 +367,8 @@ def _store_spans(session: Session, month: date, last: date) -> Counter:
                 if end <= last and key not in texts:
                     cover = [available((span, first, facet)) for span, first, _ in _cover(day, end, smaller)]
                     if all(c is not None for c in cover):
-                        merged = {n: q.part_json(q.merge_parts(q.part_from_json(c[n]) for c in cover))
-                                  for n in q.PARTS}
-                        texts[key] = merged
+                        parsed[key] = merged = {n: q.merge_parts(c.get(n, {}) for c in cover) for n in q.PARTS}
+                        texts[key] = ()
                         stored.append((key, versions.get(key, 0), merged))
                 day = end + timedelta(days=1)
     if stored:
