@@ -19,6 +19,7 @@ import itertools
 import os
 import pstats
 import secrets
+import subprocess
 import sys
 import threading
 import time
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--callees", help="also print the callees of functions matching this pattern")
     p.add_argument("--dump", type=Path, help="write the raw profile here (pstats format)")
+    p.add_argument("--callgrind", action="store_true",
+                   help="under `valgrind --tool=callgrind --instr-atstart=no`: count instructions of the measured "
+                        "deliveries only (callgrind_control switches it on and off)")
     args = p.parse_args(argv)
 
     url = normalise_url(args.url or DATABASES[args.database])
@@ -123,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         with lock:
             request_cpu[0] += mine
 
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "--instr=on", str(os.getpid())], check=True, capture_output=True)
     writer_cpu0 = _thread_cpu(writer.native_id) if writer else 0.0
     wall0, proc0 = time.perf_counter(), time.process_time()
     if args.threads == 1:
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         for t in threads:
             t.join()
     wall, proc = time.perf_counter() - wall0, time.process_time() - proc0
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "--instr=off", str(os.getpid())], check=True, capture_output=True)
     writer_cpu = (_thread_cpu(writer.native_id) - writer_cpu0) if writer else 0.0
     n = args.deliveries
     print(f"{args.database}: {n} deliveries after {args.warmup} warm-up, {args.threads} sender(s); codes {codes}")
