@@ -182,3 +182,27 @@ def test_alert_titles_with_line_breaks_are_folded_not_refused(client, app):
     assert post(client, "rollbar", payload, token).status_code == 200
     [incident] = db.session.scalars(sa.select(Incident)).all()
     assert incident.title == "KeyError: 'user' in checkout"
+
+
+@pytest.mark.parametrize("kind", [str, bytes])
+def test_the_depth_limit_is_exact_whatever_the_count_of_brackets(kind):
+    """Counting brackets only spares the walk: a shallow document with more brackets than the limit is read, and
+    one level past the limit is refused, as text or as bytes."""
+    from incidents import jsonbody
+
+    def encode(value):
+        text = json.dumps(value)
+        return text if kind is str else text.encode()
+
+    shallow = [{"a": [1]} for _ in range(jsonbody.MAX_DEPTH)]  # 200 openings, depth 3
+    assert jsonbody.loads(encode(shallow)) == shallow
+    at_limit: list = []
+    for _ in range(jsonbody.MAX_DEPTH - 1):
+        at_limit = [at_limit]
+    assert jsonbody.depth(at_limit) == jsonbody.MAX_DEPTH
+    assert jsonbody.loads(encode(at_limit)) == at_limit
+    deeper = [at_limit]
+    with pytest.raises(jsonbody.TooDeep):
+        jsonbody.loads(encode(deeper))
+    brackets_in_strings = {"x": "[" * 500 + "{" * 500}  # counted, then walked: depth 1
+    assert jsonbody.loads(encode(brackets_in_strings)) == brackets_in_strings

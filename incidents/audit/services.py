@@ -57,10 +57,17 @@ def _last_hash(session: Session) -> str:
     cached = session.info.get(_CHAIN)
     if cached is not None and cached[0] is tx:
         return cached[1]
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})  # re-entrant
-    last = session.scalar(sa.select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
-    return last or GENESIS
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK, {"key": _LOCK_KEY})  # re-entrant
+    return conn.execute(_LAST_HASH).scalar() or GENESIS
+
+
+# Built once, run on the connection: audit rows are only ever written here, never as ORM objects, so there is
+# nothing to autoflush, and building an ORM statement per row cost more than running it (webhook writer, issue 18).
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_LAST_HASH = sa.select(AuditEntry.__table__.c.hash).order_by(AuditEntry.__table__.c.id.desc()).limit(1)
+_INSERT = sa.insert(AuditEntry.__table__)
 
 
 def append(session: Session, *, kind: str, object_type: str, object_id: int | None, object_label: str = "",
@@ -83,9 +90,11 @@ def append(session: Session, *, kind: str, object_type: str, object_id: int | No
 
 
 def _insert(session: Session, content: dict[str, Any]) -> str:
+    if session.autoflush:  # what an ORM statement would have done first: the row lands after the change's own writes
+        session.flush()
     prev = _last_hash(session)
     digest = row_hash(content, prev)
-    session.execute(sa.insert(AuditEntry).values(**content, prev_hash=prev, hash=digest))
+    session.connection().execute(_INSERT, {**content, "prev_hash": prev, "hash": digest})
     session.info[_CHAIN] = (session.get_nested_transaction() or session.get_transaction(), digest)
     return digest
 

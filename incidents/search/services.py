@@ -249,15 +249,25 @@ def _newline(session: Session) -> str:
 def index_incidents(session: Session, incident_ids: list[int]) -> None:
     """Rebuild these incidents' documents from their rows (title; summary and notes)."""
     session.flush()  # the text statement below reads what the ORM has not written yet
-    session.execute(sa.text(_incident_sql(session, "i.id IN :ids")).bindparams(sa.bindparam("ids", expanding=True)),
-                    {"ids": list(incident_ids)})
+    session.connection().execute(_by_ids(session, _incident_sql, "i"), {"ids": list(incident_ids)})
 
 
 def index_postmortems(session: Session, postmortem_ids: list[int]) -> None:
     """Rebuild these post-mortems' documents (title; sections, contributing factors, action items)."""
     session.flush()
-    session.execute(sa.text(_postmortem_sql(session, "p.id IN :ids")).bindparams(sa.bindparam("ids", expanding=True)),
-                    {"ids": list(postmortem_ids)})
+    session.connection().execute(_by_ids(session, _postmortem_sql, "p"), {"ids": list(postmortem_ids)})
+
+
+_BY_IDS: dict[tuple[str, str], sa.TextClause] = {}
+
+
+def _by_ids(session: Session, build, alias: str) -> sa.TextClause:
+    """The rebuild of some documents by id, built once per database kind: an incident's declaration on the webhook
+    path runs it, and building and cache-keying the text per call cost more than running it (issue 18)."""
+    key = (session.get_bind().dialect.name, alias)
+    if key not in _BY_IDS:
+        _BY_IDS[key] = sa.text(build(session, f"{alias}.id IN :ids")).bindparams(sa.bindparam("ids", expanding=True))
+    return _BY_IDS[key]
 
 
 def reindex(session: Session, batch: int = 5000, progress=None) -> int:
