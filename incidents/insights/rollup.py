@@ -244,9 +244,10 @@ def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
     spans = _cover(scope.since, last) if scope.since <= last else []
     column = getattr(InsightsRollup, name)
     facets = {ALL, facet}
-    current, stale = _states(session, column, sa.and_(
-        sa.tuple_(InsightsRollup.span, InsightsRollup.day).in_([(span, first) for span, first, _ in spans]),
-        InsightsRollup.facet.in_(facets))) if spans else ({}, set())
+    # One primary-key seek per row (an OR of them: SQLite scans the table for a row-value IN).
+    current, stale = _states(session, column, sa.or_(*(
+        sa.and_(InsightsRollup.span == span, InsightsRollup.day == first, InsightsRollup.facet == f)
+        for span, first, _ in spans for f in facets))) if spans else ({}, set())
     parts, days = [], set()
     for span, first, end in spans:
         found = _lookup(current, stale, span, first, facet)
