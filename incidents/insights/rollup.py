@@ -248,14 +248,15 @@ def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
     current, stale = _states(session, column, sa.or_(*(
         sa.and_(InsightsRollup.span == span, InsightsRollup.day == first, InsightsRollup.facet == f)
         for span, first, _ in spans for f in facets))) if spans else ({}, set())
-    parts, days = [], set()
+    parts, days, longer = [], set(), False
     for span, first, end in spans:
         found = _lookup(current, stale, span, first, facet)
         if found is not None:
             parts.append(found)
         else:
             days |= {first + timedelta(days=i) for i in range((end - first).days + 1)}
-    if any(span != DAY and _lookup(current, stale, span, first, facet) is None for span, first, _ in spans):
+            longer = longer or span != DAY
+    if longer:
         current, stale = _states(session, column, sa.and_(  # a run or month not current: its days one by one
             InsightsRollup.span == DAY, InsightsRollup.day.between(min(days), max(days)),
             InsightsRollup.facet.in_(facets)))
