@@ -257,10 +257,11 @@ def test_a_count_of_matches_clustered_at_the_end_reads_the_gin_index(session):
     insert = ("INSERT INTO search_document (id, kind, target_id, incident_id, created_at, title, body)"
               " SELECT n, :kind, n, :incident, now(), :title || n, 'filler words about nothing'"
               " FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) n")
+    base = session.scalar(sa.text("SELECT coalesce(max(id), 0) FROM search_document")) + 1000  # past the suite's ids
     session.execute(sa.text(insert), {"kind": "incident", "incident": anchor.id, "title": "Disk pressure ",
-                                      "lo": 1000, "hi": 60_999})
+                                      "lo": base, "hi": base + 59_999})
     session.execute(sa.text(insert), {"kind": "postmortem", "incident": anchor.id, "title": "Failover drill ",
-                                      "lo": 61_000, "hi": 63_999})
+                                      "lo": base + 60_000, "hi": base + 62_999})
     session.commit()
     session.execute(sa.text("ANALYZE search_document"))
     statements = []
