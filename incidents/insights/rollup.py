@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -99,11 +99,6 @@ def _cover(first: date, last: date, sizes: tuple = (None, *SIZES)) -> list[tuple
                 day = _end(day, size) + timedelta(days=1)
                 break
     return out
-
-
-def _range(first: date, last: date) -> list:
-    return [Incident.started_at >= datetime.combine(first, time(), UTC),
-            Incident.started_at < datetime.combine(last + timedelta(days=1), time(), UTC)]
 
 
 # --- marking changes -------------------------------------------------------------------------------
@@ -268,7 +263,7 @@ def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
     tail = max(scope.since, last + timedelta(days=1))  # the days never stored: from the day after `last`
     runs = _runs(days) + ([(tail, scope.until)] if tail <= scope.until else [])
     if runs:
-        where = sa.or_(*(sa.and_(*_range(a, b)) for a, b in runs))
+        where = sa.or_(*(sa.and_(*q.Scope(a, b).where()) for a, b in runs))
         parts.append(q.compute_parts(session, name, [where, *scope.filters()]).get(None, {}))
     return q.merge_parts(parts)
 
@@ -316,7 +311,7 @@ def _store_days(session: Session, first: date, last: date) -> None:
     days = sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last))
     with read_only():
         versions = _versions(session, days)  # before the data they vouch for
-        counted = {name: q.compute_parts(session, name, _range(first, last), by_day=True) for name in q.PARTS}
+        counted = {name: q.compute_parts(session, name, q.Scope(first, last).where(), by_day=True) for name in q.PARTS}
         session.rollback()
     folded: dict[tuple[str, str], dict[str, list]] = {}
     for name, by_key in counted.items():
@@ -362,7 +357,7 @@ def _store_spans(session: Session, month: date, last: date) -> Counter:
     stored: list[tuple[tuple[str, date, str], int, dict]] = []
     for facet in sorted({r[2] for r in rows if r[0] == DAY}):
         for index, size in enumerate((*reversed(BLOCKS), None)):
-            smaller = tuple(reversed((1, *reversed(BLOCKS))[:index + 1]))  # every size below this one
+            smaller = SIZES[-(index + 1):]  # every size below this one
             day = month
             while day <= _month_end(month):
                 end, key = _end(day, size), (_span(size), day, facet)
