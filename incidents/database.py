@@ -10,6 +10,7 @@ import contextvars
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,6 +171,35 @@ def refuse_nul_characters(session: Session, _flush_context, _instances) -> None:
 def listen_once() -> None:
     if not event.contains(Session, "before_flush", refuse_nul_characters):
         event.listen(Session, "before_flush", refuse_nul_characters)
+        event.listen(Session, "before_commit", _run_at_commit)
+        event.listen(Session, "after_rollback", _drop_at_commit)
+
+
+# Writes a transaction defers to its COMMIT, run in this order whatever registered first: the audit chain's
+# lock before the insights roll-up's version rows, the order every other transaction takes them in (the audit
+# log appends mid-transaction), so no two transactions wait for each other crosswise.
+AT_COMMIT_ORDER = ("audit", "insights")
+_AT_COMMIT: dict[str, tuple[Callable[[Session], None], Callable[[Session], None]]] = {}
+
+
+def at_commit(name: str, run: Callable[[Session], None], drop: Callable[[Session], None]) -> None:
+    """Have `run(session)` called before every COMMIT and `drop(session)` after every rollback (it forgets what
+    `run` would have written), in `AT_COMMIT_ORDER`; `name` must be listed there."""
+    if name not in AT_COMMIT_ORDER:
+        raise ValueError(f"{name!r} has no place in AT_COMMIT_ORDER")
+    _AT_COMMIT[name] = (run, drop)
+
+
+def _run_at_commit(session: Session) -> None:
+    for name in AT_COMMIT_ORDER:
+        if name in _AT_COMMIT:
+            _AT_COMMIT[name][0](session)
+
+
+def _drop_at_commit(session: Session, *_args) -> None:
+    for name in AT_COMMIT_ORDER:
+        if name in _AT_COMMIT:
+            _AT_COMMIT[name][1](session)
 
 
 # Lists that grow without bound (incidents, search) count their rows up to here; past it they say "more than",

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from incidents import actor, logs
 from incidents.audit.models import AuditEntry
-from incidents.database import DEFER_SERIALISED, Page, paginate, utcnow
+from incidents.database import DEFER_SERIALISED, Page, at_commit, paginate, utcnow
 
 GENESIS = "0" * 64  # the prev_hash of the first row
 _LOCK_KEY = 0x6175646974  # "audit": the advisory lock that serialises appends on PostgreSQL
@@ -111,9 +111,7 @@ def _drop_deferred(session: Session, *_args) -> None:
 
 
 def listen_once() -> None:
-    if not sa.event.contains(Session, "before_commit", _insert_deferred):
-        sa.event.listen(Session, "before_commit", _insert_deferred)
-        sa.event.listen(Session, "after_rollback", _drop_deferred)
+    at_commit("audit", _insert_deferred, _drop_deferred)
 
 
 # --- verifying the chain -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ no format of their own.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from incidents import events
 from incidents.action_item.models import ActionItem
-from incidents.database import read_only, utcnow, writing
+from incidents.database import at_commit, read_only, utcnow, writing
 from incidents.incident.models import Incident
 from incidents.insights import queries as q
 from incidents.insights.models import InsightsRollup
@@ -119,7 +119,6 @@ def touch(session: Session, *incidents: tuple[datetime | str | None, int | None,
             keys |= {(day, facet) for facet in _facets(team_id, service_id)}
     if keys:
         session.info.setdefault(_TOUCHED, set()).update(keys)
-        _listen_once()
 
 
 def _bump(session: Session) -> None:
@@ -136,15 +135,6 @@ def _bump(session: Session) -> None:
 
 def _forget(session: Session, *_args) -> None:
     session.info.pop(_TOUCHED, None)
-
-
-def _listen_once() -> None:
-    # Registered on first use, so after the audit log's listener (registered when the app is made): at COMMIT
-    # the audit chain's lock is taken before these rows', the order every other transaction takes them in
-    # (it appends mid-transaction), so no two transactions wait for each other crosswise.
-    if not sa.event.contains(Session, "before_commit", _bump):
-        sa.event.listen(Session, "before_commit", _bump)
-        sa.event.listen(Session, "after_rollback", _forget)
 
 
 def _insert(session: Session):
@@ -199,6 +189,7 @@ SUBSCRIPTIONS: dict[str, Callable[[Session, events.Event], None]] = {
 
 
 def init_app(app) -> None:
+    at_commit("insights", _bump, _forget)
     for name, handler in SUBSCRIPTIONS.items():
         events.subscribe(app, name, events.IN_TRANSACTION, handler)
 
@@ -219,14 +210,20 @@ def _states(session: Session, column, where) -> tuple[dict, set]:
     return current, stale
 
 
-def _lookup(current: dict, stale: set, span: str, day: date, facet: str) -> q.Part | None:
-    """A stored span's part of a facet: its row if current, empty if it has none and the all-incidents row is
-    current, None if it must be counted."""
-    if (span, day, facet) in current:
-        return q.part_from_json(current[span, day, facet])
-    if facet != ALL and (span, day, facet) not in stale and (span, day, ALL) in current:
+def _stored(current: Mapping, known: Container, key: tuple[str, date, str], parse: Callable[[Any], Any]) -> Any:
+    """What a span's row says of its facet: `parse` of the row's value if it is current; empty ({}) where the
+    facet has no row and the all-incidents row is current (the facet had no incidents then); None if the span
+    must be counted. `current` maps the current rows' keys to their values, `known` holds every row's key."""
+    if key in current:
+        return parse(current[key])
+    span, day, facet = key
+    if facet != ALL and key not in known and (span, day, ALL) in current:
         return {}
     return None
+
+
+def _lookup(current: dict, stale: set, span: str, day: date, facet: str) -> q.Part | None:
+    return _stored(current, stale, (span, day, facet), q.part_from_json)
 
 
 def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
@@ -343,16 +340,12 @@ def _store_spans(session: Session, month: date, last: date) -> Counter:
     parsed: dict[tuple, dict[str, q.Part]] = {}  # each row's parts read once, whatever it goes into
 
     def available(key) -> dict[str, q.Part] | None:
-        """A span's parts: its current row's, empty where the facet has no row and all incidents' is current."""
-        span, day, facet = key
         if key in parsed:
             return parsed[key]
+        found = _stored(texts, versions, key, lambda row: dict(zip(q.PARTS, map(q.part_from_json, row), strict=True)))
         if key in texts:
-            parsed[key] = dict(zip(q.PARTS, map(q.part_from_json, texts[key]), strict=True))
-            return parsed[key]
-        if facet != ALL and key not in versions and (span, day, ALL) in texts:
-            return {}
-        return None
+            parsed[key] = found
+        return found
 
     stored: list[tuple[tuple[str, date, str], int, dict]] = []
     for facet in sorted({r[2] for r in rows if r[0] == DAY}):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from incidents.action_item import services as items
 from incidents.action_item.models import ActionItem
-from incidents.database import utcnow
+from incidents.database import DEFER_SERIALISED, utcnow
 from incidents.extensions import db
 from incidents.incident import services as incidents
 from incidents.incident.models import Incident
@@ -150,6 +150,29 @@ def test_a_rolled_back_change_marks_nothing(data):
     incidents.update_incident(db.session, data["incidents"]["I3"], severity="SEV1")
     db.session.rollback()
     assert rollup.refresh(db.session, today) == {}
+
+
+def test_at_commit_the_audit_rows_go_before_the_roll_up_versions(data):
+    """The lock order database.AT_COMMIT_ORDER pins: a webhook writer's deferred audit rows (PostgreSQL) are
+    written at COMMIT before the roll-up's version upsert, whatever registered first."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("audit rows are deferred to COMMIT on PostgreSQL only")
+    statements = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement.split()[2] if statement.startswith("INSERT INTO") else None)
+
+    db.session.info[DEFER_SERIALISED] = True
+    incidents.update_incident(db.session, data["incidents"]["I3"], severity="SEV1")
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        db.session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+        db.session.info.pop(DEFER_SERIALISED, None)
+    inserts = [table for table in statements if table]
+    assert "audit_entry" in inserts and "insights_rollup" in inserts
+    assert inserts.index("audit_entry") < inserts.index("insights_rollup")
 
 
 def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
