@@ -111,6 +111,8 @@ def http_cases(max_id: int, deep_page: int) -> list[tuple[str, str, bool, int]]:
          INSIGHTS_BUDGET_MS),
         ("/api/v1/insights/response-times team=payments (365 days, CSV)",
          f"/api/v1/insights/response-times?since={year}&team=payments&format=csv", True, INSIGHTS_BUDGET_MS),
+        ("/insights severity=SEV1,SEV2 (365 days)", f"/insights?since={year}&severity=SEV1&severity=SEV2", False,
+         INSIGHTS_BUDGET_MS),
     ]
 
 

@@ -298,22 +298,23 @@ def part_from_json(text: str) -> Part:
     return out
 
 
-Key = tuple[str, int | None, int | None] | None  # (UTC day of impact start "YYYY-MM-DD", team id, service id)
+Key = tuple[str, int | None, int | None, str] | None  # (UTC day of impact start "YYYY-MM-DD", team, service, severity)
 
 
 def compute_parts(session: Session, name: str, where: Sequence, by_day: bool = False) -> dict[Key, Part]:
-    """The part `name` of the incidents matching `where`: with `by_day`, one per (day, team, service) the
-    incidents fall in (what the roll-up stores, by day and by team or service), else one under None. A key
-    without incidents has no entry."""
+    """The part `name` of the incidents matching `where`: with `by_day`, one per (day, team, service, severity)
+    the incidents fall in (what the roll-up stores, by day and by team, service or severity), else one under
+    None. A key without incidents has no entry."""
     return _COMPUTE[name](session, list(where), by_day)
 
 
 def _grouped(session: Session, by_day: bool) -> list:
-    return [_utc_day(session, Incident.started_at), Incident.team_id, Incident.service_id] if by_day else []
+    return [_utc_day(session, Incident.started_at), Incident.team_id, Incident.service_id,
+            Incident.severity] if by_day else []
 
 
 def _key(row, by_day: bool) -> Key:
-    return (row[0], row[1], row[2]) if by_day else None
+    return (row[0], row[1], row[2], _text(row[3])) if by_day else None
 
 
 # --- response times and volume ----------------------------------------------------------------------
@@ -532,14 +533,15 @@ def _factor_parts(session: Session, where: list, by_day: bool) -> dict[Key, Part
     once in each. An incident belongs to one day, so days' parts add up to the period's."""
     day = _utc_day(session, Incident.started_at)
     rows = session.execute(
-        sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, day, Incident.team_id)
+        sa.select(Incident.id, ContributingFactor.category_id, Incident.service_id, day, Incident.team_id,
+                  Incident.severity)
         .select_from(Incident)
         .join(Postmortem, Postmortem.incident_id == Incident.id)
         .join(ContributingFactor, ContributingFactor.postmortem_id == Postmortem.id)
         .where(PUBLISHED, *where)).all()
     sets: dict[Key, dict[str, dict[tuple, set[int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(set)))
-    for incident_id, category_id, service_id, text, team_id in rows:
-        s = sets[(text, team_id, service_id) if by_day else None]
+    for incident_id, category_id, service_id, text, team_id, severity in rows:
+        s = sets[(text, team_id, service_id, _text(severity)) if by_day else None]
         for name, key in (("incidents", ()), ("category", (category_id,)), ("service", (service_id,)),
                           ("service_category", (service_id, category_id)), ("day_category", (text, category_id))):
             s[name][key].add(incident_id)

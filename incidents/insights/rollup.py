@@ -1,6 +1,6 @@
 """The insights' roll-up: the parts (queries.py) of each closed day, aligned run of days and month stored, for
-all incidents and per team and per service (a *facet*), so a year's figures add up about twenty rows instead of
-counting 333,000 incidents at a million.
+all incidents and per team, per service and per severity (a *facet*), so a year's figures add up about twenty
+rows instead of counting 333,000 incidents at a million.
 
 - **Stored** by `refresh` (the job worker's periodic job, or `incidents insights refresh`): days up to
   `last_stored(today)` (the day before yesterday, UTC), then each run of days and month whose days are current.
@@ -13,8 +13,9 @@ counting 333,000 incidents at a million.
   `refresh` reads the version before the data it counts and stores with a compare-and-set on it, so a change
   committed meanwhile leaves the row stale, never wrong. Days from yesterday on are never stored, so a change
   to a recent incident (every delivery's) writes nothing here.
-- **Read** by `part`: current spans from the table, the rest (recent, stale or not yet stored days, and every
-  scope filtered by severity or by both team and service) counted from the incidents, added together.
+- **Read** by `part`: current spans from the table (a scope of several severities adds up each one's), the rest
+  (recent, stale or not yet stored days, and every scope filtered by two of team, service and severity) counted
+  from the incidents, added together.
 
 A change to what a part holds (queries.py) needs a migration that empties `insights_rollup`: stored parts carry
 no format of their own.
@@ -44,22 +45,24 @@ DAY, MONTH = "day", "month"
 # run of days is a handful of rows: the days of a year's partial first month are three or four rows, not thirty.
 BLOCKS = (16, 8, 4, 2)
 SIZES = (*BLOCKS, 1)
-ALL = ""  # the facet of all incidents; a team's is "t<id>", a service's "s<id>"
+ALL = ""  # the facet of all incidents; a team's is "t<id>", a service's "s<id>", a severity's "v<severity>"
 _TOUCHED = "incidents.insights.touched"  # session.info: the (day, facet)s this transaction changed
 
 
-def _facets(team_id: int | None, service_id: int | None) -> list[str]:
-    """The facets an incident of this team and service counts in."""
+def _facets(team_id: int | None, service_id: int | None, severity: str | None) -> list[str]:
+    """The facets an incident of this team, service and severity counts in."""
     return [ALL] + ([f"t{team_id}"] if team_id is not None else []) + (
-        [f"s{service_id}"] if service_id is not None else [])
+        [f"s{service_id}"] if service_id is not None else []) + ([f"v{severity}"] if severity else [])
 
 
-def _facet_of(scope: q.Scope) -> str | None:
-    """The facet holding exactly the scope's incidents, or None (a severity, or a team and a service, are
-    counted)."""
-    if scope.severities or (scope.team is not None and scope.service is not None):
+def _facets_of(scope: q.Scope) -> list[str] | None:
+    """The facets whose incidents, added up, are exactly the scope's (severities: one each), or None: a scope
+    filtered by two of team, service and severity is counted."""
+    if sum(map(bool, (scope.team, scope.service, scope.severities))) > 1:
         return None
-    return f"t{scope.team.id}" if scope.team else f"s{scope.service.id}" if scope.service else ALL
+    if scope.severities:
+        return [f"v{s}" for s in sorted(set(scope.severities))]
+    return [f"t{scope.team.id}" if scope.team else f"s{scope.service.id}" if scope.service else ALL]
 
 
 def last_stored(today: date) -> date:
@@ -103,20 +106,20 @@ def _cover(first: date, last: date, sizes: tuple = (None, *SIZES)) -> list[tuple
 
 # --- marking changes -------------------------------------------------------------------------------
 
-def touch(session: Session, *incidents: tuple[datetime | str | None, int | None, int | None]) -> None:
-    """Mark the UTC day of each (impact start as a datetime or ISO text, team id, service id) as changed by this
-    transaction, for all incidents and the team's and service's facets; days from today on are skipped (never
-    stored)."""
+def touch(session: Session, *incidents: tuple[datetime | str | None, int | None, int | None, str | None]) -> None:
+    """Mark the UTC day of each (impact start as a datetime or ISO text, team id, service id, severity) as changed
+    by this transaction, for all incidents and the team's, service's and severity's facets; days from today on are
+    skipped (never stored)."""
     today = utcnow().date()
     keys = set()
-    for moment, team_id, service_id in incidents:
+    for moment, team_id, service_id, severity in incidents:
         if isinstance(moment, str):
             moment = datetime.fromisoformat(moment)
         if moment is None:
             continue
         day = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
         if day < today:
-            keys |= {(day, facet) for facet in _facets(team_id, service_id)}
+            keys |= {(day, facet) for facet in _facets(team_id, service_id, severity)}
     if keys:
         session.info.setdefault(_TOUCHED, set()).update(keys)
 
@@ -142,9 +145,13 @@ def _insert(session: Session):
     return dialect.insert(InsightsRollup)
 
 
-def _placed(session: Session, incident_id: int | None) -> tuple[datetime | None, int | None, int | None]:
+_PLACES = ("started_at", "team_id", "service_id", "severity")  # what decides an incident's days and facets
+
+
+def _placed(session: Session, incident_id: int | None) -> tuple[datetime | None, int | None, int | None, str | None]:
     incident = session.get(Incident, incident_id) if incident_id is not None else None
-    return (incident.started_at, incident.team_id, incident.service_id) if incident else (None, None, None)
+    return (incident.started_at, incident.team_id, incident.service_id, incident.severity.value) if incident else (
+        None, None, None, None)
 
 
 def on_incident(session: Session, event: events.Event) -> None:
@@ -154,10 +161,10 @@ def on_incident(session: Session, event: events.Event) -> None:
             return
     now = _placed(session, event["incident_id"])
     marked = [now]
-    if event.name == "incident.updated":  # where it was: the day, team and service it left
+    if event.name == "incident.updated":  # where it was: the day, team, service and severity it left
         changes = event["changes"]
         marked.append(tuple(changes[f][0] if f in changes else value
-                            for f, value in zip(("started_at", "team_id", "service_id"), now, strict=True)))
+                            for f, value in zip(_PLACES, now, strict=True)))
     touch(session, *marked)
 
 
@@ -222,29 +229,31 @@ def _stored(current: Mapping, known: Container, key: tuple[str, date, str], pars
     return None
 
 
-def _lookup(current: dict, stale: set, span: str, day: date, facet: str) -> q.Part | None:
-    return _stored(current, stale, (span, day, facet), q.part_from_json)
+def _lookup(current: dict, stale: set, span: str, day: date, facets: list[str]) -> list[q.Part] | None:
+    """The stored parts of a span for each of `facets`, or None if any must be counted."""
+    found = [_stored(current, stale, (span, day, facet), q.part_from_json) for facet in facets]
+    return None if any(f is None for f in found) else found
 
 
 def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
     """The part `name` of the scope's incidents: the fewest stored spans covering its stored days where they are
     current, their days where a span is not, and counted from the incidents for the rest."""
-    facet = _facet_of(scope)
-    if facet is None:
+    wanted = _facets_of(scope)
+    if wanted is None:
         return q.compute_parts(session, name, scope.where()).get(None, {})
     last = min(scope.until, last_stored(today))
     spans = _cover(scope.since, last) if scope.since <= last else []
     column = getattr(InsightsRollup, name)
-    facets = {ALL, facet}
+    facets = {ALL, *wanted}
     # One primary-key seek per row (an OR of them: SQLite scans the table for a row-value IN).
     current, stale = _states(session, column, sa.or_(*(
         sa.and_(InsightsRollup.span == span, InsightsRollup.day == first, InsightsRollup.facet == f)
-        for span, first, _ in spans for f in facets))) if spans else ({}, set())
+        for span, first, _ in spans for f in sorted(facets)))) if spans else ({}, set())
     parts, days, longer = [], set(), False
     for span, first, end in spans:
-        found = _lookup(current, stale, span, first, facet)
+        found = _lookup(current, stale, span, first, wanted)
         if found is not None:
-            parts.append(found)
+            parts += found
         else:
             days |= {first + timedelta(days=i) for i in range((end - first).days + 1)}
             longer = longer or span != DAY
@@ -253,9 +262,9 @@ def part(session: Session, scope: q.Scope, name: str, today: date) -> q.Part:
             InsightsRollup.span == DAY, InsightsRollup.day.between(min(days), max(days)),
             InsightsRollup.facet.in_(facets)))
         for day in sorted(days):
-            found = _lookup(current, stale, DAY, day, facet)
+            found = _lookup(current, stale, DAY, day, wanted)
             if found is not None:
-                parts.append(found)
+                parts += found
                 days.discard(day)
     tail = max(scope.since, last + timedelta(days=1))  # the days never stored: from the day after `last`
     runs = _runs(days) + ([(tail, scope.until)] if tail <= scope.until else [])
@@ -312,8 +321,8 @@ def _store_days(session: Session, first: date, last: date) -> None:
         session.rollback()
     folded: dict[tuple[str, str], dict[str, list]] = {}
     for name, by_key in counted.items():
-        for (text, team_id, service_id), part in by_key.items():
-            for facet in _facets(team_id, service_id):
+        for (text, team_id, service_id, severity), part in by_key.items():
+            for facet in _facets(team_id, service_id, severity):
                 folded.setdefault((text, facet), {}).setdefault(name, []).append(part)
     keys = {(d.isoformat(), ALL) for d in (first + timedelta(days=i) for i in range((last - first).days + 1))}
     keys |= set(folded) | {(day.isoformat(), facet) for _, day, facet in versions}

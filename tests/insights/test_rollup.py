@@ -32,15 +32,17 @@ PERIODS = [
 
 
 def scopes(data) -> list[q.Scope]:
-    """Every period for all incidents, a team (core), a service (frontend), and counted scopes (a severity, a
-    team and a service)."""
+    """Every period for all incidents, a team (core), a service (frontend), a severity, two severities, and
+    counted scopes (a team and a service, a team and a severity)."""
     core, web, frontend = data["teams"]["core"], data["teams"]["web"], data["services"]["frontend"]
     out = []
     for since, until, period in PERIODS:
         out += [q.Scope(since, until, period=period), q.Scope(since, until, team=core, period=period),
                 q.Scope(since, until, service=frontend, period=period),
                 q.Scope(since, until, team=web, service=frontend, period=period),
-                q.Scope(since, until, severities=("SEV2",), period=period)]
+                q.Scope(since, until, severities=("SEV2",), period=period),
+                q.Scope(since, until, severities=("SEV3", "SEV1"), period=period),
+                q.Scope(since, until, team=core, severities=("SEV2",), period=period)]
     return out
 
 
@@ -87,11 +89,14 @@ def test_the_stored_parts_are_what_is_read(data):
     today = utcnow().date()
     rollup.refresh(db.session, today)
     scope = scopes(data)[0]
+    was = q.Scope(scope.since, scope.until, severities=(data["incidents"]["I5"].severity.value,))
     before = rollup.figures(db.session, "volume", scope, today)
+    before_was = rollup.figures(db.session, "volume", was, today)
     db.session.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I5"].id).values(severity="SEV4"))
     db.session.commit()
     assert rollup.figures(db.session, "volume", scope, today) == before
-    rollup.touch(db.session, (at("2026-01-19T10:00:00"), None, None))
+    assert rollup.figures(db.session, "volume", was, today) == before_was  # a severity's facet, stored
+    rollup.touch(db.session, (at("2026-01-19T10:00:00"), None, None, None))
     db.session.commit()
     assert not current("day", date(2026, 1, 19)) and not current("month", date(2026, 1, 1))
     after = rollup.figures(db.session, "volume", scope, today)
@@ -181,7 +186,7 @@ def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
     day = date(2026, 1, 12)
     real = q.compute_parts
     incident = data["incidents"]["I3"]
-    i3 = (incident.id, incident.started_at, incident.team_id, incident.service_id)
+    i3 = (incident.id, incident.started_at, incident.team_id, incident.service_id, incident.severity.value)
     db.session.rollback()
 
     def change_then_count(session, name, where, by_day=False):
@@ -189,7 +194,7 @@ def test_a_refresh_that_raced_a_change_stores_nothing_stale(data, monkeypatch):
             change_then_count.done = True
             with Session(db.engine) as other:  # another transaction commits a change to I3, on 2026-01-12
                 other.execute(sa.update(Incident).where(Incident.id == i3[0]).values(severity="SEV4"))
-                rollup.touch(other, i3[1:])
+                rollup.touch(other, i3[1:], (*i3[1:4], "SEV4"))  # the severity it left and the one it took
                 other.commit()
         return real(session, name, where, by_day)
 
