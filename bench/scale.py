@@ -357,7 +357,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n## HTTP through gunicorn ({args.requests} sequential requests per URL, ms)\n")
         http_rows = over_http(url, args.requests, max_id, args.seed, deep)
         print(table(http_rows, ["url", "budget", "p50", "p95", "max", "p50/healthz", "status"]))
-    slow = [r["query"] for r in rows if r["p95"] >= BUDGET_MS] + \
+    # In process, the insights rows have the insights budget; "(counted)" rows are the baseline the roll-up is
+    # measured against (what the app did before it), not what the app does, so they are judged by no budget.
+    slow = [r["query"] for r in rows if not r["query"].endswith("(counted)") and r["p95"] >= (
+        INSIGHTS_BUDGET_MS if r["query"].startswith("insights") else BUDGET_MS)] + \
         [r["url"] for r in http_rows if r["p95"] >= r["budget"] and not r["status"].startswith("404")]
     print(f"\np95 at or over its budget ({BUDGET_MS} ms; insights {INSIGHTS_BUDGET_MS} ms): "
           f"{', '.join(slow) if slow else 'none'}")
