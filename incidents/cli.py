@@ -90,6 +90,11 @@ def serve(host: str, port: int, workers: int, threads: int, keep_alive: int, no_
                 children: list[subprocess.Popen] = []
 
                 def start_worker(_server):
+                    # Started as a shell's background job (`nohup incidents serve &`, CI scripts), this process
+                    # has SIGINT ignored, and an ignored signal stays ignored across exec: the worker would drop
+                    # the SIGINT `_stop` sends before huey sets its handlers (a stop soon after a start), and
+                    # serve would wait out the grace period. Restored for the child; gunicorn sets its own next.
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
                     children.append(subprocess.Popen(job_worker))  # noqa: S603  (our interpreter, our argv)
 
                 def stop_worker(_server):

@@ -30,8 +30,9 @@ class Server:
     """`incidents serve` as a user runs it; `env` adds INCIDENTS_* settings, `args` serve options."""
 
     def __init__(self, instance: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                 log: Path | None = None):
+                 log: Path | None = None, sigint_ignored: bool = False):
         self.instance = instance
+        self.sigint_ignored = sigint_ignored  # as a shell's background job starts it
         self.log = log  # a file for the output of long runs (an unread pipe fills and stalls the server)
         self.extra_env = env or {}
         self.args = args
@@ -47,6 +48,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "incidents", "serve", "--port", str(self.port), "--workers", "1", *self.args],
             cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if self.sigint_ignored else None,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -170,3 +172,17 @@ def test_serve_metrics_and_json_logs_follow_a_webhook_to_its_job(tmp_path):
     assert isinstance(access[0]["duration"], float) and "serve-test-token" not in out
     job_lines = [x for x in lines if x.get("request_id") == "serve-obs-1" and x["logger"].startswith("huey")]
     assert any("send_notification" in x["message"] for x in job_lines), out[-3000:]
+
+
+@pytest.mark.skipif(bool(os.environ.get("INCIDENTS_TEST_DATABASE_URL")),
+                    reason="the job worker's signals, not the database; one run is enough")
+def test_serve_started_with_sigint_ignored_still_stops_its_job_worker_at_once(tmp_path):
+    """A shell's background job (`nohup incidents serve &`, a CI script) starts with SIGINT ignored, which exec
+    keeps: stopped as soon as it answers, before the job worker has set its handlers, serve must still stop the
+    worker at once, not wait out its 30 s grace."""
+    server = Server(tmp_path / "instance", sigint_ignored=True)
+    server.start()
+    asked = time.monotonic()
+    log = server.stop()
+    assert time.monotonic() - asked < 10, log[-2000:]
+    assert server.proc.returncode == 0, log[-2000:]
