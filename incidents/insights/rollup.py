@@ -220,7 +220,8 @@ def _states(session: Session, column, where) -> tuple[dict, set]:
 def _stored(current: Mapping, known: Container, key: tuple[str, date, str], parse: Callable[[Any], Any]) -> Any:
     """What a span's row says of its facet: `parse` of the row's value if it is current; empty ({}) where the
     facet has no row and the all-incidents row is current (the facet had no incidents then); None if the span
-    must be counted. `current` maps the current rows' keys to their values, `known` holds every row's key."""
+    must be counted. `current` maps the current rows' keys to their values; `known` holds the keys of the rows
+    that exist (the current ones may be left out)."""
     if key in current:
         return parse(current[key])
     span, day, facet = key
