@@ -382,7 +382,8 @@ def _store_spans(session: Session, month: date, last: date) -> Counter:
 def refresh(session: Session, today: date, *, chunk_days: int = 31,
             progress: Callable[[str], None] | None = None) -> Counter:
     """Store the parts of every day up to `last_stored(today)` that has none current, a chunk of days per
-    transaction, then of every span (blocks, months) whose days all are. Returns how many of each it stored."""
+    transaction, then of every span (blocks, months) whose days all are, in the months not yet settled. Returns
+    how many of each it stored."""
     done: Counter = Counter()
     last = last_stored(today)
     with read_only():
@@ -397,18 +398,30 @@ def refresh(session: Session, today: date, *, chunk_days: int = 31,
     current = {day for (_, day, facet), (version, state) in known.items() if facet == ALL and version == state}
     stale = {day for (_, day, _), (version, state) in known.items() if version != state}
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    touched = set()  # the months of the days stored now
     for a, b in _runs(d for d in days if d not in current or d in stale):
         while a <= b:
             end = min(b, a + timedelta(days=chunk_days - 1))
             _store_days(session, a, end)
             done[DAY] += (end - a).days + 1
+            touched |= {d.replace(day=1) for d in (a + timedelta(days=i) for i in range((end - a).days + 1))}
             if progress:
                 progress(f"days {a} to {end}")
             a = end + timedelta(days=1)
+    # A month is settled when its all-incidents row is current and no row of it is stale: every span of it is
+    # then stored and current, and reading its parts again (the periodic job's whole cost) would store nothing.
+    with read_only():
+        settled = set(session.scalars(sa.select(InsightsRollup.day).where(
+            InsightsRollup.span == MONTH, InsightsRollup.facet == ALL,
+            InsightsRollup.version == InsightsRollup.state_version)))
+        settled -= {day.replace(day=1) for day in session.scalars(sa.select(InsightsRollup.day).distinct().where(
+            InsightsRollup.version != InsightsRollup.state_version))}
+        session.rollback()
     month = first.replace(day=1)
     while month <= last:
-        done += _store_spans(session, month, last)
-        if progress and done[MONTH]:
-            progress(f"spans of {month:%Y-%m}")
+        if month not in settled or month in touched:
+            done += _store_spans(session, month, last)
+            if progress and done[MONTH]:
+                progress(f"spans of {month:%Y-%m}")
         month = _month_end(month) + timedelta(days=1)
     return done

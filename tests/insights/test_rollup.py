@@ -149,6 +149,28 @@ def test_a_change_makes_its_days_stale_and_the_figures_stay_exact(data, change):
     assert rollup.refresh(db.session, today) == {}
 
 
+def test_a_refresh_reads_again_only_the_months_a_change_unsettled(data, monkeypatch):
+    """The periodic job's cost: once a month's spans are all stored and current it is not read again, until a
+    change marks one of its days; the month still filling is read every time."""
+    today = utcnow().date()
+    rollup.refresh(db.session, today)
+    visited = []
+    real = rollup._store_spans
+    monkeypatch.setattr(rollup, "_store_spans", lambda session, month, last: visited.append(month) or real(
+        session, month, last))
+    rollup.refresh(db.session, today)
+    filling = {rollup.last_stored(today).replace(day=1)}
+    if rollup._month_end(rollup.last_stored(today)) == rollup.last_stored(today):
+        filling = set()  # the last stored day closes its month: it was settled by the first refresh
+    assert set(visited) == filling
+    visited.clear()
+    incidents.update_incident(db.session, data["incidents"]["I3"], severity="SEV1")  # 2026-01-12
+    db.session.commit()
+    assert rollup.refresh(db.session, today)["month"] >= 1
+    assert set(visited) == {date(2026, 1, 1)} | filling
+    assert_same_figures(today, data)
+
+
 def test_a_rolled_back_change_marks_nothing(data):
     today = utcnow().date()
     rollup.refresh(db.session, today)
