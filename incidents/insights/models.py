@@ -21,7 +21,7 @@ class InsightsRollup(Base):
 
     span: Mapped[str] = mapped_column(sa.String(5), primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
-    facet: Mapped[str] = mapped_column(sa.String(24), primary_key=True)  # "": all incidents; "t<id>", "s<id>"
+    facet: Mapped[str] = mapped_column(sa.String(24), primary_key=True)  # rollup.ALL says which
     version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     state_version: Mapped[int | None] = mapped_column(sa.Integer)
     volume: Mapped[str | None] = mapped_column(sa.Text)

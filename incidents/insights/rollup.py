@@ -1,6 +1,6 @@
 """The insights' roll-up: the parts (queries.py) of each closed day, aligned run of days and month stored, for
-all incidents and per team, per service and per severity (a *facet*), so a year's figures add up about twenty
-rows instead of counting 333,000 incidents at a million.
+all incidents, per team, per service, per severity and per pair of those (a *facet*), so a year's figures add up
+about twenty rows instead of counting 333,000 incidents at a million.
 
 - **Stored** by `refresh` (the job worker's periodic job, or `incidents insights refresh`): days up to
   `last_stored(today)` (the day before yesterday, UTC), then each run of days and month whose days are current.
@@ -14,7 +14,7 @@ rows instead of counting 333,000 incidents at a million.
   committed meanwhile leaves the row stale, never wrong. Days from yesterday on are never stored, so a change
   to a recent incident (every delivery's) writes nothing here.
 - **Read** by `part`: current spans from the table (a scope of several severities adds up each one's), the rest
-  (recent, stale or not yet stored days, and every scope filtered by two of team, service and severity) counted
+  (recent, stale or not yet stored days, and every scope filtered by team, service and severity at once) counted
   from the incidents, added together.
 
 A change to what a part holds (queries.py) needs a migration that empties `insights_rollup`: stored parts carry
@@ -45,24 +45,29 @@ DAY, MONTH = "day", "month"
 # run of days is a handful of rows: the days of a year's partial first month are three or four rows, not thirty.
 BLOCKS = (16, 8, 4, 2)
 SIZES = (*BLOCKS, 1)
-ALL = ""  # the facet of all incidents; a team's is "t<id>", a service's "s<id>", a severity's "v<severity>"
+# The facet of all incidents; a team's is "t<id>", a service's "s<id>", a severity's "v<severity>", and a pair of
+# them the two run together ("t<id>s<id>", "t<id>v<severity>", "s<id>v<severity>").
+ALL = ""
 _TOUCHED = "incidents.insights.touched"  # session.info: the (day, facet)s this transaction changed
 
 
 def _facets(team_id: int | None, service_id: int | None, severity: str | None) -> list[str]:
-    """The facets an incident of this team, service and severity counts in."""
-    return [ALL] + ([f"t{team_id}"] if team_id is not None else []) + (
-        [f"s{service_id}"] if service_id is not None else []) + ([f"v{severity}"] if severity else [])
+    """The facets an incident of this team, service and severity counts in: all incidents, each of the three,
+    and each pair of them."""
+    t = f"t{team_id}" if team_id is not None else ""
+    s = f"s{service_id}" if service_id is not None else ""
+    v = f"v{severity}" if severity else ""
+    return [ALL, *(f for f in (t, s, v) if f), *(a + b for a, b in ((t, s), (t, v), (s, v)) if a and b)]
 
 
 def _facets_of(scope: q.Scope) -> list[str] | None:
     """The facets whose incidents, added up, are exactly the scope's (severities: one each), or None: a scope
-    filtered by two of team, service and severity is counted."""
-    if sum(map(bool, (scope.team, scope.service, scope.severities))) > 1:
-        return None
+    filtered by team, service and severity at once is counted."""
+    t = f"t{scope.team.id}" if scope.team else ""
+    s = f"s{scope.service.id}" if scope.service else ""
     if scope.severities:
-        return [f"v{s}" for s in sorted(set(scope.severities))]
-    return [f"t{scope.team.id}" if scope.team else f"s{scope.service.id}" if scope.service else ALL]
+        return None if t and s else [f"{t}{s}v{sev}" for sev in sorted(set(scope.severities))]
+    return [t + s]  # "" (ALL) when neither
 
 
 def last_stored(today: date) -> date:

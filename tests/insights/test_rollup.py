@@ -32,8 +32,8 @@ PERIODS = [
 
 
 def scopes(data) -> list[q.Scope]:
-    """Every period for all incidents, a team (core), a service (frontend), a severity, two severities, and
-    counted scopes (a team and a service, a team and a severity)."""
+    """Every period for all incidents, a team (core), a service (frontend), a severity, two severities, each pair
+    of team, service and severity, and a counted scope (all three)."""
     core, web, frontend = data["teams"]["core"], data["teams"]["web"], data["services"]["frontend"]
     out = []
     for since, until, period in PERIODS:
@@ -42,7 +42,9 @@ def scopes(data) -> list[q.Scope]:
                 q.Scope(since, until, team=web, service=frontend, period=period),
                 q.Scope(since, until, severities=("SEV2",), period=period),
                 q.Scope(since, until, severities=("SEV3", "SEV1"), period=period),
-                q.Scope(since, until, team=core, severities=("SEV2",), period=period)]
+                q.Scope(since, until, team=core, severities=("SEV2",), period=period),
+                q.Scope(since, until, service=frontend, severities=("SEV2", "SEV3"), period=period),
+                q.Scope(since, until, team=core, service=frontend, severities=("SEV2",), period=period)]
     return out
 
 
@@ -89,13 +91,16 @@ def test_the_stored_parts_are_what_is_read(data):
     today = utcnow().date()
     rollup.refresh(db.session, today)
     scope = scopes(data)[0]
-    was = q.Scope(scope.since, scope.until, severities=(data["incidents"]["I5"].severity.value,))
+    i5 = data["incidents"]["I5"]
+    was = q.Scope(scope.since, scope.until, severities=(i5.severity.value,))
+    pair = q.Scope(scope.since, scope.until, team=data["teams"]["web"], severities=(i5.severity.value,))
     before = rollup.figures(db.session, "volume", scope, today)
-    before_was = rollup.figures(db.session, "volume", was, today)
-    db.session.execute(sa.update(Incident).where(Incident.id == data["incidents"]["I5"].id).values(severity="SEV4"))
+    before_was, before_pair = (rollup.figures(db.session, "volume", s, today) for s in (was, pair))
+    db.session.execute(sa.update(Incident).where(Incident.id == i5.id).values(severity="SEV4"))
     db.session.commit()
     assert rollup.figures(db.session, "volume", scope, today) == before
     assert rollup.figures(db.session, "volume", was, today) == before_was  # a severity's facet, stored
+    assert rollup.figures(db.session, "volume", pair, today) == before_pair  # a team and severity's, stored
     rollup.touch(db.session, (at("2026-01-19T10:00:00"), None, None, None))
     db.session.commit()
     assert not current("day", date(2026, 1, 19)) and not current("month", date(2026, 1, 1))
