@@ -397,11 +397,13 @@ def refresh(session: Session, today: date, *, chunk_days: int = 31,
     if oldest is None or oldest.date() > last:
         return done
     first = oldest.astimezone(UTC).date().replace(day=1)  # the first month's empty days too, so it can be stored
-    with read_only():
-        known = _versions(session, sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last)))
+    days_in = sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last))
+    with read_only():  # the all-incidents rows and the stale ones only: every facet's row is ~150 per day
+        current = set(session.scalars(sa.select(InsightsRollup.day).where(
+            days_in, InsightsRollup.facet == ALL, InsightsRollup.version == InsightsRollup.state_version)))
+        stale = set(session.scalars(sa.select(InsightsRollup.day).distinct().where(
+            days_in, InsightsRollup.version != InsightsRollup.state_version)))
         session.rollback()
-    current = {day for (_, day, facet), (version, state) in known.items() if facet == ALL and version == state}
-    stale = {day for (_, day, _), (version, state) in known.items() if version != state}
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     touched = set()  # the months of the days stored now
     for a, b in _runs(d for d in days if d not in current or d in stale):
