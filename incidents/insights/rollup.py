@@ -51,23 +51,27 @@ ALL = ""
 _TOUCHED = "incidents.insights.touched"  # session.info: the (day, facet)s this transaction changed
 
 
+def _facet(team_id: int | None = None, service_id: int | None = None, severity: str | None = None) -> str:
+    """The facet of the incidents of this team, service and severity (None: any)."""
+    return ((f"t{team_id}" if team_id is not None else "") + (f"s{service_id}" if service_id is not None else "")
+            + (f"v{severity}" if severity else ""))
+
+
 def _facets(team_id: int | None, service_id: int | None, severity: str | None) -> list[str]:
     """The facets an incident of this team, service and severity counts in: all incidents, each of the three,
     and each pair of them."""
-    t = f"t{team_id}" if team_id is not None else ""
-    s = f"s{service_id}" if service_id is not None else ""
-    v = f"v{severity}" if severity else ""
-    return [ALL, *(f for f in (t, s, v) if f), *(a + b for a, b in ((t, s), (t, v), (s, v)) if a and b)]
+    t, s, v = team_id, service_id, severity  # a pair lacking one of its two is the other's facet: listed once
+    return list(dict.fromkeys([ALL, _facet(t), _facet(service_id=s), _facet(severity=v), _facet(t, s),
+                               _facet(t, severity=v), _facet(service_id=s, severity=v)]))
 
 
 def _facets_of(scope: q.Scope) -> list[str] | None:
     """The facets whose incidents, added up, are exactly the scope's (severities: one each), or None: a scope
     filtered by team, service and severity at once is counted."""
-    t = f"t{scope.team.id}" if scope.team else ""
-    s = f"s{scope.service.id}" if scope.service else ""
+    team, service = scope.team and scope.team.id, scope.service and scope.service.id
     if scope.severities:
-        return None if t and s else [f"{t}{s}v{sev}" for sev in sorted(set(scope.severities))]
-    return [t + s]  # "" (ALL) when neither
+        return None if team and service else [_facet(team, service, sev) for sev in sorted(set(scope.severities))]
+    return [_facet(team, service)]  # ALL when neither
 
 
 def last_stored(today: date) -> date:
@@ -113,8 +117,8 @@ def _cover(first: date, last: date, sizes: tuple = (None, *SIZES)) -> list[tuple
 
 def touch(session: Session, *incidents: tuple[datetime | str | None, int | None, int | None, str | None]) -> None:
     """Mark the UTC day of each (impact start as a datetime or ISO text, team id, service id, severity) as changed
-    by this transaction, for all incidents and the team's, service's and severity's facets; days from today on are
-    skipped (never stored)."""
+    by this transaction, for every facet it counts in (`_facets`); days from today on are skipped (never
+    stored)."""
     today = utcnow().date()
     keys = set()
     for moment, team_id, service_id, severity in incidents:
@@ -317,9 +321,9 @@ def _versions(session: Session, where) -> dict[tuple[str, date, str], tuple[int,
 
 
 def _store_days(session: Session, first: date, last: date) -> None:
-    """Count the days first..last once, grouped by day, team and service, and store every facet's part of each
-    day: all incidents (empty days too), each team and service with incidents, and any other with a row (it
-    had incidents: its part is now empty)."""
+    """Count the days first..last once, grouped by day, team, service and severity, and store every facet's part
+    of each day: all incidents (empty days too), each facet with incidents, and any other with a row (it had
+    incidents: its part is now empty)."""
     days = sa.and_(InsightsRollup.span == DAY, InsightsRollup.day.between(first, last))
     with read_only():
         versions = _versions(session, days)  # before the data they vouch for
