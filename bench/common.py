@@ -135,6 +135,7 @@ def _server(cmd: list[str], env: dict, log: Path, port: int):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, proc, log, timeout=60)
+        settle()
         yield base
     finally:
         proc.terminate()
@@ -156,6 +157,35 @@ def wait_until_up(base: str, proc: subprocess.Popen, log: Path, timeout: float =
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.2)
     raise RuntimeError(f"server did not answer within {timeout}s; see {log}")
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (user, nice, system, irq, softirq; not idle, iowait or steal),
+    from /proc/stat: the client, the server, its job worker and the database together. Per delivery, it is the
+    steadiest figure of a run on a noisy shared machine (it does not count time spent waiting for a CPU)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(quiet_cores: float = 0.25, interval: float = 0.25, timeout: float = 20) -> float:
+    """Wait until the machine is quiet (under `quiet_cores` busy over `interval`), at most `timeout` seconds;
+    returns the seconds waited. A server answers /healthz as soon as its first worker is up, while its other
+    workers (and serve's job worker) are still importing the app: measured from then, a run would count their
+    start-up CPU against the server's rate, more for the app, whose start-up is heavier than the floor's."""
+    started = time.monotonic()
+    before = busy_cpu_seconds()
+    while time.monotonic() - started < timeout:
+        time.sleep(interval)
+        now = busy_cpu_seconds()
+        if now - before < quiet_cores * interval:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -40,6 +40,7 @@ from bench.common import (
     ROOT,
     backend,
     bench_app,
+    busy_cpu_seconds,
     gunicorn,
     incidents_serve,
     normalise_url,
@@ -107,19 +108,6 @@ def drive(urls: dict[str, str], bodies: list[tuple[str, bytes]], senders: int, m
             "non_2xx": done - ok, "codes": dict(sorted(codes.items())),
             "cpu_ms": 1000 * cpu / done if done else float("nan"),
             "by_kind": {k: stats_ms(v) for k, v in sorted(by_kind.items())}} | stats_ms(latencies)
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine spent busy (user, nice, system, irq, softirq; not idle, iowait or steal),
-    from /proc/stat: the client, the server, its job worker and the database together. Per delivery, it is the
-    steadiest figure of a run on a noisy shared machine (it does not count time spent waiting for a CPU)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _kind(source: str, body: bytes) -> str:
