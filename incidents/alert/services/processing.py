@@ -564,15 +564,19 @@ def _record_deploy(session: Session, info: IntegrationInfo, parsed: ParsedEvent,
     """Note a deploy on every open incident fed by this integration's alerts in the deploy's environment."""
     if not parsed.environment:
         return 0
-    linked = sa.select(Alert.incident_id).where(Alert.integration_id == info.id,
-                                                Alert.environment == parsed.environment)
-    open_incidents = (sa.select(Incident.id)
-                      .where(Incident.id.in_(linked), Incident.status.not_in([Status.RESOLVED, Status.CLOSED])))
     # One INSERT .. SELECT, no row through Python: during an alert storm hundreds of incidents can be open, and
     # this runs while holding the write lock.
     return incidents.add_timeline_entries_where(
-        session, open_incidents, EntryKind.DEPLOY, parsed.reason, occurred_at=at,
-        data=parsed.deploy | {"delivery_id": delivery_id, "source": parsed.source})
+        session, _DEPLOY_TARGETS, EntryKind.DEPLOY, parsed.reason, occurred_at=at,
+        data=parsed.deploy | {"delivery_id": delivery_id, "source": parsed.source},
+        params={"d_integration_id": info.id, "d_environment": parsed.environment})
+
+
+# The open incidents fed by an integration's alerts in one environment: a deploy's notes go on them.
+_DEPLOY_TARGETS = (sa.select(Incident.id).where(
+    Incident.id.in_(sa.select(Alert.incident_id).where(Alert.integration_id == sa.bindparam("d_integration_id"),
+                                                       Alert.environment == sa.bindparam("d_environment"))),
+    Incident.status.not_in([Status.RESOLVED, Status.CLOSED])))
 
 
 def delivery_body(source: str, raw: bytes, payload: Any = None) -> str:
