@@ -149,18 +149,17 @@ def _bump(session: Session) -> None:
 def _bump_statement(dialect: str):
     """The version upsert, built once per dialect and run once per key (executemany, in the keys' order): built
     as one multi-row VALUES per commit, it was compiled afresh every time (3 ms, on the webhook writer's turn)."""
-    table = InsightsRollup.__table__
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-    return stmt.on_conflict_do_update(index_elements=["span", "day", "facet"], set_={"version": table.c.version + 1})
+    return _insert(dialect).on_conflict_do_update(index_elements=["span", "day", "facet"],
+                                                  set_={"version": InsightsRollup.__table__.c.version + 1})
 
 
 def _forget(session: Session, *_args) -> None:
     session.info.pop(_TOUCHED, None)
 
 
-def _insert(session: Session):
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(InsightsRollup)
+def _insert(dialect: str):
+    """INSERT into the roll-up with the dialect's ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(InsightsRollup.__table__)
 
 
 _PLACES = ("started_at", "team_id", "service_id", "severity")  # what decides an incident's days and facets
@@ -315,8 +314,9 @@ def figures(session: Session, kind: str, scope: q.Scope, today: date, cache_seco
 
 def _store(session: Session, span: str, day: date, facet: str, version: int, parts: dict[str, q.Part | str]) -> None:
     """Compare-and-set: the parts land only if the row's version is still the one read before counting them."""
-    stmt = _insert(session).values(span=span, day=day, facet=facet, version=version, state_version=version, **{
-        name: part if isinstance(part := parts.get(name, {}), str) else q.part_json(part) for name in q.PARTS})
+    stmt = _insert(session.get_bind().dialect.name).values(
+        span=span, day=day, facet=facet, version=version, state_version=version,
+        **{name: part if isinstance(part := parts.get(name, {}), str) else q.part_json(part) for name in q.PARTS})
     session.execute(stmt.on_conflict_do_update(
         index_elements=["span", "day", "facet"],
         set_={"state_version": stmt.excluded.state_version, **{n: getattr(stmt.excluded, n) for n in q.PARTS}},
