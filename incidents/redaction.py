@@ -4,7 +4,6 @@ Shared by every webhook (alert sources, Shortcut) and pure: no Flask, no databas
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
@@ -20,30 +19,42 @@ def text(value: Any, limit: int) -> str:
     return _BAD_CHARS.sub("\ufffd", value).strip()[:limit]
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_secret_key(key: str) -> bool:
-    return _SECRET_KEY.search(key) is not None  # payload keys repeat endlessly: remember the answer
+    return _SECRET_KEY.search(key) is not None
+
+
+# Payload keys repeat endlessly (every delivery of a source has the same ones): the answer per key, remembered in
+# a plain dict, which a walk reads far faster than through lru_cache's wrapper. Bounded: keys are the sender's.
+_SECRET_KEYS: dict[str, bool] = {}
+_KNOWN_KEYS = 4096
+_SCALAR = (str, int, float)
+_CONTAINER = (dict, list)
 
 
 def redact_keys(payload: Any) -> bool:
     """Replace the values of secret-looking keys in place, at any depth; True if anything was replaced.
 
-    Iterative, because JSON nested close to the parser's depth limit would overflow a recursive walk."""
+    Iterative, because JSON nested close to the parser's depth limit would overflow a recursive walk. It runs on
+    every delivery's whole body, so the key is judged first (one dict look-up) and tuples serve isinstance."""
     found = False
+    known = _SECRET_KEYS
     stack = [payload]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if (isinstance(value, str | int | float) and isinstance(key, str) and _is_secret_key(key)
-                        and value not in ("", REDACTED)):
+                secret = known.get(key) if isinstance(key, str) else False
+                if secret is None:
+                    secret = _is_secret_key(key)
+                    if len(known) < _KNOWN_KEYS:
+                        known[key] = secret
+                if secret and isinstance(value, _SCALAR) and value not in ("", REDACTED):
                     node[key] = REDACTED
                     found = True
-                    continue
-                if isinstance(value, dict | list):
+                elif isinstance(value, _CONTAINER):
                     stack.append(value)
         elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, dict | list))
+            stack.extend(v for v in node if isinstance(v, _CONTAINER))
     return found
 
 
