@@ -155,14 +155,17 @@ def register(app: Flask) -> None:
 
     csp = content_security_policy(image_hosts(app.config))
 
+    security = [("Content-Security-Policy", csp), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                ("Referrer-Policy", "same-origin")]
+    hsts = ("Strict-Transport-Security", "max-age=31536000")
+
     @app.after_request
     def _security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", csp)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if app.config["SESSION_COOKIE_SECURE"] or request.is_secure:  # https BASE_URL, or came over https
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # Each unless the view set its own: one pass over the headers, not a scan per name (every webhook delivery
+        # comes through here).
+        present = {name.lower() for name, _value in response.headers.items()}
+        wanted = security + [hsts] if app.config["SESSION_COOKIE_SECURE"] or request.is_secure else security
+        response.headers.extend([h for h in wanted if h[0].lower() not in present])
         return response
 
     from incidents import metrics

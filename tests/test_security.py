@@ -36,6 +36,18 @@ def test_security_headers_and_cookie_flags(client, admin):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+
+
+def test_every_answer_carries_each_security_header_once(client, admin):
+    # A webhook's JSON answer (here a refusal) as well as a page; the status page sets its own Referrer-Policy,
+    # which must stay the only one.
+    for response in (client.post("/webhooks/rollbar", json={}), client.get("/login"), client.get("/status/nope")):
+        for name in SECURITY_HEADERS:
+            assert len(response.headers.getlist(name)) == 1, (response.request.path, name)
+    assert client.get("/status/nope").headers["Referrer-Policy"] == "no-referrer"
+
+
 def test_secure_cookie_when_base_url_is_https():
     app = create_app({"BASE_URL": "https://incidents.example.com", "DATABASE_URL": "sqlite://",
                       "SECRET_KEY": "x"})
