@@ -119,8 +119,7 @@ def add_timeline_entries_where(session: Session, incident_ids: sa.Select, kind: 
     _check_free_kind(kind)
     at, now = occurred_at or utcnow(), utcnow()
     values = {"e_kind": kind, "e_text": text[:500], "e_data": dict(data or {}), "e_at": at, "e_now": now}
-    # rowcount of INSERT .. SELECT is -1 under psycopg here: count the ids instead
-    return len(session.connection().execute(_entries_where(incident_ids), {**(params or {}), **values}).all())
+    return session.connection().execute(_entries_where(incident_ids), {**(params or {}), **values}).rowcount
 
 
 @functools.lru_cache(maxsize=32)
@@ -132,9 +131,11 @@ def _entries_where(incident_ids: sa.Select) -> sa.Insert:
         sa.literal("", t.c.body.type), sa.bindparam("e_data", type_=t.c.data.type), sa.null(),
         sa.bindparam("e_at", type_=t.c.occurred_at.type), sa.bindparam("e_now", type_=t.c.created_at.type),
     ).order_by(ids.c[0])
+    # preserve_rowcount: SQLAlchemy reports psycopg's count of an INSERT only when asked (else -1); counting
+    # RETURNING ids instead fetched every inserted row into Python.
     return sa.insert(t).from_select(
         ["incident_id", "kind", "text", "body", "data", "author_id", "occurred_at", "created_at"], source
-    ).returning(t.c.id)
+    ).execution_options(preserve_rowcount=True)
 
 
 def _normalise_tags(tags: Iterable[str]) -> list[str]:
