@@ -157,14 +157,14 @@ def register(app: Flask) -> None:
 
     security = [("Content-Security-Policy", csp), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                 ("Referrer-Policy", "same-origin")]
-    hsts = ("Strict-Transport-Security", "max-age=31536000")
+    with_hsts = [*security, ("Strict-Transport-Security", "max-age=31536000")]
 
     @app.after_request
     def _security_headers(response):
         # Each unless the view set its own: one pass over the headers, not a scan per name (every webhook delivery
         # comes through here).
         present = {name.lower() for name, _value in response.headers.items()}
-        wanted = security + [hsts] if app.config["SESSION_COOKIE_SECURE"] or request.is_secure else security
+        wanted = with_hsts if app.config["SESSION_COOKIE_SECURE"] or request.is_secure else security
         response.headers.extend([h for h in wanted if h[0].lower() not in present])
         return response
 
