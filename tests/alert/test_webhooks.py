@@ -357,6 +357,39 @@ def test_alert_driven_changes_announce_exactly_the_declaration_and_status_change
     assert kinds.count(EntryKind.ALERT) == 3 and EntryKind.NOTE in kinds  # opened, acknowledged, closed
 
 
+def test_repeat_lines_go_on_open_incidents_only_and_a_second_acknowledgement_moves_nothing(client, rollbar, opsgenie):
+    """An alert's line and the check of its incident are one statement: an exp_repeat_item is noted on the open
+    incident, not once it is resolved; an acknowledgement of an acknowledged incident is a line, not a move."""
+    token = rollbar[1]
+    incident_id = post(client, "rollbar", fixture("rollbar_new_item_production"), token).get_json()["incident"]
+    repeat = fixture("rollbar_occurrence")
+    repeat["event_name"] = "exp_repeat_item"
+    repeat["data"]["occurrences"] = 10
+    assert post(client, "rollbar", repeat, token).status_code == 200
+    assert [e.text for e in entries(incident_id, EntryKind.ALERT)][-1] == "Rollbar: occurrence #10 of this item"
+    incident_services.resolve_incident(db.session, db.session.get(Incident, incident_id))
+    db.session.commit()
+    before = len(entries(incident_id))
+    repeat["data"]["occurrences"] = 100
+    repeat["data"]["occurrence"]["uuid"] = "22222222-aaaa-4bbb-8ccc-000000000100"
+    assert post(client, "rollbar", repeat, token).get_json()["outcome"] == "processed"
+    assert len(entries(incident_id)) == before  # resolved: the repeat changes its alert, not its timeline
+
+    token = opsgenie[1]
+    opened = post(client, "opsgenie", fixture("opsgenie_create_p1"), token).get_json()["incident"]
+    post(client, "opsgenie", fixture("opsgenie_acknowledge"), token)
+    acknowledged_at = db.session.get(Incident, opened).acknowledged_at
+    again = fixture("opsgenie_acknowledge")
+    again["alert"]["updatedAt"] = again["alert"].get("updatedAt", 0) + 1  # another delivery, not a retry
+    again["source"] = {**again.get("source", {}), "name": "another responder"}
+    assert post(client, "opsgenie", again, token).status_code == 200
+    incident = db.session.get(Incident, opened)
+    assert incident.status == Status.ACKNOWLEDGED and incident.acknowledged_at == acknowledged_at
+    assert len(entries(opened, EntryKind.STATUS)) == 1
+    lines = [e.text for e in entries(opened, EntryKind.ALERT) if " acknowledged" in e.text]
+    assert len(lines) == 2, lines
+
+
 def test_bulk_timeline_entries_refuse_kinds_that_announce(app):
     with pytest.raises(ValueError):
         incident_services.add_timeline_entries(db.session, [1], EntryKind.STATUS, "Status: a -> b")

@@ -389,10 +389,12 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
         return None
     by = f" by {parsed.actor}" if parsed.actor else ""
     if kind == Kind.ACKNOWLEDGE:
-        incident = _incident(session, incident_id)
-        if incident is not None and incident.status == Status.TRIGGERED:
-            # The responder acknowledged in OpsGenie: that moment is this incident's MTTA.
-            incidents.acknowledge_incident(session, incident, at=max(at, incident.detected_at))
+        # Most acknowledgements follow the first: the status alone says so, without loading the incident.
+        if _status_of(session, incident_id) == Status.TRIGGERED:
+            incident = _incident(session, incident_id)
+            if incident is not None and incident.status == Status.TRIGGERED:
+                # The responder acknowledged in OpsGenie: that moment is this incident's MTTA.
+                incidents.acknowledge_incident(session, incident, at=max(at, incident.detected_at))
         _alert_entry(session, incident_id, f"{label}: alert acknowledged{by}", parsed, row.id, delivery_id, at)
     elif kind == Kind.UNACKNOWLEDGE:
         _alert_entry(session, incident_id, f"{label}: alert unacknowledged{by}", parsed, row.id, delivery_id, at)
@@ -484,17 +486,23 @@ _DELIVERY_ALERT = sa.update(Delivery.__table__).where(Delivery.__table__.c.id ==
     alert_id=sa.bindparam("b_alert_id", type_=Delivery.__table__.c.alert_id.type))
 
 _STATUS_OF_INCIDENT = sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id"))
+# An alert entry's incident, if it still exists (or is still open): the check and the INSERT are one statement.
+_ENTRY_INCIDENT = sa.select(Incident.__table__.c.id).where(Incident.__table__.c.id == sa.bindparam("a_incident_id"))
+_ENTRY_OPEN_INCIDENT = _ENTRY_INCIDENT.where(Incident.__table__.c.status.not_in([Status.RESOLVED, Status.CLOSED]))
+
+
+def _status_of(session: Session, incident_id: int) -> Status | None:
+    return session.connection().execute(_STATUS_OF_INCIDENT, {"id": incident_id}).scalar()
 
 
 def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEvent, alert_id: int,
                  delivery_id: int, at: datetime, only_open: bool = False) -> None:
-    # The status only, and the entry as a plain INSERT: loading the incident (and its tags) and an ORM flush
-    # cost more than the rest of the delivery. Alert entries announce nothing, so no notification is skipped.
-    status = session.connection().execute(_STATUS_OF_INCIDENT, {"id": incident_id}).scalar()
-    if status is None or (only_open and not status.is_open):
-        return
-    incidents.add_timeline_entries(session, [incident_id], EntryKind.ALERT, line, occurred_at=at, data={
-        "source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id})
+    # One INSERT .. SELECT, without loading the incident (and its tags) or an ORM flush: those cost more than the
+    # rest of the delivery. Alert entries announce nothing, so no notification is skipped.
+    incidents.add_timeline_entries_where(
+        session, _ENTRY_OPEN_INCIDENT if only_open else _ENTRY_INCIDENT, EntryKind.ALERT, line, occurred_at=at,
+        data={"source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id},
+        params={"a_incident_id": incident_id})
 
 
 def previous_incident(session: Session, integration_id: int, fingerprint: str | None, alert_id: int):
