@@ -30,6 +30,7 @@ from incidents.incident.models import (
     StatusUpdate,
     TimelineEntry,
 )
+from incidents.prepared import Prepared
 from incidents.singleline import check_single_line, reject_nul
 
 _REF = re.compile(r"^(?:inc-)?(\d{1,18})$", re.IGNORECASE)
@@ -119,11 +120,11 @@ def add_timeline_entries_where(session: Session, incident_ids: sa.Select, kind: 
     _check_free_kind(kind)
     at, now = occurred_at or utcnow(), utcnow()
     values = {"e_kind": kind, "e_text": text[:500], "e_data": dict(data or {}), "e_at": at, "e_now": now}
-    return session.connection().execute(_entries_where(incident_ids), {**(params or {}), **values}).rowcount
+    return _entries_where(incident_ids).execute(session, {**(params or {}), **values}).rowcount
 
 
 @functools.lru_cache(maxsize=32)
-def _entries_where(incident_ids: sa.Select) -> sa.Insert:
+def _entries_where(incident_ids: sa.Select) -> Prepared:
     t = TimelineEntry.__table__
     ids = incident_ids.subquery()
     source = sa.select(
@@ -131,11 +132,9 @@ def _entries_where(incident_ids: sa.Select) -> sa.Insert:
         sa.literal("", t.c.body.type), sa.bindparam("e_data", type_=t.c.data.type), sa.null(),
         sa.bindparam("e_at", type_=t.c.occurred_at.type), sa.bindparam("e_now", type_=t.c.created_at.type),
     ).order_by(ids.c[0])
-    # preserve_rowcount: SQLAlchemy reports psycopg's count of an INSERT only when asked (else -1); counting
-    # RETURNING ids instead fetched every inserted row into Python.
-    return sa.insert(t).from_select(
-        ["incident_id", "kind", "text", "body", "data", "author_id", "occurred_at", "created_at"], source
-    ).execution_options(preserve_rowcount=True)
+    # Prepared (incidents/prepared.py): run on the cursor, whose row count is the count of entries written.
+    return Prepared(sa.insert(t).from_select(
+        ["incident_id", "kind", "text", "body", "data", "author_id", "occurred_at", "created_at"], source))
 
 
 def _normalise_tags(tags: Iterable[str]) -> list[str]:

@@ -35,6 +35,7 @@ from incidents.auth.models import User
 from incidents.database import utcnow
 from incidents.incident import services as incidents
 from incidents.incident.models import EntryKind, Incident, Severity, Status
+from incidents.prepared import Prepared
 from incidents.webhooks import stored_body
 
 # The first event we ever see of an item is treated as its trigger, so a missed new_item (or a project
@@ -104,7 +105,12 @@ def _delivery_insert(dialect: str):
     """Built once per dialect: constructing SQLAlchemy statements costs more than running them."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Delivery.__table__
-    return insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"]).returning(table.c.id)
+    return Prepared(insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"])
+                    .returning(table.c.id), _DELIVERY_KEYS)
+
+
+_DELIVERY_KEYS = ("integration_id", "source", "received_at", "event", "outcome", "error", "dedup_key", "body",
+                  "headers", "alert_id", "replayed_at")
 
 
 @functools.cache
@@ -139,7 +145,7 @@ def store_delivery(session: Session, integration_id: int, source: str, *, outcom
     values = dict(integration_id=integration_id, source=source, received_at=received_at, event=event[:64],
                   outcome=outcome, error=error, dedup_key=key, body=body, headers=headers, alert_id=alert_id,
                   replayed_at=None)
-    delivery_id = session.connection().execute(_delivery_insert(_dialect(session)), values).scalar()
+    delivery_id = _delivery_insert(_dialect(session)).execute(session, values).scalar()
     if delivery_id is None:
         raise Duplicate(key)
     return delivery_id
@@ -271,9 +277,14 @@ def _alert_upsert(dialect: str, bump: bool, set_status: bool, episode: bool = Fa
         changes["status"] = new.status
     if tags:
         changes["tags"] = new.tags
-    return stmt.on_conflict_do_update(
+    return Prepared(stmt.on_conflict_do_update(
         index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
-    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status)
+    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status), _ALERT_KEYS)
+
+
+_ALERT_KEYS = ("integration_id", "source", "fingerprint", "external_id", "title", "description", "severity", "status",
+               "environment", "link", "first_seen_at", "last_seen_at", "occurrence_count", "event_count",
+               "last_event", "incident_id", "closed_at", "occurrence", "tags", "created_at", "updated_at")
 
 
 MAX_ALERT_TAGS = 50
@@ -297,7 +308,7 @@ def _upsert_alert(session: Session, info: IntegrationInfo, parsed: ParsedEvent, 
     episode, tags = _episode(parsed), _tags(parsed)
     stmt = _alert_upsert(_dialect(session), parsed.bump, kind in (Kind.ACKNOWLEDGE, Kind.UNACKNOWLEDGE),
                          episode is not None, bool(tags))
-    return session.connection().execute(stmt, dict(
+    return stmt.execute(session, dict(
         integration_id=info.id, source=info.source, fingerprint=parsed.fingerprint,
         external_id=parsed.external_id, title=parsed.title or parsed.fingerprint, description=parsed.description,
         severity=parsed.severity, status=status, environment=parsed.environment, link=parsed.link,
@@ -330,7 +341,7 @@ def _touch_open_alert(session: Session, info: IntegrationInfo, parsed: ParsedEve
     if close:
         params.update(b_status=AlertStatus.CLOSED if parsed.event in _CLOSING_ACTIONS else AlertStatus.RESOLVED,
                       b_closed_at=at)
-    return session.connection().execute(_touch_statement(parsed.kind == Kind.ESCALATE, close), params).first()
+    return _touch_statement(parsed.kind == Kind.ESCALATE, close).execute(session, params).first()
 
 
 @functools.cache
@@ -344,11 +355,11 @@ def _touch_statement(by_external_id: bool, close: bool):
     if close:
         values.update(status=sa.bindparam("b_status", type_=c.status.type),
                       closed_at=sa.bindparam("b_closed_at", type_=c.closed_at.type))
-    return (sa.update(Alert.__table__)
-            .where(c.integration_id == sa.bindparam("b_integration_id"), sa.text(OPEN_ALERT_PREDICATE),
-                   match == sa.bindparam("b_match", type_=match.type))
-            .values(values)
-            .returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status))
+    return Prepared(sa.update(Alert.__table__)
+                    .where(c.integration_id == sa.bindparam("b_integration_id"), sa.text(OPEN_ALERT_PREDICATE),
+                           match == sa.bindparam("b_match", type_=match.type))
+                    .values(values)
+                    .returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status))
 
 
 def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at: datetime,
@@ -485,14 +496,16 @@ _LINK_ALERT = sa.update(_ALERTS).where(_ALERT_BY_ID).values(
 _DELIVERY_ALERT = sa.update(Delivery.__table__).where(Delivery.__table__.c.id == sa.bindparam("b_id")).values(
     alert_id=sa.bindparam("b_alert_id", type_=Delivery.__table__.c.alert_id.type))
 
-_STATUS_OF_INCIDENT = sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id"))
+_STATUS_OF_INCIDENT = Prepared(
+    sa.select(Incident.__table__.c.status).where(Incident.__table__.c.id == sa.bindparam("id")))
 # An alert entry's incident, if it still exists (or is still open): the check and the INSERT are one statement.
 _ENTRY_INCIDENT = sa.select(Incident.__table__.c.id).where(Incident.__table__.c.id == sa.bindparam("a_incident_id"))
-_ENTRY_OPEN_INCIDENT = _ENTRY_INCIDENT.where(Incident.__table__.c.status.not_in([Status.RESOLVED, Status.CLOSED]))
+_ENTRY_OPEN_INCIDENT = _ENTRY_INCIDENT.where(Incident.__table__.c.status != Status.RESOLVED,  # no expanding IN
+                                             Incident.__table__.c.status != Status.CLOSED)
 
 
 def _status_of(session: Session, incident_id: int) -> Status | None:
-    return session.connection().execute(_STATUS_OF_INCIDENT, {"id": incident_id}).scalar()
+    return _STATUS_OF_INCIDENT.execute(session, {"id": incident_id}).scalar()
 
 
 def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEvent, alert_id: int,
@@ -584,7 +597,7 @@ def _record_deploy(session: Session, info: IntegrationInfo, parsed: ParsedEvent,
 _DEPLOY_TARGETS = (sa.select(Incident.id).where(
     Incident.id.in_(sa.select(Alert.incident_id).where(Alert.integration_id == sa.bindparam("d_integration_id"),
                                                        Alert.environment == sa.bindparam("d_environment"))),
-    Incident.status.not_in([Status.RESOLVED, Status.CLOSED])))
+    Incident.status != Status.RESOLVED, Incident.status != Status.CLOSED))  # no expanding IN: see prepared.py
 
 
 def delivery_body(source: str, raw: bytes, payload: Any = None) -> str:
