@@ -15,7 +15,8 @@ Only for statements whose Python-side defaults are constants and without post-co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,42 +32,42 @@ class _Plan:
     names: tuple[str, ...]
     fixed: dict[str, Any]  # binds the caller never passes: literals compiled into the statement (`x + 1`)
     binds: dict[str, Callable[[Any], Any]]
-    columns: tuple[str, ...]
+    row: type | None  # a named tuple of the result columns, None for a statement without rows
     results: tuple[Callable[[Any], Any] | None, ...]
 
 
 class Prepared:
-    """`statement`, run by `execute(session, params)`; `keys` are the columns an INSERT is given (as for
-    `Connection.execute`, the compiled INSERT names exactly those)."""
+    """`statement`, run by `execute(session, params)`. As `Connection.execute` does, it is compiled for the names
+    of the parameters given (an INSERT writes exactly those columns), once per dialect and set of names."""
 
-    def __init__(self, statement: sa.Executable, keys: Sequence[str] | None = None):
+    def __init__(self, statement: sa.Executable):
         self.statement = statement
-        self.keys = list(keys) if keys is not None else None
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
-    def _plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect.name)
+    def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+        plan = self._plans.get((dialect.name, keys))
         if plan is None:
-            plan = self._plans[dialect.name] = self._compile(dialect)
+            plan = self._plans[dialect.name, keys] = self._compile(dialect, keys)
         return plan
 
-    def _compile(self, dialect: Dialect) -> _Plan:
-        compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
+    def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+        compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
         defaults = [*compiled.insert_prefetch, *compiled.update_prefetch]
         if compiled.post_compile_params or any(not (c.default is not None and c.default.is_scalar) for c in defaults):
             raise ValueError(f"{self.statement!s:.60}: a prepared statement takes no expanding IN and no Python-side "
                              "default but a constant one")
         fixed = _literals(compiled) | {compiled.bind_names[compiled.binds[c.key]]: c.default.arg for c in defaults}
         names = tuple(dict.fromkeys(compiled.bind_names.values()))
-        columns = tuple(entry[0] for entry in compiled._result_columns)
+        columns = [entry[0] for entry in compiled._result_columns]
         results = tuple(entry[3]._cached_result_processor(dialect, None) for entry in compiled._result_columns)
         return _Plan(str(compiled), tuple(compiled.positiontup) if compiled.positiontup is not None else None,
-                     names, fixed, dict(compiled._bind_processors), columns, results)
+                     names, fixed, dict(compiled._bind_processors),
+                     namedtuple("Row", columns, rename=True) if columns else None, results)  # noqa: PYI024
 
     def execute(self, session: Session, params: Mapping[str, Any]) -> _Result:
         conn = session.connection()
         dialect = conn.dialect
-        plan = self._plan(dialect)
+        plan = self._plan(dialect, tuple(params))
         binds, fixed = plan.binds, plan.fixed
         values = {}
         for name in plan.names:
@@ -97,7 +98,7 @@ class Prepared:
             cursor.close()
         if any(plan.results):
             rows = [tuple(p(v) if p is not None else v for p, v in zip(plan.results, row, strict=True)) for row in rows]
-        return _Result(plan.columns, rows, rowcount)
+        return _Result([plan.row(*row) for row in rows] if plan.row is not None else rows, rowcount)
 
 
 def _literals(compiled) -> dict[str, Any]:
@@ -112,9 +113,8 @@ def _literals(compiled) -> dict[str, Any]:
 class _Result:
     """The rows of one execution, with the little of `CursorResult` the hot path uses."""
 
-    def __init__(self, columns: tuple[str, ...], rows: list, rowcount: int):
-        self._row = _row_class(columns)
-        self.rows = [self._row(*row) for row in rows] if columns else rows
+    def __init__(self, rows: list, rowcount: int):
+        self.rows = rows
         self.rowcount = rowcount
 
     def first(self):
@@ -129,14 +129,3 @@ class _Result:
     def scalar(self):
         return self.rows[0][0] if self.rows else None
 
-
-_ROW_CLASSES: dict[tuple[str, ...], type] = {}
-
-
-def _row_class(columns: tuple[str, ...]) -> type:
-    cls = _ROW_CLASSES.get(columns)
-    if cls is None:
-        from collections import namedtuple
-
-        cls = _ROW_CLASSES[columns] = namedtuple("Row", columns, rename=True)  # noqa: PYI024
-    return cls

@@ -106,11 +106,7 @@ def _delivery_insert(dialect: str):
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Delivery.__table__
     return Prepared(insert(table).on_conflict_do_nothing(index_elements=["integration_id", "dedup_key"])
-                    .returning(table.c.id), _DELIVERY_KEYS)
-
-
-_DELIVERY_KEYS = ("integration_id", "source", "received_at", "event", "outcome", "error", "dedup_key", "body",
-                  "headers", "alert_id", "replayed_at")
+                    .returning(table.c.id))
 
 
 @functools.cache
@@ -279,12 +275,7 @@ def _alert_upsert(dialect: str, bump: bool, set_status: bool, episode: bool = Fa
         changes["tags"] = new.tags
     return Prepared(stmt.on_conflict_do_update(
         index_elements=["integration_id", "fingerprint"], index_where=sa.text(OPEN_ALERT_PREDICATE), set_=changes,
-    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status), _ALERT_KEYS)
-
-
-_ALERT_KEYS = ("integration_id", "source", "fingerprint", "external_id", "title", "description", "severity", "status",
-               "environment", "link", "first_seen_at", "last_seen_at", "occurrence_count", "event_count",
-               "last_event", "incident_id", "closed_at", "occurrence", "tags", "created_at", "updated_at")
+    ).returning(c.id, c.incident_id, c.event_count, c.occurrence_count, c.status))
 
 
 MAX_ALERT_TAGS = 50
