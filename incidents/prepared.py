@@ -117,6 +117,9 @@ class _Result:
         self.rows = rows
         self.rowcount = rowcount
 
+    def __iter__(self):
+        return iter(self.rows)
+
     def first(self):
         return self.rows[0] if self.rows else None
 

@@ -94,6 +94,28 @@ def test_a_retry_of_a_committed_delivery_is_answered_before_its_batch(app, sessi
     assert session.scalars(sa.select(Alert)).one().occurrence_count == 3
 
 
+def test_stored_keys_finds_exactly_the_stored_pairs_among_any_number(app, session):
+    """One statement for any number of pairs (JSON arrays on SQLite, arrays on PostgreSQL): the cross product of
+    the integrations and keys asked about is narrowed to the pairs asked about, and odd keys compare exactly."""
+    first, _ = make_integration("rollbar", "shop")
+    second, _ = make_integration("rollbar", "billing")
+    stored = [(first.id, "k-1"), (first.id, "clé-ü-\"quoted\""), (second.id, "k-2")]
+    for integration_id, key in stored:
+        services.store_delivery(session, integration_id, "rollbar", outcome=Outcome.PROCESSED, body="{}", headers={},
+                                received_at=utcnow(), key=key)
+    session.commit()
+
+    for n in (1, 2, 5, 40):  # batch sizes: the same statement serves each
+        asked = [(first.id, "k-1"), (second.id, "k-1"), (first.id, "k-2"), (second.id, "k-2"),
+                 (first.id, "clé-ü-\"quoted\""), (first.id, "clé-u")] + [(first.id, f"new-{i}") for i in range(n)]
+        assert services.stored_keys(session, asked) == {(first.id, "k-1"), (second.id, "k-2"),
+                                                        (first.id, "clé-ü-\"quoted\"")}
+    assert services.stored_keys(session, [(second.id, "k-9")]) == set()
+    # Both stored pairs are in the cross product of these, neither was asked about.
+    assert services.stored_keys(session, [(first.id, "k-2"), (second.id, "k-1")]) == set()
+    assert services.stored_keys(session, []) == set()
+
+
 def test_a_batch_of_retries_only_is_answered_and_leaves_no_transaction_open(app, session, batcher, info):
     first = _work(info, _occurrence(1))
     _run_together(batcher, [first])

@@ -110,18 +110,20 @@ def _delivery_insert(dialect: str):
 
 
 @functools.cache
-def _stored_keys(dialect: str):
-    """SELECT of the (integration, dedup key) pairs already stored among some, on the unique index; on PostgreSQL
-    with array parameters, so that one statement text (prepared once per connection) serves every batch size."""
+def _stored_keys(dialect: str) -> Prepared:
+    """SELECT of the (integration, dedup key) pairs already stored among some, on the unique index, as one statement
+    text for every batch size (run once per batch, on the writer's turn): PostgreSQL takes the lists as arrays,
+    SQLite as JSON arrays read by json_each (an expanding IN would be rendered afresh for each size)."""
     c = Delivery.__table__.c
     if dialect == "postgresql":
         ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Integer))
         keys = sa.bindparam("keys", type_=postgresql.ARRAY(c.dedup_key.type))
         where = (c.integration_id == sa.any_(ids), c.dedup_key == sa.any_(keys))
     else:
-        where = (c.integration_id.in_(sa.bindparam("ids", expanding=True)),
-                 c.dedup_key.in_(sa.bindparam("keys", expanding=True)))
-    return sa.select(c.integration_id, c.dedup_key).where(*where)
+        ids = sa.func.json_each(sa.bindparam("ids", type_=sa.JSON)).table_valued("value")
+        keys = sa.func.json_each(sa.bindparam("keys", type_=sa.JSON)).table_valued("value")
+        where = (c.integration_id.in_(sa.select(ids.c.value)), c.dedup_key.in_(sa.select(keys.c.value)))
+    return Prepared(sa.select(c.integration_id, c.dedup_key).where(*where))
 
 
 def stored_keys(session: Session, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -129,7 +131,7 @@ def stored_keys(session: Session, pairs: Sequence[tuple[int, str]]) -> set[tuple
     change nothing. (A retry whose first delivery is not committed yet is still refused by `store_delivery`.)"""
     if not pairs:
         return set()
-    found = session.connection().execute(_stored_keys(_dialect(session)), {
+    found = _stored_keys(_dialect(session)).execute(session, {
         "ids": sorted({i for i, _ in pairs}), "keys": sorted({k for _, k in pairs})})
     return set(pairs) & {(i, k) for i, k in found}
 
