@@ -67,7 +67,8 @@ PHASES = (IN_TRANSACTION, AFTER_COMMIT)
 # name -> what it means and what it carries. Field edits are `<domain>.updated` with
 # changes={field: [before, after]} (JSON-ready values).
 EVENTS: dict[str, str] = {
-    "incident.declared": "an incident was opened, by a person or an alert (incident_id, severity, started_at: ISO)",
+    "incident.declared": "an incident was opened, by a person or an alert (incident_id, severity, started_at: ISO, "
+                         "team_id, service_id)",
     "incident.status_changed": "an incident moved through the status machine (incident_id, entry_id, before, after)",
     "incident.severity_changed": "an incident's severity changed (incident_id, before, after)",
     "incident.role_assigned": "a commander, communications lead or scribe was set or cleared "

@@ -157,20 +157,24 @@ def probes(app):
 TODAY = date(2026, 11, 26)
 
 
+def _declaration(session, incident_id: int, severity: str) -> dict:
+    incident = session.get(Incident, incident_id)
+    return {"incident_id": incident_id, "severity": severity, "started_at": incident.started_at.isoformat(),
+            "team_id": incident.team_id, "service_id": incident.service_id}
+
+
 def _declared_orm(session):
     service = make_service()
     return (lambda: incidents.create_incident(session, title="Checkout 502", severity="SEV1",
                                               service_id=service.id).id,
-            lambda incident_id: {"incident_id": incident_id, "severity": "SEV1",
-                                 "started_at": session.get(Incident, incident_id).started_at.isoformat()})
+            lambda incident_id: _declaration(session, incident_id, "SEV1"))
 
 
 def _declared_core(session):
     service = make_service()
     return (lambda: incidents.declare_incident(session, title="Checkout 502", severity="SEV2",
                                                service_id=service.id),
-            lambda incident_id: {"incident_id": incident_id, "severity": "SEV2",
-                                 "started_at": session.get(Incident, incident_id).started_at.isoformat()})
+            lambda incident_id: _declaration(session, incident_id, "SEV2"))
 
 
 def _status_changed(session):

@@ -237,7 +237,8 @@ def declare_incident(session: Session, *, title: str, severity: Severity | str, 
     _insert_entries(session, [incident_id], EntryKind.CREATED, f"Incident declared ({severity})",
                     data={"severity": severity.value}, author=created_by, occurred_at=detected_at)
     events.emit(session, "incident.declared", incident_id=incident_id, severity=severity.value,
-                started_at=started_at.isoformat())
+                started_at=started_at.isoformat(), team_id=team.id if team else None,
+                service_id=service.id if service else None)
     return incident_id
 
 

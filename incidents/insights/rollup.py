@@ -172,10 +172,9 @@ def _placed(session: Session, incident_id: int | None) -> tuple[datetime | None,
 
 
 def on_incident(session: Session, event: events.Event) -> None:
-    if event.name == "incident.declared":  # read nothing on the webhook hot path, where it is today
-        started = datetime.fromisoformat(event["started_at"])
-        if started.astimezone(UTC).date() >= utcnow().date():
-            return
+    if event.name == "incident.declared":  # the declaration says where it counts: read nothing (webhook hot path)
+        touch(session, (event["started_at"], event["team_id"], event["service_id"], event["severity"]))
+        return
     now = _placed(session, event["incident_id"])
     marked = [now]
     if event.name == "incident.updated":  # where it was: the day, team, service and severity it left

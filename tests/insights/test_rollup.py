@@ -131,6 +131,10 @@ CHANGES = {
     "declared in the past": lambda d: incidents.declare_incident(
         db.session, title="Late report", severity="SEV2", started_at=at("2026-01-08T08:00:00"),
         detected_at=at("2026-01-08T09:00:00")),
+    # The declaration's own event says which team and service facets it counts in (nothing is read back).
+    "declared in the past on a service": lambda d: incidents.declare_incident(
+        db.session, title="Late report", severity="SEV3", service_id=d["services"]["frontend"].id,
+        started_at=at("2026-01-09T08:00:00"), detected_at=at("2026-01-09T09:00:00")),
 }
 
 
