@@ -385,8 +385,7 @@ def _move(session: Session, incident: Incident, to: Status, allowed_from: tuple[
         incident.next_update_at = None  # nothing more is owed to stakeholders
     elif incident.next_update_at is None:
         incident.next_update_at = utcnow() + update_interval()  # someone is on it (again): stakeholders expect news
-    incident.status = to
-    session.flush()
+    incident.status = to  # written with the entry, in its flush
     entry = _write_entry(session, incident, EntryKind.STATUS, f"Status: {old.value} -> {to.value}", author=by,
                          occurred_at=at, data={"from": old.value, "to": to.value}, body=body)
     events.emit(session, "incident.status_changed", incident_id=incident.id, entry_id=entry.id, before=old.value,
