@@ -1,4 +1,5 @@
 import pytest
+import sqlalchemy as sa
 
 from incidents.errors import Invalid, InvalidTransition, NotFound
 from incidents.incident import services as svc
@@ -79,6 +80,22 @@ def test_roles_and_notes_go_to_timeline(session):
     kinds = [(e.kind, e.text) for e in incident.timeline]
     assert (EntryKind.ROLE, "Incident commander: Carla Commander") in kinds
     assert (EntryKind.NOTE, "Note") in kinds
+
+
+def test_an_entry_is_on_the_timeline_whether_or_not_it_was_loaded(session):
+    """An entry on an unchanged incident is linked by its foreign key (a cheaper flush); a timeline already loaded
+    in the session is kept in step, and one read later finds the entry too, in the same transaction."""
+    loaded, unloaded = make_incident(title="Loaded"), make_incident(title="Not loaded")
+    session.commit()
+    before = len(loaded.timeline)  # loaded now
+    note = svc.add_note(session, loaded, "Seen first")
+    assert len(loaded.timeline) == before + 1 and loaded.timeline[-1] is note
+    assert "timeline" not in sa.inspect(unloaded).dict
+    other = svc.add_note(session, unloaded, "Seen later")
+    assert other.id is not None and other.incident is unloaded  # flushed, and the link resolves from the key
+    assert [e for e in unloaded.timeline if e.kind == EntryKind.NOTE] == [other]
+    session.commit()
+    assert [e.body for e in unloaded.timeline if e.kind == EntryKind.NOTE] == ["Seen later"]
 
 
 def test_list_filters(session):
