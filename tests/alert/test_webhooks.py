@@ -410,6 +410,15 @@ def test_reactivated_while_alert_open_but_incident_resolved(client, rollbar):
     assert db.session.get(Incident, body["incident"]).repeat_of_id == first.id
 
 
+def test_reactivated_while_its_incident_is_open_is_a_line_on_it(client, rollbar):
+    _, token = rollbar
+    first = post(client, "rollbar", fixture("rollbar_new_item_production"), token).get_json()["incident"]
+    body = post(client, "rollbar", fixture("rollbar_reactivated_item"), token).get_json()
+    assert body["outcome"] == "processed" and body["incident"] == first
+    assert [i.id for i in rows(Incident)] == [first]  # nothing reopened, nothing new
+    assert [e.text for e in entries(first, EntryKind.ALERT)][-1] == "Rollbar: item reactivated"
+
+
 def test_occurrence_first_sight_opens_like_new_item(client, rollbar):
     body = post(client, "rollbar", fixture("rollbar_occurrence"), rollbar[1]).get_json()
     assert body["incident"] is not None

@@ -372,11 +372,12 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
         return incident_id
 
     if kind == Kind.REACTIVATE:
-        incident = _incident(session, incident_id) if incident_id else None
         verb = "reactivated" if parsed.event == "reactivated_item" else "reopened"
-        if incident is not None and incident.is_open:
-            _alert_entry(session, incident_id, f"{label}: item {verb}", parsed, row.id, delivery_id, at)
+        # Its incident still open (the common case): a line on it, written only if it is, in one statement.
+        if incident_id and _alert_entry(session, incident_id, f"{label}: item {verb}", parsed, row.id, delivery_id,
+                                        at, only_open=True):
             return incident_id
+        incident = _incident(session, incident_id) if incident_id else None
         previous = incident or previous_incident(session, info.id, parsed.fingerprint, row.id)
         decision = decide(info.effective_rules, parsed, parsed.event, payload)
         if decision.action == "suppress":
@@ -403,8 +404,8 @@ def _apply(session: Session, info: IntegrationInfo, parsed: ParsedEvent, row, at
     elif kind == Kind.UNACKNOWLEDGE:
         _alert_entry(session, incident_id, f"{label}: alert unacknowledged{by}", parsed, row.id, delivery_id, at)
     elif kind == Kind.NOTE:
-        incident = _incident(session, incident_id)
-        if incident is not None and parsed.note:
+        incident = _incident(session, incident_id) if parsed.note else None  # an empty note changes nothing
+        if incident is not None:
             incidents.add_note(session, incident, f"{parsed.note}\n\n*{parsed.actor or 'Someone'}, in {label}*",
                                occurred_at=at)
     elif kind == Kind.CLOSE:
@@ -502,10 +503,11 @@ def _status_of(session: Session, incident_id: int) -> Status | None:
 
 
 def _alert_entry(session: Session, incident_id: int, line: str, parsed: ParsedEvent, alert_id: int,
-                 delivery_id: int, at: datetime, only_open: bool = False) -> None:
+                 delivery_id: int, at: datetime, only_open: bool = False) -> int:
+    """The line on the incident if it exists (and, with `only_open`, is open); 1 if written, else 0."""
     # One INSERT .. SELECT, without loading the incident (and its tags) or an ORM flush: those cost more than the
     # rest of the delivery. Alert entries announce nothing, so no notification is skipped.
-    incidents.add_timeline_entries_where(
+    return incidents.add_timeline_entries_where(
         session, _ENTRY_OPEN_INCIDENT if only_open else _ENTRY_INCIDENT, EntryKind.ALERT, line, occurred_at=at,
         data={"source": parsed.source, "event": parsed.event, "alert_id": alert_id, "delivery_id": delivery_id},
         params={"a_incident_id": incident_id})
