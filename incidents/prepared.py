@@ -33,7 +33,7 @@ class _Plan:
     fixed: dict[str, Any]  # binds the caller never passes: literals compiled into the statement (`x + 1`)
     binds: dict[str, Callable[[Any], Any]]
     row: type | None  # a named tuple of the result columns, None for a statement without rows
-    results: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # None when no result column needs processing
 
 
 class Prepared:
@@ -60,6 +60,7 @@ class Prepared:
         names = tuple(dict.fromkeys(compiled.bind_names.values()))
         columns = [entry[0] for entry in compiled._result_columns]
         results = tuple(entry[3]._cached_result_processor(dialect, None) for entry in compiled._result_columns)
+        results = results if any(results) else None
         return _Plan(str(compiled), tuple(compiled.positiontup) if compiled.positiontup is not None else None,
                      names, fixed, dict(compiled._bind_processors),
                      namedtuple("Row", columns, rename=True) if columns else None, results)  # noqa: PYI024
@@ -96,7 +97,7 @@ class Prepared:
             raise sa.exc.DBAPIError.instance(sql, args, e, dialect.loaded_dbapi.Error, dialect=dialect) from e
         finally:
             cursor.close()
-        if any(plan.results):
+        if plan.results is not None:
             rows = [tuple(p(v) if p is not None else v for p, v in zip(plan.results, row, strict=True)) for row in rows]
         return _Result([plan.row(*row) for row in rows] if plan.row is not None else rows, rowcount)
 
