@@ -113,25 +113,57 @@ def configured_severities(config: Mapping) -> list[str]:
     return [s.strip().upper() for s in values if s.strip()]
 
 
-def recipients(session: Session, incident: Incident, event: Event, config: Mapping) -> list[Delivery]:
+@dataclass(frozen=True)
+class Audience:
+    """What deciding who hears about an incident reads of it: one row, read without loading the incident, so that
+    an event nobody can receive (no hook, no mail server: the usual case) costs one query (issue 18)."""
+
+    id: int
+    severity: Severity
+    team_id: int | None
+    team_hook: str
+    created_by_id: int | None
+    commander_id: int | None
+    comms_lead_id: int | None
+    scribe_id: int | None
+
+    @classmethod
+    def load(cls, session: Session, incident_id: int) -> Audience | None:
+        row = session.execute(_AUDIENCE, {"id": incident_id}).one_or_none()
+        return None if row is None else cls(row[0], row[1], row[2], row[3] or "", *row[4:])
+
+
+def _audience_statement() -> sa.Select:
+    """Built once, on table columns: a Core statement runs without the ORM's per-execution setup."""
+    i, t = Incident.__table__.c, Team.__table__.c
+    return (sa.select(i.id, i.severity, i.team_id, t.slack_webhook_url, i.created_by_id, i.commander_id,
+                      i.comms_lead_id, i.scribe_id)
+            .select_from(Incident.__table__.outerjoin(Team.__table__, t.id == i.team_id))
+            .where(i.id == sa.bindparam("id")))
+
+
+_AUDIENCE = _audience_statement()
+
+
+def recipients(session: Session, audience: Audience, event: Event, config: Mapping) -> list[Delivery]:
     """Slack: the global hook and the team's (declarations and status changes only for NOTIFY_SEVERITIES);
     e-mail: subscribers, and for status changes and updates also the incident's own followers."""
     out: list[Delivery] = []
     every_severity = event.kind not in (EventKind.OPENED, EventKind.STATUS_CHANGED)
-    if every_severity or incident.severity.value in configured_severities(config):
+    if every_severity or audience.severity.value in configured_severities(config):
         hooks = [("global", config.get("SLACK_WEBHOOK_URL") or "")]
-        if incident.team is not None:
-            hooks.append((f"team:{incident.team.id}", incident.team.slack_webhook_url or ""))
+        if audience.team_id is not None:
+            hooks.append((f"team:{audience.team_id}", audience.team_hook))
         seen: set[str] = set()
         for recipient, url in hooks:
             if url and url not in seen:  # a team pointing at the global channel hears it once
                 seen.add(url)
                 out.append(Delivery(Channel.SLACK, recipient, url, user_url=recipient != "global"))
     if config.get("SMTP_URL"):
-        people = subscribers(session, incident)
+        people = subscribers(session, audience)
         if event.kind in (EventKind.STATUS_CHANGED, EventKind.STATUS_UPDATE):
             known = {u.id for u in people}
-            people += [u for u in followers(session, incident) if u.id not in known]
+            people += [u for u in followers(session, audience) if u.id not in known]
         out += [Delivery(Channel.EMAIL, u.email, u.email, u.name) for u in people]
         owner = _overdue_owner(session, event)
         if owner is not None and all(d.recipient != owner.email for d in out):
@@ -152,7 +184,7 @@ def _overdue_owner(session: Session, event: Event) -> User | None:
     return owner if owner is not None and owner.active else None
 
 
-def subscribers(session: Session, incident: Incident) -> list[User]:
+def subscribers(session: Session, incident: Incident | Audience) -> list[User]:
     """Active users subscribed to this incident's team or to everything, for its severity; each once."""
     scope = Subscription.team_id.is_(None)
     if incident.team_id is not None:
@@ -166,7 +198,7 @@ def subscribers(session: Session, incident: Incident) -> list[User]:
     return list(users.values())
 
 
-def followers(session: Session, incident: Incident) -> list[User]:
+def followers(session: Session, incident: Incident | Audience) -> list[User]:
     """The incident's own audience: who pressed Subscribe on it, its declarer and its role holders (active ones)."""
     ids = {incident.created_by_id, incident.commander_id, incident.comms_lead_id, incident.scribe_id}
     ids |= set(session.scalars(sa.select(IncidentSubscriber.user_id)
@@ -322,10 +354,12 @@ def send_incident_notification(incident_id: int, event: Event | Mapping, *, sess
     report = NotificationReport()
     # Reading and rendering take no write lock (SQLite): the web's webhook writers never wait for a job.
     with read_only():
-        # Tags and the rest load only if a template uses them: most events have nobody to tell.
-        incident = session.get(Incident, incident_id, options=[lazyload("*")])
-        deliveries = recipients(session, incident, event, config) if incident is not None else []
-        rendered = render_notification(incident, event, config, session) if deliveries else None
+        # The incident itself loads only when someone is to hear of it: most events have nobody to tell.
+        audience = Audience.load(session, incident_id)
+        deliveries = recipients(session, audience, event, config) if audience is not None else []
+        if deliveries:  # tags and the rest load only if a template uses them
+            incident = session.get(Incident, incident_id, options=[lazyload("*")])
+            rendered = render_notification(incident, event, config, session)
         session.commit()  # no transaction stays open across network I/O
     if not deliveries:  # deleted since, or nobody to tell: nothing rendered, nothing logged
         return report

@@ -76,9 +76,14 @@ def test_timeline_entries_map_to_events(session, world):
 # --- recipients -----------------------------------------------------------------------------------------
 
 
+def recipients_of(session, incident, event, config):
+    """Who hears `event`, decided from the incident's stored row as the job reads it."""
+    return notify.recipients(session, notify.Audience.load(session, incident.id), event, config)
+
+
 def test_recipients_of_a_sev1_opening(session, notify_config, world, slack_server):
     incident = sev1(world)
-    deliveries = notify.recipients(session, incident, Event.opened(incident.id), notify_config)
+    deliveries = recipients_of(session, incident, Event.opened(incident.id), notify_config)
     assert [(d.channel.value, d.recipient) for d in deliveries] == [
         ("slack", "global"), ("slack", f"team:{world['team'].id}"),
         ("email", "rita@example.com"), ("email", "sam@example.com"),
@@ -89,16 +94,16 @@ def test_recipients_of_a_sev1_opening(session, notify_config, world, slack_serve
 
 def test_low_severity_opening_skips_slack_but_reaches_subscribers_who_asked(session, notify_config, world):
     incident = sev1(world, severity="SEV3")
-    deliveries = notify.recipients(session, incident, Event.opened(incident.id), notify_config)
+    deliveries = recipients_of(session, incident, Event.opened(incident.id), notify_config)
     assert [(d.channel.value, d.recipient) for d in deliveries] == [("email", "sam@example.com")]
-    published = notify.recipients(session, incident, Event.postmortem_published(4), notify_config)
+    published = recipients_of(session, incident, Event.postmortem_published(4), notify_config)
     assert [d.recipient for d in published if d.channel == Channel.SLACK] == ["global", f"team:{world['team'].id}"]
 
 
 def test_team_hook_equal_to_the_global_one_posts_once(session, notify_config, world):
     catalog.update_team(session, world["team"], slack_webhook_url=notify_config["SLACK_WEBHOOK_URL"])
     incident = sev1(world)
-    slack = [d for d in notify.recipients(session, incident, Event.opened(incident.id), notify_config)
+    slack = [d for d in recipients_of(session, incident, Event.opened(incident.id), notify_config)
              if d.channel == Channel.SLACK]
     assert [d.recipient for d in slack] == ["global"]
 
@@ -106,11 +111,37 @@ def test_team_hook_equal_to_the_global_one_posts_once(session, notify_config, wo
 def test_no_smtp_means_no_email_deliveries(session, notify_config, world):
     notify_config["SMTP_URL"] = ""
     incident = sev1(world)
-    assert {d.channel for d in notify.recipients(session, incident, Event.opened(incident.id), notify_config)} == {
+    assert {d.channel for d in recipients_of(session, incident, Event.opened(incident.id), notify_config)} == {
         Channel.SLACK}
 
 
 # --- rendering and sending ----------------------------------------------------------------------------------
+
+
+def test_an_event_nobody_can_hear_reads_one_row_and_loads_no_incident(session, notify_config, world):
+    """No hook anywhere and no mail server: the job reads the incident's audience row and stops there."""
+    notify_config["SLACK_WEBHOOK_URL"] = notify_config["SMTP_URL"] = ""
+    catalog.update_team(session, world["team"], slack_webhook_url="")
+    incident = sev1(world)
+    incident_id = incident.id
+    session.commit()
+    session.expunge_all()
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    engine = session.get_bind()
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        report = send_incident_notification(incident_id, Event.opened(incident_id))
+        missing = send_incident_notification(incident_id + 1000, Event.opened(incident_id + 1000))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert report.sent == report.skipped == report.failed == [] and missing.sent == []
+    reads = [q for q in seen if not q.startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
+    assert len(reads) == 2 and all("incident.title" not in q for q in reads)  # one row each, no ORM load
+    assert log_rows(session) == {}
 
 
 def test_opened_notification_reaches_slack_and_subscribers(session, world, smtp_server, slack_server):
