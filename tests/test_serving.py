@@ -34,6 +34,8 @@ def test_serve_closes_each_connection_after_its_response_unless_told_otherwise()
     assert settings["worker_connections"] == 8  # a busy worker leaves the next connection to a free one
     assert settings["worker_class"] == "gthread" and settings["post_worker_init"] is serving.post_worker_init
     assert settings["access_log_format"] == serving.ACCESS_LOG_FORMAT
+    assert settings["logger_class"] is serving.TextLogger
+    assert serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, log_format="json")["logger_class"] is serving.JsonLogger
     kept = serving.gunicorn_settings("127.0.0.1", 5000, 2, 8, keep_alive=5)
     assert (kept["keepalive"], kept["worker_connections"]) == (5, 1000)
 
@@ -54,11 +56,8 @@ def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
     """Run a request through the app as gunicorn does (one environ dict), then let gunicorn's own logger, with
     the format `incidents serve` gives it, write the access line from that environ after the response."""
     import datetime
-    import logging
     from types import SimpleNamespace
 
-    from gunicorn.config import Config
-    from gunicorn.glogging import Logger
     from werkzeug.test import EnvironBuilder
 
     path, _, query = raw_uri.partition("?")
@@ -66,10 +65,22 @@ def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
                              environ_overrides={"RAW_URI": raw_uri, "REQUEST_URI": raw_uri}).get_environ()
     started: list[str] = []
     body = b"".join(app(environ, lambda status, _headers, _exc=None: started.append(status)))
+    answer = SimpleNamespace(status=started[0], sent=len(body), headers=[])
+    line = _logged(serving.TextLogger, answer, SimpleNamespace(headers=list(headers.items())), environ,
+                   datetime.timedelta(milliseconds=3))
+    return int(started[0].split()[0]), line
+
+
+def _logged(logger_class, resp, req, environ, took, log_format: str = serving.ACCESS_LOG_FORMAT) -> str:
+    """The access line a gunicorn logger class writes for one request, with serve's format unless told."""
+    import logging
+
+    from gunicorn.config import Config
+
     config = Config()
-    config.set("access_log_format", serving.ACCESS_LOG_FORMAT)
+    config.set("access_log_format", log_format)
     config.set("accesslog", "-")
-    logger = Logger(config)
+    logger = logger_class(config)
     records: list[str] = []
 
     class Keep(logging.Handler):
@@ -77,10 +88,37 @@ def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
             records.append(record.getMessage())
 
     logger.access_log.addHandler(Keep())
-    answer = SimpleNamespace(status=started[0], sent=len(body), headers=[])
-    logger.access(answer, SimpleNamespace(headers=list(headers.items())), environ, datetime.timedelta(milliseconds=3))
+    logger.now = lambda: "[01/Dec/2026:09:30:00 +0000]"  # one clock for both loggers compared
+    logger.access(resp, req, environ, took)
     [line] = records
-    return int(started[0].split()[0]), line
+    return line
+
+
+@pytest.mark.parametrize("environ", [
+    {"REMOTE_ADDR": "10.0.0.7", "HTTP_USER_AGENT": "python-requests/2.32", "HTTP_REFERER": "https://x.example/a"},
+    {"HTTP_USER_AGENT": 'sender "v2" (quoted)', "HTTP_AUTHORIZATION": "Basic cml0YTpzM2NyZXQ="},  # user rita
+    {"REMOTE_ADDR": "::1", "HTTP_AUTHORIZATION": "Bearer whk_x"},  # no referer, no agent, no basic user
+])
+@pytest.mark.parametrize(("status", "sent", "took"), [("202 Accepted", 0, 3_456), (500, None, 1_250_000)])
+def test_serves_access_line_is_the_one_gunicorn_would_write(environ, status, sent, took):
+    """TextLogger builds serve's line from the nine values it names; gunicorn's Logger builds it from every
+    header and environ entry. For any request the two lines are the same."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.glogging import Logger
+
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/webhooks/opsgenie?token=[redacted]",
+               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/webhooks/opsgenie", "wsgi.url_scheme": "http"} | environ
+    resp = SimpleNamespace(status=status, sent=sent, headers=[("Content-Type", "application/json")])
+    req = SimpleNamespace(headers=[("USER-AGENT", environ.get("HTTP_USER_AGENT", ""))])
+    took = datetime.timedelta(microseconds=took)
+    ours = _logged(serving.TextLogger, resp, req, environ, took)
+    assert ours == _logged(Logger, resp, req, environ, took)
+    assert ours.startswith(environ.get("REMOTE_ADDR", "-") + " - ")
+    custom = '%(h)s %({user-agent}i)s %(p)s'  # a format of the operator's own goes through gunicorn's code
+    assert _logged(serving.TextLogger, resp, req, environ, took, custom) == _logged(Logger, resp, req, environ,
+                                                                                   took, custom)
 
 
 @pytest.mark.parametrize(("method", "raw_uri", "status"), [
