@@ -19,6 +19,21 @@ csrf.exempt(hooks)  # senders authenticate with a token or a signature, never a 
 SAFE_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
 
 
+def lowercase_headers(environ: dict) -> dict[str, str]:
+    """The request's headers by lower-case name, as werkzeug's `EnvironHeaders` lists them (HTTP_* entries, and
+    a non-empty Content-Type and Content-Length), read from the WSGI environ in one pass: werkzeug title-cases
+    every name on each pass, a cost every webhook delivery paid (issue 18)."""
+    found = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+             if key.startswith("HTTP_") and key not in _BODY_HEADERS_AS_HTTP}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            found[key.replace("_", "-").lower()] = environ[key]
+    return found
+
+
+_BODY_HEADERS_AS_HTTP = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
 def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:2000]
 

@@ -23,7 +23,7 @@ from incidents.alert.sources import SOURCES, ParseError, parse
 from incidents.database import DEFER_SERIALISED, utcnow
 from incidents.errors import error_body
 from incidents.extensions import db
-from incidents.webhooks import describe_error, safe_headers
+from incidents.webhooks import describe_error, lowercase_headers, safe_headers
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _receive(source: str, request: Request):
     g.actor = Actor("integration", info.id, f"{info.source} integration {info.name}")
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     received_at = utcnow()
-    request_headers = {name.lower(): value for name, value in request.headers.items()}
+    request_headers = lowercase_headers(request.environ)
     refused = check_signature(info, raw, request_headers)
     if refused is not None:  # before anything is stored: an unsigned body may be anyone's
         return "unauthorized", error_body(401, "unauthorized", refused), False
