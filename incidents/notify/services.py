@@ -6,7 +6,7 @@ run twice, or twice at once: every (event, channel, recipient) is claimed in `no
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from email.utils import formataddr
 from enum import StrEnum
@@ -77,8 +77,8 @@ class Event:
         return cls(EventKind.STATUS_UPDATE, f"update:{update_id}", update_id=update_id)
 
     def as_dict(self) -> dict:
-        """Plain JSON-able arguments for a job."""
-        return asdict(self) | {"kind": self.kind.value}
+        """Plain JSON-able arguments for a job (the fields are plain values: no deep copy as `asdict` makes)."""
+        return vars(self) | {"kind": self.kind.value}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Event:
