@@ -12,10 +12,13 @@ from flask.sessions import SecureCookieSessionInterface
 
 class CookieSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, except that a request without the cookie (every webhook delivery and
-    API call) gets its empty session without building the signing serializer, which Flask does per request."""
+    API call) gets its empty session without building the signing serializer, which Flask does per request;
+    and without a Cookie header at all, without parsing cookies (werkzeug finds that header by walking every
+    header of the request, title-casing each name)."""
 
     def open_session(self, app, request):
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        if app.secret_key and (not request.environ.get("HTTP_COOKIE")
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 

@@ -38,3 +38,19 @@ def test_the_app_runs_async_views_through_the_remembered_answer():
     for _ in range(2):
         response = client.get("/_async_probe")
         assert response.status_code == 200 and response.get_json() == {"ok": True}
+
+
+def test_a_request_without_cookies_opens_an_empty_session_without_parsing_any(app):
+    from flask import request, session
+
+    with app.test_request_context("/webhooks/opsgenie", method="POST", data=b"{}"):
+        assert dict(session) == {} and not session.modified
+        assert "cookies" not in request.__dict__  # werkzeug's cached property was never computed
+    with app.test_request_context("/", headers={"Cookie": "other=1"}):
+        assert dict(session) == {} and request.cookies.to_dict() == {"other": "1"}
+    client = app.test_client()  # a real session cookie is still read
+    with client.session_transaction() as stored:
+        stored["kept"] = "yes"
+    with client:
+        client.get("/healthz")
+        assert session["kept"] == "yes"
