@@ -22,7 +22,7 @@ SAFE_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For
 def lowercase_headers(environ: dict) -> dict[str, str]:
     """The request's headers by lower-case name, as werkzeug's `EnvironHeaders` lists them (HTTP_* entries, and
     a non-empty Content-Type and Content-Length), read from the WSGI environ in one pass: werkzeug title-cases
-    every name on each pass, a cost every webhook delivery paid (issue 18)."""
+    every name on each pass."""
     found = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
              if key.startswith("HTTP_") and key not in _BODY_HEADERS_AS_HTTP}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):

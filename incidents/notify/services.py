@@ -116,7 +116,7 @@ def configured_severities(config: Mapping) -> list[str]:
 @dataclass(frozen=True)
 class Audience:
     """What deciding who hears about an incident reads of it: one row, read without loading the incident, so that
-    an event nobody can receive (no hook, no mail server: the usual case) costs one query (issue 18)."""
+    an event nobody can receive (no hook, no mail server: the usual case) costs one query."""
 
     id: int
     severity: Severity
