@@ -76,6 +76,11 @@ def child_exit(_server, worker) -> None:
     metrics.process_exited(worker.pid)
 
 
+def _status_code(resp):
+    """The code of gunicorn's response status ("202 Accepted" -> "202"), as its access-log atom `s` has it."""
+    return resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+
+
 class TextLogger(Logger):
     """gunicorn's logger, with the line of `ACCESS_LOG_FORMAT` built from the nine values it names: gunicorn's own
     `atoms` also copies every request header, response header and environ entry into the dict it formats from,
@@ -86,7 +91,7 @@ class TextLogger(Logger):
             return super().access(resp, req, environ, request_time)
         if not self.access_log_enabled:
             return None
-        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        status = _status_code(resp)
         sent = getattr(resp, "sent", None)
         atoms = {
             "h": environ.get("REMOTE_ADDR", "-"), "l": "-", "u": self._get_user(environ) or "-", "t": self.now(),
@@ -118,7 +123,7 @@ class JsonLogger(Logger):
     def access(self, resp, req, environ, request_time):
         if not self.access_log_enabled:
             return
-        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        status = _status_code(resp)
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
         try:
             self.access_log.info("%s %s %s", method, path, status, extra={

@@ -53,8 +53,8 @@ def test_gunicorn_accepts_every_setting_serve_gives_it():
 
 
 def _access_line(app, method: str, raw_uri: str, **headers) -> tuple[int, str]:
-    """Run a request through the app as gunicorn does (one environ dict), then let gunicorn's own logger, with
-    the format `incidents serve` gives it, write the access line from that environ after the response."""
+    """Run a request through the app as gunicorn does (one environ dict), then let serve's logger, with the
+    format `incidents serve` gives it, write the access line from that environ after the response."""
     import datetime
     from types import SimpleNamespace
 
